@@ -1,0 +1,29 @@
+# Every target bootstraps .venv on a fresh machine (only Python and pip needed)
+# and is a no-op install when pyproject.toml has not changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU wheel of torch lies on local disk; installing it first keeps pip
+	# from pulling a multi-GB CUDA build for the [hf] extra.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[hf,serve,ray,test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m proctor.demo
+
+bench: $(STAMP)
+	$(PY) bench/api_throughput.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,4 @@
+"""Proctor: evaluate large language models on benchmarks."""
+
+__version__ = "0.1.0"
+

@@ -1,0 +1,114 @@
+"""The config schema: what a model, a dataset and a run are."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiModelConfig(_Config):
+    """A model behind an OpenAI-compatible HTTP API."""
+
+    type: Literal["api"] = "api"
+    abbr: str | None = None
+    api_base: str
+    model: str | None = None  # None: read it from GET /v1/models
+    api_key_env: str = "OPENAI_API_KEY"
+    # A key written in a config file; never serialised in clear.
+    api_key: SecretStr | None = None
+    api_type: Literal["chat", "completions"] = "chat"
+    max_concurrency: int = Field(32, ge=1)
+    qps: float | None = Field(None, gt=0)
+    rpm: float | None = Field(None, gt=0)
+    retry: int = Field(3, ge=0)  # retries after the first attempt
+    timeout: float = Field(60.0, gt=0)
+    temperature: float = Field(0.0, ge=0)
+    max_out_len: int = Field(256, ge=1)
+    max_seq_len: int | None = Field(None, ge=1)
+
+
+class HFModelConfig(_Config):
+    """A local Hugging Face checkpoint run with transformers."""
+
+    type: Literal["hf"] = "hf"
+    abbr: str | None = None
+    path: str
+    tokenizer_path: str | None = None
+    chat: bool | None = None  # None: true when the tokenizer has a chat template
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: str | None = None  # None: cuda when available, else cpu
+    num_gpus: int = Field(1, ge=0)
+    batch_size: int | Literal["auto"] = 8
+    max_seq_len: int = Field(2048, ge=1)
+    max_out_len: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    generation_kwargs: dict[str, Any] = Field(default_factory=dict)
+    trust_remote_code: bool = False
+
+
+class VLLMModelConfig(_Config):
+    """A local checkpoint run with vLLM (extra `proctor[vllm]`)."""
+
+    type: Literal["vllm"] = "vllm"
+    abbr: str | None = None
+    path: str
+    tokenizer_path: str | None = None
+    chat: bool | None = None
+    dtype: str = "auto"
+    num_gpus: int = Field(1, ge=1)
+    max_seq_len: int = Field(2048, ge=1)
+    max_out_len: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    generation_kwargs: dict[str, Any] = Field(default_factory=dict)
+    trust_remote_code: bool = False
+
+
+ModelConfig = Annotated[
+    Union[ApiModelConfig, HFModelConfig, VLLMModelConfig], Field(discriminator="type")
+]
+
+
+class DatasetConfig(_Config):
+    """One scored unit: a benchmark subject in one mode (a row of the summary table)."""
+
+    abbr: str  # e.g. "ceval-computer_network"; unique within a run
+    benchmark: str  # e.g. "ceval"
+    subject: str
+    mode: Literal["gen", "ppl"] = "gen"
+    fewshot: int = Field(5, ge=0)
+    range: str | None = None  # OpenCompass-style slice of the eval split: "[0:10]", "[-5:]"
+    limit: int | None = Field(None, ge=1)  # first N samples (after range)
+    max_out_len: int | None = Field(None, ge=1)  # overrides the model's for this dataset
+    data_dir: str | None = None  # overrides the run's data root (e.g. the bundled demo set)
+
+
+class RunConfig(_Config):
+    models: list[ModelConfig]
+    datasets: list[DatasetConfig]
+    work_dir: str = "outputs"
+    data_dir: str | None = None
+    debug: bool = False
+    max_num_workers: int | None = Field(None, ge=1)
+    max_partition_size: int | None = Field(None, ge=1)
+    mode: Literal["all", "infer", "eval", "report"] = "all"
+    reuse: str | None = None
+    cache: bool = True
+    runner: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    dry_run: bool = False
+    seed: int = 0
+
+
+def model_abbr(model: ApiModelConfig | HFModelConfig | VLLMModelConfig) -> str:
+    """The name a model goes by in tables and output paths."""
+    if model.abbr:
+        return model.abbr
+    if isinstance(model, ApiModelConfig):
+        return model.model or "api-model"
+    return model.path.rstrip("/").split("/")[-1] or "local-model"
