@@ -1,0 +1,24 @@
+"""Answer extraction, choice scoring, accuracy with standard errors, group averages."""
+
+from proctor.metrics.accuracy import (
+    ACCURACY,
+    MEAN_OF_QUESTIONS,
+    MEAN_OF_SUBJECTS,
+    accuracy_result,
+    group_results,
+    proportion_stderr,
+)
+from proctor.metrics.extract import extract_choice
+from proctor.metrics.loglikelihood import choice_from_loglikelihoods, choice_from_loglikelihoods_norm
+
+__all__ = [
+    "ACCURACY",
+    "MEAN_OF_QUESTIONS",
+    "MEAN_OF_SUBJECTS",
+    "accuracy_result",
+    "choice_from_loglikelihoods",
+    "choice_from_loglikelihoods_norm",
+    "extract_choice",
+    "group_results",
+    "proportion_stderr",
+]

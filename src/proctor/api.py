@@ -1,0 +1,78 @@
+"""The Python entry point: `proctor.api.evaluate(...)`, and assembling a RunConfig."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from pydantic import ValidationError
+
+from proctor.config.models import model_from_dict, validation_message
+from proctor.config.schema import DatasetConfig, RunConfig
+from proctor.errors import ConfigError
+
+
+def build_run_config(
+    *,
+    config_file: str | None = None,
+    models: Sequence[Any] = (),
+    datasets: Sequence[Any] = (),
+    api: dict[str, Any] | None = None,
+    hf: dict[str, Any] | None = None,
+    dataset_overrides: dict[str, Any] | None = None,
+    run_options: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Merge a config file, named presets, `--api-base`/`--hf-path` models and dataset names.
+
+    Command-line values win over the file's run options; unset (None) values are ignored.
+    """
+    from proctor.config.files import load_config_file
+    from proctor.config.registry import resolve_datasets, resolve_model_preset
+
+    overrides = {k: v for k, v in (dataset_overrides or {}).items() if v is not None}
+    model_configs: list[Any] = []
+    dataset_configs: list[DatasetConfig] = []
+    options: dict[str, Any] = {}
+    if config_file:
+        loaded = load_config_file(config_file)
+        model_configs += loaded.models
+        dataset_configs += [d.model_copy(update=overrides) if overrides else d for d in loaded.datasets]
+        options.update(loaded.run_options)
+    for model in models:
+        model_configs.append(resolve_model_preset(model) if isinstance(model, str) else model)
+    if api:
+        model_configs.append(model_from_dict(api, where="--api-base"))
+    if hf:
+        model_configs.append(model_from_dict(hf, where="--hf-path"))
+    names = [d for d in datasets if isinstance(d, str)]
+    dataset_configs += [d for d in datasets if isinstance(d, DatasetConfig)]
+    if names:
+        try:
+            dataset_configs += resolve_datasets(names, **overrides)
+        except ValidationError as exc:
+            raise ConfigError(validation_message(exc, "--datasets")) from None
+    if overrides.get("range"):
+        from proctor.config.ranges import parse_range
+
+        parse_range(overrides["range"], where="--range")
+    options.update({k: v for k, v in (run_options or {}).items() if v is not None})
+    if not model_configs:
+        raise ConfigError("no model given: use --api-base URL, --hf-path PATH, --models NAME or a config file")
+    if not dataset_configs:
+        raise ConfigError("no dataset given: use --datasets NAME ... (see `proctor list datasets`)")
+    try:
+        return RunConfig(models=model_configs, datasets=dataset_configs, **options)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, config_file or "run options")) from None
+
+
+def evaluate(models: Sequence[Any], datasets: Sequence[Any], **options: Any) -> Any:
+    """Run an evaluation from Python and return its outcome (run folder, results, failures).
+
+    `models`: preset names, model config objects or dicts; `datasets`: names or DatasetConfig.
+    """
+    from proctor.engine.run import execute
+
+    model_list = [model_from_dict(m, where=f"models[{i}]") if isinstance(m, dict) else m for i, m in enumerate(models)]
+    overrides = {k: options.pop(k) for k in ("limit", "range", "fewshot") if k in options}
+    config = build_run_config(models=model_list, datasets=datasets, dataset_overrides=overrides, run_options=options)
+    return execute(config)

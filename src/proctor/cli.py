@@ -1,0 +1,255 @@
+"""The `proctor` command. Parsing and exit codes only; the work happens in the packages."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Sequence
+
+from proctor import __version__
+from proctor.errors import ProctorError
+
+EXIT_OK, EXIT_FAILED_REQUESTS, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    _setup_logging(debug)
+    try:
+        return int(args.handler(args, argv) or 0)
+    except ProctorError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: every finished sample is saved; continue with `proctor run ... -r latest`", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _setup_logging(debug: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if debug else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=debug, rich_tracebacks=debug, markup=False)],
+        force=True,
+    )
+    if not debug:
+        # httpx logs every request at INFO; keep it for --debug only.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="proctor", description="Evaluate large language models on benchmarks."
+    )
+    parser.add_argument("--version", action="version", version=f"proctor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="evaluate models on datasets", description="Evaluate models on datasets.")
+    _add_run_arguments(run)
+    run.set_defaults(handler=_cmd_run)
+
+    lst = sub.add_parser("list", help="list dataset names and model presets")
+    lst.add_argument("what", nargs="?", choices=["datasets", "models"], default=None)
+    lst.add_argument("pattern", nargs="?", default=None, help="only names containing this text")
+    lst.set_defaults(handler=_cmd_list)
+
+    data = sub.add_parser("data", help="download benchmark data")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    fetch = data_sub.add_parser("fetch", help="download a benchmark from the Hugging Face hub")
+    fetch.add_argument("benchmark", choices=["ceval", "cmmlu", "mmlu"])
+    fetch.add_argument("--dest", default=None, help="data root to write into (default: the user cache dir)")
+    fetch.set_defaults(handler=_cmd_fetch)
+
+    cache = sub.add_parser("cache", help="inspect or clear the response cache")
+    cache.add_argument("action", choices=["stats", "clear"])
+    cache.set_defaults(handler=_cmd_cache)
+
+    serve = sub.add_parser("serve", help="serve a local model as an OpenAI-compatible API")
+    from proctor.serve.cli import add_arguments as add_serve_arguments
+
+    add_serve_arguments(serve)
+    serve.set_defaults(handler=_cmd_serve)
+    return parser
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="a .py or .yaml file defining `models` and `datasets`")
+    g = p.add_argument_group("models")
+    g.add_argument("--models", nargs="+", default=[], metavar="NAME", help="model presets (see `proctor list models`)")
+    g.add_argument("--api-base", help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:23333/v1")
+    g.add_argument("--api-model", help="model id at --api-base (default: read from GET /v1/models)")
+    g.add_argument("--api-key-env", default=None, help="environment variable holding the API key (default OPENAI_API_KEY)")
+    g.add_argument("--api-type", choices=["chat", "completions"], default=None)
+    g.add_argument("--max-concurrency", type=int, default=None)
+    g.add_argument("--qps", type=float, default=None, help="requests per second limit")
+    g.add_argument("--rpm", type=float, default=None, help="requests per minute limit")
+    g.add_argument("--retry", type=int, default=None, help="retries per failed request")
+    g.add_argument("--timeout", type=float, default=None, help="seconds per request")
+    g.add_argument("--hf-path", help="a local Hugging Face checkpoint or hub id")
+    g.add_argument("--tokenizer-path", default=None)
+    g.add_argument("--batch-size", default=None, help="int or auto")
+    g.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default=None)
+    g.add_argument("--device", default=None)
+    g.add_argument("--trust-remote-code", action="store_true", default=None)
+    g.add_argument("--chat", dest="chat", action="store_true", default=None, help="force chat formatting")
+    g.add_argument("--no-chat", dest="chat", action="store_false", help="force plain-text formatting")
+    g.add_argument("--temperature", type=float, default=None)
+    g.add_argument("--max-out-len", type=int, default=None)
+    g.add_argument("--max-seq-len", type=int, default=None)
+    d = p.add_argument_group("datasets")
+    d.add_argument("--datasets", nargs="+", default=[], metavar="NAME", help="e.g. ceval_gen cmmlu-anatomy mmlu_ppl")
+    d.add_argument("--limit", type=int, default=None, help="first N samples of each subject")
+    d.add_argument("--range", dest="range_", default=None, metavar="[A:B]", help="slice of each subject, e.g. [0:10]")
+    d.add_argument("--fewshot", type=int, default=None, help="few-shot examples from the dev split (default 5)")
+    d.add_argument("--data-dir", default=None, help="data root (default: $PROCTOR_DATA, ./data, the cache dir)")
+    e = p.add_argument_group("execution")
+    e.add_argument("-w", "--work-dir", default=None, help="outputs folder (default outputs/)")
+    e.add_argument("-r", "--reuse", nargs="?", const="latest", default=None, metavar="RUN_ID")
+    e.add_argument("--mode", choices=["all", "infer", "eval", "report"], default=None)
+    e.add_argument("--debug", action="store_true", help="one process, sequential, live logs, tracebacks")
+    e.add_argument("--max-num-workers", type=int, default=None)
+    e.add_argument("--max-partition-size", type=int, default=None)
+    e.add_argument("--no-cache", dest="cache", action="store_false", default=None)
+    e.add_argument("--runner", choices=["local", "ray"], default=None)
+    e.add_argument("--ray-address", default=None)
+    e.add_argument("--dry-run", action="store_true", default=None, help="print the plan and stop")
+
+
+def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from proctor.api import build_run_config
+    from proctor.engine.run import execute
+    from rich.console import Console
+
+    config = build_run_config(
+        config_file=args.config,
+        models=args.models,
+        datasets=args.datasets,
+        api=_cli_api_model(args),
+        hf=_cli_hf_model(args),
+        dataset_overrides={"limit": args.limit, "range": args.range_, "fewshot": args.fewshot},
+        run_options={
+            "work_dir": args.work_dir,
+            "data_dir": args.data_dir,
+            "debug": args.debug or None,
+            "max_num_workers": args.max_num_workers,
+            "max_partition_size": args.max_partition_size,
+            "mode": args.mode,
+            "reuse": args.reuse,
+            "cache": args.cache,
+            "runner": args.runner,
+            "ray_address": args.ray_address,
+            "dry_run": args.dry_run,
+        },
+    )
+    console = Console()
+    outcome = execute(config, argv=["proctor", *argv], console=console)
+    if config.dry_run:
+        console.print(f"plan: {len(outcome.plan)} tasks")
+        for task in outcome.plan:
+            console.print(f"  {task.label}  ({task.end - task.start} samples)", markup=False)
+        return EXIT_OK
+    console.print(f"outputs: {outcome.run.root}", markup=False)
+    if outcome.failed:
+        print(
+            f"error: {outcome.failed} requests failed and were not scored (see the predictions' `error` field); "
+            f"retry them with `proctor run ... -r {outcome.run.run_id}`",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED_REQUESTS
+    return EXIT_OK
+
+
+def _cli_api_model(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not args.api_base:
+        return None
+    fields = {
+        "type": "api",
+        "api_base": args.api_base,
+        "model": args.api_model,
+        "api_key_env": args.api_key_env,
+        "api_type": args.api_type,
+        "max_concurrency": args.max_concurrency,
+        "qps": args.qps,
+        "rpm": args.rpm,
+        "retry": args.retry,
+        "timeout": args.timeout,
+        "temperature": args.temperature,
+        "max_out_len": args.max_out_len,
+        "max_seq_len": args.max_seq_len,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _cli_hf_model(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not args.hf_path:
+        return None
+    batch_size: Any = args.batch_size
+    if batch_size is not None and batch_size != "auto":
+        try:
+            batch_size = int(batch_size)
+        except ValueError:
+            raise ProctorError(f"--batch-size {batch_size!r}: expected an integer or 'auto'") from None
+    fields = {
+        "type": "hf",
+        "path": args.hf_path,
+        "tokenizer_path": args.tokenizer_path,
+        "batch_size": batch_size,
+        "dtype": args.dtype,
+        "device": args.device,
+        "trust_remote_code": args.trust_remote_code,
+        "chat": args.chat,
+        "temperature": args.temperature,
+        "max_out_len": args.max_out_len,
+        "max_seq_len": args.max_seq_len,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
+    from proctor.config.listing import print_listing
+
+    print_listing(args.what, args.pattern)
+    return EXIT_OK
+
+
+def _cmd_fetch(args: argparse.Namespace, argv: list[str]) -> int:
+    from pathlib import Path
+
+    from proctor.datasets import fetch
+
+    path = fetch(args.benchmark, Path(args.dest) if args.dest else None)
+    print(f"{args.benchmark}: data in {path}")
+    return EXIT_OK
+
+
+def _cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
+    from proctor.engine.cache import ResponseCache
+
+    cache = ResponseCache()
+    try:
+        if args.action == "stats":
+            stats = cache.stats()
+            print(f"{stats.path}: {stats.entries} responses, {stats.bytes / 1e6:.1f} MB")
+        else:
+            print(f"{cache.path}: removed {cache.clear()} responses")
+    finally:
+        cache.close()
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace, argv: list[str]) -> int:
+    from proctor.serve.cli import run as run_serve
+
+    return run_serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

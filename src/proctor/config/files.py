@@ -1,0 +1,123 @@
+"""Reading run configs from Python or YAML files.
+
+A config file defines `models` and `datasets`. Entries may be dicts, Proctor
+config objects, or names (model presets; dataset names such as `ceval_gen`).
+A dataset dict with `name` expands that name and applies the other keys
+(`{"name": "ceval_gen", "range": "[0:10]", "fewshot": 0}`). Any other top-level
+key of a YAML file (or upper-case-free variable of a Python file listed in
+RUN_KEYS) sets a run option such as `work_dir` or `max_num_workers`.
+"""
+
+from __future__ import annotations
+
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from proctor.config.models import AnyModelConfig, model_from_dict, validation_message
+from proctor.config.registry import resolve_datasets, resolve_model_preset
+from proctor.config.schema import DatasetConfig, RunConfig
+from proctor.errors import ConfigError, ProctorError
+
+RUN_KEYS = set(RunConfig.model_fields) - {"models", "datasets"}
+
+
+@dataclass(frozen=True)
+class FileConfig:
+    models: list[AnyModelConfig]
+    datasets: list[DatasetConfig]
+    run_options: dict[str, Any] = field(default_factory=dict)
+
+
+def load_config_file(path: str | Path) -> FileConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    raw = _read(path)
+    where = path.name
+    if "models" not in raw and "datasets" not in raw:
+        raise ConfigError(f"{where}: defines neither `models` nor `datasets`; define both as lists")
+    models = [_model(entry, f"{where}: models[{i}]") for i, entry in enumerate(_as_list(raw, "models", where))]
+    datasets: list[DatasetConfig] = []
+    for i, entry in enumerate(_as_list(raw, "datasets", where)):
+        datasets.extend(_datasets(entry, f"{where}: datasets[{i}]"))
+    unknown = sorted(k for k in raw if k not in RUN_KEYS | {"models", "datasets"} and _is_setting(path, k))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}; expected models, datasets or one of {', '.join(sorted(RUN_KEYS))}"
+        )
+    options = {k: v for k, v in raw.items() if k in RUN_KEYS}
+    return FileConfig(models=models, datasets=datasets, run_options=options)
+
+
+def _is_setting(path: Path, key: str) -> bool:
+    # A Python config may hold helper variables and imports; only YAML keys must all be known.
+    return path.suffix in (".yaml", ".yml")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path.name}:{at} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path.name}: expected a mapping with `models` and `datasets` at the top")
+        return data
+    if path.suffix == ".py":
+        try:
+            namespace = runpy.run_path(str(path))
+        except ProctorError:
+            raise
+        except SyntaxError as exc:
+            raise ConfigError(f"{path.name}: line {exc.lineno}: {exc.msg}") from None
+        except Exception as exc:  # the user's code failed; say where, without our frames
+            raise ConfigError(f"{path.name}: running the config raised {type(exc).__name__}: {exc}") from None
+        return {k: v for k, v in namespace.items() if not k.startswith("_")}
+    raise ConfigError(f"{path}: unsupported config type; use a .py or .yaml file")
+
+
+def _as_list(raw: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = raw.get(key, [])
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise ConfigError(f"{where}: `{key}` must be a list, got {type(value).__name__}")
+
+
+def _model(entry: Any, where: str) -> AnyModelConfig:
+    if isinstance(entry, str):
+        return resolve_model_preset(entry)
+    if isinstance(entry, BaseModel):
+        entry = entry.model_dump()
+    return model_from_dict(entry, where=where)
+
+
+def _datasets(entry: Any, where: str) -> list[DatasetConfig]:
+    if isinstance(entry, str):
+        return resolve_datasets([entry])
+    if isinstance(entry, DatasetConfig):
+        return [entry]
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a dataset name or mapping, got {type(entry).__name__}")
+    entry = dict(entry)
+    if "name" in entry:
+        name = entry.pop("name")
+        allowed = {"fewshot", "range", "limit", "data_dir", "max_out_len"}
+        extra = sorted(set(entry) - allowed)
+        if extra:
+            raise ConfigError(f"{where}.{extra[0]}: unknown key; with `name` use {', '.join(sorted(allowed))}")
+        try:
+            return resolve_datasets([name], **entry)
+        except ValidationError as exc:
+            raise ConfigError(validation_message(exc, where)) from None
+    try:
+        return [DatasetConfig(**entry)]
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, where)) from None

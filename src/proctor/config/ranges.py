@@ -1,0 +1,33 @@
+"""OpenCompass-style slices of a dataset: `[0:10]`, `[-5:]`, `[:100]`."""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence, TypeVar
+
+from proctor.errors import ConfigError
+
+T = TypeVar("T")
+
+_RANGE = re.compile(r"^\[\s*(-?\d+)?\s*:\s*(-?\d+)?\s*\]$")
+
+
+def parse_range(text: str, *, where: str = "range") -> slice:
+    """Parse `[start:end]` into a slice; a bad range names where it came from."""
+    match = _RANGE.match(text.strip())
+    if not match:
+        raise ConfigError(
+            f"{where}: bad range {text!r}; expected [start:end] such as [0:10], [-5:] or [:100]"
+        )
+    start, end = (int(g) if g is not None else None for g in match.groups())
+    return slice(start, end)
+
+
+def apply_range(items: Sequence[T], range_text: str | None, limit: int | None, *, where: str) -> list[T]:
+    """The items a dataset config selects: its range first, then at most `limit`."""
+    selected = list(items)
+    if range_text:
+        selected = selected[parse_range(range_text, where=where)]
+    if limit is not None:
+        selected = selected[:limit]
+    return selected

@@ -1,0 +1,101 @@
+"""What the user sees while a run works: rich progress bars, or log lines with --debug."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Sequence
+
+from proctor.core import Record
+from proctor.engine.plan import Task
+
+log = logging.getLogger("proctor.engine")
+
+
+class RunProgress:
+    """One bar per (model, dataset) while it runs, above one overall bar per model."""
+
+    def __init__(
+        self,
+        plan: Sequence[Task],
+        datasets: Mapping[str, Any],
+        existing: Mapping[tuple[str, str], Mapping[str, Record]],
+        *,
+        debug: bool,
+        console: Any = None,
+    ) -> None:
+        self.debug = debug
+        self._plan = plan
+        self._failed: dict[str, int] = {}
+        self._done: dict[Task, int] = {}
+        self._bars: dict[Any, Any] = {}
+        self._progress: Any = None
+        self._totals: dict[str, int] = {}
+        for task in plan:
+            self._totals[task.model] = self._totals.get(task.model, 0) + (task.end - task.start)
+        if not debug:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[failed]}"),
+                TimeElapsedColumn(),
+                console=console or Console(stderr=True),
+                transient=False,
+            )
+
+    def __enter__(self) -> "RunProgress":
+        if self._progress is not None:
+            self._progress.__enter__()
+            for model, total in self._totals.items():
+                self._bars[model] = self._progress.add_task(f"[bold]{model}", total=total, failed="")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def start(self, task: Task) -> None:
+        self._done[task] = 0
+        if self._progress is not None:
+            self._bars[task] = self._progress.add_task(f"  {task.label}", total=task.end - task.start, failed="")
+        else:
+            log.info("start %s (%d samples)", task.label, task.end - task.start)
+
+    def advance(self, task: Task, record: Record) -> None:
+        self._done[task] = self._done.get(task, 0) + 1
+        if record.failed:
+            self._failed[task.model] = self._failed.get(task.model, 0) + 1
+            log.warning("%s: sample %s failed: %s", task.label, record.sample_id, record.error)
+        if self._progress is not None:
+            failed = self._failed.get(task.model, 0)
+            label = f"[red]{failed} failed" if failed else ""
+            self._progress.update(self._bars[task], advance=1)
+            self._progress.update(self._bars[task.model], advance=1, failed=label)
+        elif self.debug:
+            log.info(
+                "%s %s: %s -> %s (target %s)",
+                task.label,
+                record.sample_id,
+                "cached" if record.cached else f"{record.latency_s:.2f}s",
+                record.prediction,
+                record.target,
+            )
+
+    def finish(self, task: Task, stats: Any) -> None:
+        if self._progress is not None:
+            # Skipped samples (resume) complete the bars too.
+            self._progress.update(self._bars[task], advance=stats.skipped, visible=False)
+            self._progress.update(self._bars[task.model], advance=stats.skipped)
+        else:
+            log.info(
+                "done %s: sent %d, cached %d, already done %d, failed %d in %.2fs",
+                task.label,
+                stats.sent,
+                stats.cached,
+                stats.skipped,
+                stats.failed,
+                stats.seconds,
+            )

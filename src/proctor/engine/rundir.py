@@ -1,0 +1,104 @@
+"""The layout of one run's folder, `outputs/<run-id>/`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from proctor.config.schema import RunConfig
+from proctor.errors import ConfigError
+
+LAYOUT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.root.name
+
+    def predictions(self, model: str, dataset: str) -> Path:
+        return self.root / "predictions" / model / f"{dataset}.jsonl"
+
+    def result(self, model: str, dataset: str) -> Path:
+        return self.root / "results" / model / f"{dataset}.json"
+
+    def log(self, model: str, dataset: str) -> Path:
+        return self.root / "logs" / model / f"{dataset}.log"
+
+    @property
+    def summary_dir(self) -> Path:
+        return self.root / "summary"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+
+def new_run_dir(work_dir: str | Path) -> RunDir:
+    base = Path(work_dir)
+    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+    for n in range(1000):
+        root = base / (stamp if n == 0 else f"{stamp}_{n}")
+        try:
+            root.mkdir(parents=True, exist_ok=False)
+            return RunDir(root)
+        except FileExistsError:
+            continue
+    raise ConfigError(f"cannot create a run folder under {base}")
+
+
+def find_run_dir(work_dir: str | Path, run_id: str) -> RunDir:
+    """The run folder `-r/--reuse` names: a run id, or `latest`."""
+    base = Path(work_dir)
+    runs = sorted(p for p in base.glob("*") if (p / "config.json").is_file()) if base.is_dir() else []
+    if run_id == "latest":
+        if not runs:
+            raise ConfigError(f"-r latest: no earlier run in {base}; start one without -r")
+        return _check_version(RunDir(max(runs, key=lambda p: p.stat().st_mtime)))
+    root = base / run_id
+    if not (root / "config.json").is_file():
+        known = ", ".join(p.name for p in runs[-5:]) or "none"
+        raise ConfigError(f"-r {run_id}: no run with that id in {base} (recent runs: {known})")
+    return _check_version(RunDir(root))
+
+
+def _check_version(run: RunDir) -> RunDir:
+    try:
+        data = json.loads(run.config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{run.config_path}: unreadable ({exc}); start a new run") from None
+    version = data.get("proctor_layout")
+    if version != LAYOUT_VERSION:
+        raise ConfigError(
+            f"{run.root}: written by an incompatible Proctor (layout {version!r}, this one reads {LAYOUT_VERSION}); "
+            "start a new run instead of -r"
+        )
+    return run
+
+
+def write_config(run: RunDir, config: RunConfig, argv: list[str] | None = None) -> None:
+    """config.json: the resolved config; SecretStr fields dump as '**********'."""
+    data: dict[str, Any] = {"proctor_layout": LAYOUT_VERSION, **config.model_dump(mode="json")}
+    if argv is not None:
+        data["argv"] = argv
+    run.config_path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_config(run: RunDir) -> RunConfig:
+    data = json.loads(run.config_path.read_text(encoding="utf-8"))
+    data.pop("proctor_layout", None)
+    data.pop("argv", None)
+    for model in data.get("models", []):
+        if model.get("api_key") is not None:
+            model["api_key"] = None  # redacted on disk; the key must come from the environment again
+    return RunConfig.model_validate(data)

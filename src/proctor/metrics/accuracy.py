@@ -1,0 +1,105 @@
+"""Accuracy of scored records, its standard error, and averages over groups of datasets."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from proctor.core import Record, Result
+
+ACCURACY = "accuracy"
+MEAN_OF_SUBJECTS = "mean of subjects"
+MEAN_OF_QUESTIONS = "mean of questions"
+
+
+def proportion_stderr(p: float, n: int) -> float:
+    """Sample standard error of a mean of n 0/1 scores with mean p, in percent (0 for n <= 1)."""
+    if n <= 1:
+        return 0.0
+    # Sample variance of 0/1 data is n/(n-1)*p(1-p); its mean's variance divides by n.
+    return math.sqrt(max(p * (1.0 - p), 0.0) / (n - 1)) * 100.0
+
+
+def _scored(record: Record) -> bool:
+    return record.error is None and record.correct is not None
+
+
+def accuracy_result(records: Sequence[Record], model: str, dataset: str) -> Result:
+    """Percent correct over the records that were scored; failed ones only count in n_failed.
+
+    With no scored record the value is NaN (shown as "-"), never a fake 0.
+    When every scored record carries a boolean `extra["correct_norm"]` (ppl mode),
+    `extra_metrics["acc_norm"]` holds the length-normalised accuracy in percent.
+    """
+    scored = [r for r in records if _scored(r)]
+    n = len(scored)
+    n_failed = len(records) - n
+    extra: dict[str, float] = {}
+    if n == 0:
+        return Result(model, dataset, ACCURACY, math.nan, math.nan, 0, n_failed)
+    p = sum(1 for r in scored if r.correct) / n
+    norms = [r.extra.get("correct_norm") for r in scored]
+    if all(isinstance(x, bool) for x in norms):
+        extra["acc_norm"] = 100.0 * sum(1 for x in norms if x) / n
+    return Result(
+        model=model,
+        dataset=dataset,
+        metric=ACCURACY,
+        value=100.0 * p,
+        stderr=proportion_stderr(p, n),
+        n=n,
+        n_failed=n_failed,
+        extra_metrics=extra,
+    )
+
+
+def _common_metric(results: Sequence[Result]) -> str:
+    metrics = {r.metric for r in results}
+    return metrics.pop() if len(metrics) == 1 else "score"
+
+
+def group_results(name: str, results: Sequence[Result]) -> tuple[Result, Result]:
+    """(mean of subjects, mean of questions) over one model's results for the members of a group.
+
+    Mean of subjects: the plain average of the member values (OpenCompass'
+    naive average); stderr = sqrt(sum se_i^2) / k. Mean of questions: every
+    question weighs the same (members weighted by n); stderr from the pooled
+    proportion. A member without any scored sample makes both values NaN:
+    an average over part of a group would be a wrong number, not a rough one.
+    The caller decides which members are present; a missing one means no group value.
+    """
+    if not results:
+        raise ValueError(f"group {name!r} has no results to average")
+    models = {r.model for r in results}
+    if len(models) != 1:
+        raise ValueError(f"group {name!r} mixes models {sorted(models)}: average one model at a time")
+    model = models.pop()
+    metric = _common_metric(results)
+    k = len(results)
+    n_total = sum(r.n for r in results)
+    n_failed = sum(r.n_failed for r in results)
+    incomplete = any(r.n == 0 or math.isnan(r.value) for r in results)
+
+    def build(kind: str, value: float, stderr: float, extra: dict[str, float]) -> Result:
+        return Result(model, name, f"{metric} ({kind})", value, stderr, n_total, n_failed, extra)
+
+    if incomplete:
+        nan = math.nan
+        return build(MEAN_OF_SUBJECTS, nan, nan, {}), build(MEAN_OF_QUESTIONS, nan, nan, {})
+
+    by_subject = sum(r.value for r in results) / k
+    by_subject_se = math.sqrt(sum(r.stderr**2 for r in results)) / k
+    pooled = sum(r.value / 100.0 * r.n for r in results) / n_total
+    by_question = 100.0 * pooled
+    by_question_se = proportion_stderr(pooled, n_total)
+
+    # Extra metrics (acc_norm) are averaged the same two ways when every member has them.
+    shared = set.intersection(*(set(r.extra_metrics) for r in results))
+    subj_extra = {key: sum(r.extra_metrics[key] for r in results) / k for key in sorted(shared)}
+    ques_extra = {
+        key: sum(r.extra_metrics[key] * r.n for r in results) / n_total for key in sorted(shared)
+    }
+    return (
+        build(MEAN_OF_SUBJECTS, by_subject, by_subject_se, subj_extra),
+        build(MEAN_OF_QUESTIONS, by_question, by_question_se, ques_extra),
+    )

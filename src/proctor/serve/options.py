@@ -1,0 +1,73 @@
+"""The settings of one `proctor serve` process, independent of argparse."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from proctor.errors import ConfigError
+
+API_KEY_ENV = "PROCTOR_SERVE_API_KEY"
+DEFAULT_PORT = 23333
+DEFAULT_MAX_TOKENS = 256
+
+BackendName = Literal["hf", "vllm", "lmdeploy"]
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Everything `proctor serve` needs; `api_key` is kept out of the repr."""
+
+    model_path: str
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    served_model_name: str = ""
+    api_key: str | None = field(default=None, repr=False)
+    backend: BackendName = "hf"
+    max_batch_size: int = 32
+    chat_template: str | None = None  # a file path or a Jinja string
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: str | None = None
+    max_seq_len: int | None = None  # None: the model's own limit
+    trust_remote_code: bool = False
+    # How long the batcher waits for more requests after the first one arrives.
+    batch_wait_s: float = 0.005
+    log_level: str = "info"
+
+    @property
+    def model_name(self) -> str:
+        """The name clients must send as `model` (default: last path component)."""
+        if self.served_model_name:
+            return self.served_model_name
+        return Path(self.model_path.rstrip("/\\")).name or self.model_path
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ServeOptions":
+        """Build options from parsed `proctor serve` arguments, checking ranges."""
+        if args.max_batch_size < 1:
+            raise ConfigError(f"--max-batch-size must be >= 1, got {args.max_batch_size}")
+        if args.max_seq_len is not None and args.max_seq_len < 1:
+            raise ConfigError(f"--max-seq-len must be >= 1, got {args.max_seq_len}")
+        if not 0 <= args.port <= 65535:
+            raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
+        # An empty env var means "no key", not "the empty key".
+        api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+        return cls(
+            model_path=args.path,
+            host=args.host,
+            port=args.port,
+            served_model_name=args.served_model_name or "",
+            api_key=api_key,
+            backend=args.backend,
+            max_batch_size=args.max_batch_size,
+            chat_template=args.chat_template,
+            dtype=args.dtype,
+            device=args.device,
+            max_seq_len=args.max_seq_len,
+            trust_remote_code=args.trust_remote_code,
+            batch_wait_s=args.batch_wait_ms / 1000.0,
+            log_level=args.log_level,
+        )

@@ -1,0 +1,203 @@
+"""OpenAI request shapes, error bodies and response objects, as the official client expects them."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from proctor.core import Message
+from proctor.models.base import PromptLogprobs
+
+
+class ApiError(Exception):
+    """An OpenAI-style error: HTTP status plus `{"error": {message, type, param, code}}`."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+# --- requests ---------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    # Unknown OpenAI parameters (user, top_p, presence_penalty, ...) are accepted
+    # and ignored, as vLLM does, so that clients written for OpenAI work unchanged.
+    model_config = ConfigDict(extra="ignore")
+
+
+class ContentPart(_Body):
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(_Body):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] | None = None
+
+    def to_message(self, index: int) -> Message:
+        if self.content is None:
+            text = ""
+        elif isinstance(self.content, str):
+            text = self.content
+        else:
+            parts = []
+            for part in self.content:
+                if part.type != "text" or part.text is None:
+                    raise ApiError(
+                        400,
+                        f"messages[{index}].content: only text parts are supported, got '{part.type}'",
+                        param=f"messages.{index}.content",
+                    )
+                parts.append(part.text)
+            text = "".join(parts)
+        # OpenAI's newer "developer" role is the system prompt under another name.
+        role = "system" if self.role == "developer" else self.role
+        return Message(role=role, content=text)
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
+class _Generation(_Body):
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=0)
+    temperature: float | None = Field(None, ge=0, le=2)
+    stop: str | list[str] | None = None
+    n: int = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    seed: int | None = None  # accepted, ignored: results are deterministic at temperature 0
+
+    def stop_strings(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        stops = [self.stop] if isinstance(self.stop, str) else self.stop
+        return tuple(s for s in stops if s)
+
+
+class ChatCompletionRequest(_Generation):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=0)
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+class CompletionRequest(_Generation):
+    prompt: str | list[str] | list[int] | list[list[int]]
+    echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=20)
+
+    def prompts(self) -> list[str]:
+        if isinstance(self.prompt, str):
+            return [self.prompt]
+        if self.prompt and all(isinstance(p, str) for p in self.prompt):
+            return list(self.prompt)  # type: ignore[arg-type]
+        if not self.prompt:
+            raise ApiError(400, "prompt must not be an empty list", param="prompt")
+        raise ApiError(400, "prompt must be a string or a list of strings (token ids are not supported)", param="prompt")
+
+
+def parse_body(raw: bytes, model: type[BaseModel]) -> Any:
+    """Parse and validate a JSON body, turning every failure into a 400 ApiError."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"])
+        # Pydantic tries each member of a union; the top-level field is what the user got wrong.
+        param = str(first["loc"][0]) if first["loc"] else None
+        message = f"{loc}: {first['msg']}" if loc else first["msg"]
+        if first["type"] == "missing":
+            message = f"missing required parameter '{loc}'"
+        raise ApiError(400, message, param=param, code="invalid_value") from None
+
+
+# --- responses ---------------------------------------------------------------
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def model_card(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "proctor"}
+
+
+def completion_logprobs(scored: PromptLogprobs, start: int) -> dict[str, Any]:
+    """OpenAI `choices[i].logprobs` for the tokens starting at or after char `start`.
+
+    Offsets are relative to the returned text (which begins at `start`). Only the
+    chosen token is known, so `top_logprobs` holds just that token per position.
+    """
+    tokens: list[str] = []
+    token_logprobs: list[float | None] = []
+    top: list[dict[str, float] | None] = []
+    offsets: list[int] = []
+    for token, offset, logprob in zip(scored.tokens, scored.offsets, scored.logprobs):
+        if offset < start:
+            continue
+        tokens.append(token)
+        token_logprobs.append(logprob)
+        top.append(None if logprob is None else {token: logprob})
+        offsets.append(offset - start)
+    return {
+        "tokens": tokens,
+        "token_logprobs": token_logprobs,
+        "top_logprobs": top,
+        "text_offset": offsets,
+    }
+
+
+def sse(data: dict[str, Any] | str) -> str:
+    """One server-sent event line pair."""
+    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    return f"data: {payload}\n\n"
