@@ -27,8 +27,9 @@ def print_listing(what: str | None, pattern: str | None) -> None:
             bench = get_benchmark(family)
             for s in bench.subjects:
                 title = f"{s.title} ({s.title_zh})" if s.title_zh else s.title
-                _row(table, needle, f"{family}-{s.name}", f"{bench.title} {title}, {s.category}; add _ppl for log-likelihood")
+                _row(table, needle, f"{family}-{s.name}", f"{bench.title} {title}, {s.category}")
         console.print(table)
+        console.print("a subject name with the suffix _ppl is scored by log-likelihood, e.g. ceval-law_ppl")
     if what in (None, "models"):
         table = Table(title="model presets (use with --models)")
         table.add_column("name")

@@ -6,7 +6,7 @@ from proctor.datasets.benchmark import Benchmark, Subject
 from proctor.datasets.csvfile import CsvFormat
 from proctor.datasets.family import Family, HubArchive
 
-# The eight subjects of C-Eval-Hard (the C-Eval paper, section 2.4).
+# The eight subjects of C-Eval-Hard, as defined in the C-Eval paper.
 HARD = frozenset(
     {
         "advanced_mathematics",
@@ -74,6 +74,7 @@ _SUBJECTS: tuple[tuple[str, str, str, str], ...] = (
     ("environmental_impact_assessment_engineer", "Environmental Impact Assessment Engineer", "环境影响评价工程师", "Other"),
     ("tax_accountant", "Tax Accountant", "税务师", "Other"),
     ("physician", "Physician", "医师资格", "Other"),
+)
 
 BENCHMARK = Benchmark(
     name="ceval",

@@ -74,8 +74,9 @@ def _short_reason(exc: BaseException) -> str:
         seen.add(id(current))
         if isinstance(current, socket.gaierror):
             return "host name not found"
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror.lower()
+        if isinstance(current, OSError) and (current.errno or current.strerror):
+            # asyncio words a refused connection as "Connect call failed (...)"; the errno is clearer.
+            return (os.strerror(current.errno) if current.errno else str(current.strerror)).lower()
         current = current.__cause__ or current.__context__
     text = str(exc).strip()
     return text or type(exc).__name__

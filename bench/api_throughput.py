@@ -1,0 +1,232 @@
+"""API throughput benchmark: how close Proctor gets to a server's concurrency limit.
+
+A fake OpenAI server runs in a separate process (bench/fake_openai_server.py:
+uvicorn, fixed latency per request, always answers one letter). For each number
+of questions N and concurrency C it measures
+
+  (a) cli      the whole command `proctor run --api-base ... --datasets
+               mmlu-professional_law --limit N --max-concurrency C ...` (wall time
+               of the subprocess, startup included);
+  (b) backend  ApiBackend.process over N generate requests, in this process.
+
+and prints the server-side rate while busy (first request arrival to last
+response), the ideal rate C / latency, and their ratio. Targets: ratio >= 0.90;
+the cli with N=500, C=128 in <= 3 s.
+
+    .venv/bin/python bench/api_throughput.py [--sizes 500 2000] [--concurrency 32 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("PROCTOR_SHARED_DATASETS", ROOT.parent / "shared" / "datasets"))
+RATIO_TARGET = 0.90
+CLI_TARGET_S = 3.0
+
+
+@dataclass
+class Row:
+    mode: str
+    n: int
+    concurrency: int
+    wall_s: float | None = None
+    served: int = 0
+    busy_s: float = 0.0
+    busy_rps: float = 0.0
+    limit_rps: float = 0.0
+    max_in_flight: int = 0
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.busy_rps / self.limit_rps if self.limit_rps else 0.0
+
+
+class FakeServer:
+    """bench/fake_openai_server.py in a subprocess."""
+
+    def __init__(self, latency: float, answer: str) -> None:
+        self.latency = latency
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "fake_openai_server.py"),
+             "--latency", str(latency), "--answer", answer, "--stdin-eof"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("PORT "):
+            self.close()
+            raise SystemExit(f"the fake server did not start (said {line!r})")
+        self.port = int(line.split()[1])
+        self.root = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{self.root}/v1"
+
+    def _call(self, path: str, method: str = "GET") -> dict:
+        request = urllib.request.Request(self.root + path, method=method, data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def reset(self) -> None:
+        self._call("/_reset", "POST")
+
+    def stats(self) -> dict:
+        return self._call("/_stats")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _fill(row: Row, stats: dict, latency: float) -> Row:
+    row.served = stats["n_completed"]
+    row.busy_s = stats["busy_s"]
+    row.busy_rps = stats["busy_rps"]
+    row.max_in_flight = stats["max_in_flight"]
+    row.limit_rps = row.concurrency / latency
+    return row
+
+
+def bench_backend(server: FakeServer, n: int, concurrency: int) -> Row:
+    """(b) ApiBackend.process over n generate requests."""
+    from proctor.config.schema import ApiModelConfig
+    from proctor.core import Message, Request
+    from proctor.models.api import ApiBackend
+
+    requests = [
+        Request(kind="generate", messages=(Message("user", f"Question {i}: which option? A, B, C or D"),),
+                max_tokens=8)
+        for i in range(n)
+    ]
+    backend = ApiBackend(ApiModelConfig(api_base=server.base_url, max_concurrency=concurrency))
+    failed = 0
+
+    def on_response(index: int, response: object) -> None:
+        nonlocal failed
+        failed += getattr(response, "error") is not None
+
+    async def run() -> float:
+        await backend.start()
+        server.reset()  # the preflight GET is not part of the measure
+        start = time.perf_counter()
+        try:
+            await backend.process(requests, on_response)
+        finally:
+            await backend.close()
+        return time.perf_counter() - start
+
+    row = Row("backend", n, concurrency)
+    row.wall_s = asyncio.run(run())
+    _fill(row, server.stats(), server.latency)
+    if failed:
+        row.note = f"{failed} failed"
+    return row
+
+
+def proctor_command() -> list[str]:
+    script = Path(sys.executable).with_name("proctor")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("proctor")
+    return [found] if found else [sys.executable, "-m", "proctor.cli"]
+
+
+def bench_cli(server: FakeServer, n: int, concurrency: int, data_dir: Path) -> Row:
+    """(a) the whole `proctor run` command as a subprocess."""
+    row = Row("cli", n, concurrency)
+    with tempfile.TemporaryDirectory(prefix="proctor-bench-") as tmp:
+        env = dict(os.environ)
+        # A fresh user cache dir: a response cache from an earlier run must not answer for the server.
+        env["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")
+        env.pop("OPENAI_API_KEY", None)
+        command = proctor_command() + [
+            "run", "--api-base", server.base_url, "--datasets", "mmlu-professional_law",
+            "--limit", str(n), "--max-concurrency", str(concurrency),
+            "--data-dir", str(data_dir), "-w", str(Path(tmp) / "outputs"),
+        ]
+        server.reset()
+        start = time.perf_counter()
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+        except subprocess.TimeoutExpired:
+            row.note = "timed out after 600 s"
+            return _fill(row, server.stats(), server.latency)
+        row.wall_s = time.perf_counter() - start
+    _fill(row, server.stats(), server.latency)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+        row.note = f"exit {done.returncode}: {lines[-1][:90]}"
+    elif row.served < n:
+        row.note = f"server saw {row.served} requests (dataset smaller than N, or cached)"
+    return row
+
+
+def print_table(rows: list[Row], latency: float) -> None:
+    header = (f"{'mode':<8} {'N':>5} {'C':>4} {'wall s':>7} {'served':>6} {'busy s':>7} "
+              f"{'req/s busy':>10} {'limit':>6} {'ratio':>6} {'max fl':>6}  note")
+    print(f"\nfake server latency {latency * 1000:.0f} ms; limit = C / latency; "
+          f"targets: ratio >= {RATIO_TARGET:.0%}, cli N=500 C=128 <= {CLI_TARGET_S:g} s")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        wall = f"{r.wall_s:7.2f}" if r.wall_s is not None else f"{'n/a':>7}"
+        flags = []
+        if r.served and r.ratio < RATIO_TARGET:
+            flags.append("BELOW TARGET")
+        if r.mode == "cli" and r.n == 500 and r.concurrency == 128 and r.wall_s is not None:
+            flags.append("wall OK" if r.wall_s <= CLI_TARGET_S and not r.note else "wall ABOVE TARGET")
+        note = "; ".join(x for x in [r.note, *flags] if x)
+        print(f"{r.mode:<8} {r.n:>5} {r.concurrency:>4} {wall} {r.served:>6} {r.busy_s:>7.2f} "
+              f"{r.busy_rps:>10.1f} {r.limit_rps:>6.0f} {r.ratio:>6.1%} {r.max_in_flight:>6}  {note}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--skip-cli", action="store_true")
+    parser.add_argument("--skip-backend", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args(argv)
+
+    server = FakeServer(args.latency, "A")
+    rows: list[Row] = []
+    try:
+        for n in args.sizes:
+            for c in args.concurrency:
+                if not args.skip_backend:
+                    rows.append(bench_backend(server, n, c))
+                    print(f"backend N={n} C={c}: {rows[-1].busy_rps:.0f} req/s", file=sys.stderr)
+                if not args.skip_cli:
+                    rows.append(bench_cli(server, n, c, args.data_dir))
+                    print(f"cli     N={n} C={c}: {rows[-1].wall_s} s {rows[-1].note}", file=sys.stderr)
+    finally:
+        server.close()
+    print_table(rows, args.latency)
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ | {"ratio": r.ratio} for r in rows], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""Download a benchmark's official archive from the Hugging Face hub and unpack it into a data root."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import IO, Callable, Iterator
+
+from proctor.datasets.benchmark import Benchmark
+from proctor.datasets.family import Family, HubArchive
+from proctor.datasets.locate import default_data_root
+from proctor.datasets.registry import get_family
+from proctor.errors import DataError
+
+# Written next to the unpacked files: which archive they came from.
+SOURCE_FILE = ".proctor-source.json"
+
+
+def fetch(benchmark: str | Benchmark, dest: str | Path | None = None) -> Path:
+    """Download and unpack `benchmark` into `dest` (default: the user cache dir); return the data root.
+
+    The returned root can be passed as `data_dir` to `load_samples`. The hub
+    endpoint follows $HF_ENDPOINT (e.g. a mirror); downloads are cached in the
+    huggingface_hub cache ($HF_HOME), so a second fetch does not download again.
+    """
+    family = get_family(benchmark)
+    root = Path(dest).expanduser() if dest is not None else default_data_root()
+    archive, revision = _download(family.archive)
+    count = _unpack(archive, family, root)
+    if count == 0:
+        raise DataError(
+            f"{archive}: no {family.benchmark.title} CSV files found in the archive "
+            f"from {family.archive.repo_id}; the hub file may have changed, download it yourself "
+            f"and pass --data-dir"
+        )
+    top = root / PurePosixPath(family.layouts[0]).parts[0]
+    (top / SOURCE_FILE).write_text(
+        json.dumps(
+            {
+                "repo_id": family.archive.repo_id,
+                "filename": family.archive.filename,
+                "revision": revision,
+                "sha256": _sha256(archive),
+                "files": count,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    return root
+
+
+def _hub_cache_dir() -> str | None:
+    # huggingface_hub reads HF_HOME once, at import; reading it here lets a
+    # caller (or a test) change it later in the same process.
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
+
+def _download(spec: HubArchive) -> tuple[Path, str]:
+    """Download the archive (trying spec.revisions in order); return its local path and revision."""
+    from huggingface_hub import hf_hub_download, hf_hub_url
+
+    try:  # huggingface_hub >= 1.0 tells "not on the server" from "not in the cache"
+        from huggingface_hub.errors import RemoteEntryNotFoundError as NotOnHub
+    except ImportError:  # older: EntryNotFoundError is the HTTP 404 error
+        from huggingface_hub.utils import EntryNotFoundError as NotOnHub
+
+    # Read at call time for the same reason as HF_HOME above.
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    for i, revision in enumerate(spec.revisions):
+        url = hf_hub_url(
+            spec.repo_id, spec.filename, repo_type="dataset", revision=revision, endpoint=endpoint
+        )
+        try:
+            path = hf_hub_download(
+                spec.repo_id,
+                spec.filename,
+                repo_type="dataset",
+                revision=revision,
+                endpoint=endpoint,
+                cache_dir=_hub_cache_dir(),
+            )
+            return Path(path), revision
+        except NotOnHub as err:
+            if i + 1 < len(spec.revisions):
+                continue  # not at this revision: try the next one
+            raise _download_error(url, spec, err) from None
+        # The hub client raises many kinds of errors (HTTP, connection, offline
+        # mode, cache I/O); all of them mean the same thing to the user.
+        except Exception as err:  # noqa: BLE001
+            raise _download_error(url, spec, err) from None
+    raise AssertionError("HubArchive.revisions is empty")  # pragma: no cover
+
+
+def _download_error(url: str, spec: HubArchive, err: Exception) -> DataError:
+    reason = (str(err).strip().splitlines() or [""])[0][:200]
+    offline = " HF_HUB_OFFLINE is set;" if os.environ.get("HF_HUB_OFFLINE") else ""
+    return DataError(
+        f"could not download {url} (dataset {spec.repo_id}): {type(err).__name__}: {reason};"
+        f"{offline} check the network, or set HF_ENDPOINT to a hub mirror (e.g. https://hf-mirror.com),"
+        f" or download {spec.filename} yourself, unpack it and pass --data-dir"
+    )
+
+
+def _unpack(archive: Path, family: Family, root: Path) -> int:
+    """Write the archive's CSVs into `root` in the family's first layout; return how many."""
+    bench = family.benchmark
+    layout = family.layouts[0]
+    file_pattern = PurePosixPath(layout).name  # e.g. "{subject}_{split}.csv"
+    # (split directory, file name) -> relative target path. Members are matched
+    # by their last two path parts, so any top-level folder in the archive works
+    # and no member name is ever used as a path (no writing outside `root`).
+    targets = {
+        (split, file_pattern.format(subject=s, split=split)): layout.format(subject=s, split=split)
+        for s in bench.subject_names
+        for split in bench.splits
+    }
+    count = 0
+    try:
+        for name, open_member in _members(archive):
+            parts = PurePosixPath(name).parts
+            target = targets.get(tuple(parts[-2:])) if len(parts) >= 2 else None
+            if target is None:
+                continue  # not a file of this benchmark (e.g. MMLU auxiliary_train)
+            with open_member() as src:
+                _write_atomic(root / target, src.read())
+            count += 1
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as err:
+        raise DataError(f"{archive}: not a readable archive ({err}); delete it and fetch again") from None
+    return count
+
+
+def _members(archive: Path) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
+    """(name, opener) for each regular file of a zip or tar archive."""
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                if not info.is_dir():
+                    yield info.filename, lambda info=info: zf.open(info)
+        return
+    with tarfile.open(archive) as tf:
+        for member in tf:
+            if member.isfile():
+                yield member.name, lambda member=member: _extract(tf, member)
+
+
+def _extract(tf: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    handle = tf.extractfile(member)
+    if handle is None:  # pragma: no cover - isfile() members always have content
+        raise tarfile.TarError(f"cannot read {member.name}")
+    return handle
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # Write then rename, so an interrupted fetch never leaves a truncated CSV.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,182 @@
+"""The summary table as text, CSV and Markdown (OpenCompass columns), on disk and on the console."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from proctor.errors import DataError
+from proctor.report.summary import MISSING, Summary, SummaryRow
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+FIXED_COLUMNS = ("dataset", "version", "metric", "mode")
+FAILED_COLUMN = "failed"
+GROUP_MARK = "(mean of "
+
+
+def format_value(value: float | None) -> str:
+    """Two decimals, as OpenCompass prints percentages; "-" when missing."""
+    return MISSING if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def _failed_cell(summary: Summary, row: SummaryRow) -> str:
+    counts = [MISSING if f is None else str(f) for f in row.failed]
+    if len(summary.models) == 1:
+        return counts[0]
+    return " ".join(f"{model}:{count}" for model, count in zip(summary.models, counts))
+
+
+def summary_columns(summary: Summary) -> list[str]:
+    """dataset, version, metric, mode, one column per model, then `failed` if any request failed."""
+    columns = [*FIXED_COLUMNS, *summary.models]
+    if summary.has_failures:
+        columns.append(FAILED_COLUMN)
+    return columns
+
+
+def summary_cells(summary: Summary) -> list[list[str]]:
+    """The table body as strings, in column order."""
+    body = []
+    for row in summary.rows:
+        cells = [row.dataset, row.version, row.metric, row.mode]
+        cells.extend(format_value(v) for v in row.values)
+        if summary.has_failures:
+            cells.append(_failed_cell(summary, row))
+        body.append(cells)
+    return body
+
+
+def format_text(summary: Summary) -> str:
+    """An aligned plain-text table (display width aware, so CJK names line up)."""
+    from rich.cells import cell_len
+
+    columns = summary_columns(summary)
+    body = summary_cells(summary)
+    widths = [max(cell_len(c) for c in col) for col in zip(columns, *body)]
+    numeric = {i for i, name in enumerate(columns) if i >= len(FIXED_COLUMNS) and name != FAILED_COLUMN}
+
+    def line(cells: list[str]) -> str:
+        parts = []
+        for i, (cell, width) in enumerate(zip(cells, widths)):
+            pad = " " * (width - cell_len(cell))
+            parts.append(pad + cell if i in numeric else cell + pad)
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(columns), rule, *(line(cells) for cells in body)]) + "\n"
+
+
+def format_csv(summary: Summary) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(summary_columns(summary))
+    writer.writerows(summary_cells(summary))
+    return buffer.getvalue()
+
+
+def format_markdown(summary: Summary) -> str:
+    def cell(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+    columns = summary_columns(summary)
+    align = ["---" if i < len(FIXED_COLUMNS) or c == FAILED_COLUMN else "---:" for i, c in enumerate(columns)]
+    lines = ["| " + " | ".join(cell(c) for c in columns) + " |", "| " + " | ".join(align) + " |"]
+    lines.extend("| " + " | ".join(cell(c) for c in cells) + " |" for cells in summary_cells(summary))
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(summary: Summary, directory: Path | str) -> list[Path]:
+    """Write summary.txt, summary.csv and summary.md into `directory`; return their paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in (
+        ("summary.txt", format_text(summary)),
+        ("summary.csv", format_csv(summary)),
+        ("summary.md", format_markdown(summary)),
+    ):
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def print_summary(summary: Summary, console: Console | None = None) -> None:
+    """Print the table with rich (to stdout unless a console is given)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    for i, name in enumerate(summary_columns(summary)):
+        right = i >= len(FIXED_COLUMNS) and name != FAILED_COLUMN
+        table.add_column(name, justify="right" if right else "left")
+    for row, cells in zip(summary.rows, summary_cells(summary)):
+        table.add_row(*cells, style="bold" if row.kind == "group" else None)
+    (console or Console()).print(table)
+
+
+def _parse_value(text: str, where: str) -> float | None:
+    if text.strip() in ("", MISSING):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise DataError(f"{where}: value {text!r} is not a number: rewrite it with 'proctor run --mode report'") from None
+
+
+def _parse_failed(text: str, models: tuple[str, ...], where: str) -> tuple[int | None, ...]:
+    def count(token: str) -> int | None:
+        return None if token == MISSING else int(token)
+
+    if len(models) == 1:
+        pattern = r"(\d+|-)"
+    else:
+        # Built from the known model names so a name holding ':' still parses.
+        pattern = " ".join(rf"{re.escape(m)}:(\d+|-)" for m in models)
+    match = re.fullmatch(pattern, text.strip())
+    if not match:
+        raise DataError(f"{where}: failed counts {text!r} do not match the models {list(models)}")
+    return tuple(count(g) for g in match.groups())
+
+
+def read_summary_csv(path: Path | str) -> Summary:
+    """Read back a summary.csv written by `write_summary` (stderrs and group members are not stored)."""
+    path = Path(path)
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or tuple(rows[0][: len(FIXED_COLUMNS)]) != FIXED_COLUMNS:
+        raise DataError(f"{path}: not a Proctor summary (expected columns {', '.join(FIXED_COLUMNS)}, ...)")
+    header = rows[0]
+    has_failed = header[-1] == FAILED_COLUMN
+    models = tuple(header[len(FIXED_COLUMNS) : len(header) - (1 if has_failed else 0)])
+    parsed = []
+    for number, cells in enumerate(rows[1:], start=2):
+        where = f"{path} row {number}"
+        if len(cells) != len(header):
+            raise DataError(f"{where}: {len(cells)} cells, the header has {len(header)}")
+        values = cells[len(FIXED_COLUMNS) : len(FIXED_COLUMNS) + len(models)]
+        numbers = tuple(_parse_value(v, where) for v in values)
+        if has_failed:
+            failed = _parse_failed(cells[-1], models, where)
+        else:
+            # Without the column nothing failed; "-" values had no result at all.
+            failed = tuple(None if v is None else 0 for v in numbers)
+        parsed.append(
+            SummaryRow(
+                dataset=cells[0],
+                version=cells[1],
+                metric=cells[2],
+                mode=cells[3],
+                values=numbers,
+                failed=failed,
+                stderrs=tuple(None for _ in models),
+                kind="group" if GROUP_MARK in cells[2] else "dataset",
+            )
+        )
+    return Summary(models=models, rows=tuple(parsed))

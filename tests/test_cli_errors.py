@@ -1,0 +1,134 @@
+"""Every bad input gets one clear line on stderr, exit code 2 and no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from openai_server import OpenAIServer, free_port
+from shared_data import SHARED_DATASETS, needs_shared_data
+
+from proctor.cli import main
+
+
+def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+
+def test_unknown_dataset_suggests(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _error(capsys, ["run", "--api-base", "http://127.0.0.1:1/v1", "--datasets", "cmmlu_gne"])
+    assert "unknown dataset 'cmmlu_gne'" in err and "cmmlu_gen" in err
+
+
+def test_unknown_subject_suggests(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _error(capsys, ["run", "--api-base", "http://127.0.0.1:1/v1", "--datasets", "mmlu-abstract_algebr"])
+    assert "abstract_algebra" in err
+
+
+def test_unknown_model_preset_suggests(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _error(capsys, ["run", "--models", "deepseek-chta", "--datasets", "mmlu-anatomy"])
+    assert "unknown model 'deepseek-chta'" in err and "deepseek-chat" in err
+
+
+def test_bad_range(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _error(capsys, ["run", "--api-base", "http://127.0.0.1:1/v1", "--datasets", "mmlu-anatomy", "--range", "0-10"])
+    assert "bad range '0-10'" in err and "[0:10]" in err
+
+
+def test_bad_range_in_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "eval.yaml").write_text(
+        "models: [{api_base: 'http://127.0.0.1:1/v1'}]\ndatasets: [{name: mmlu-anatomy, range: '[x:]'}]\n",
+        encoding="utf-8",
+    )
+    err = _error(capsys, ["run", str(tmp_path / "eval.yaml"), "--data-dir", str(SHARED_DATASETS)])
+    assert "mmlu-anatomy" in err and "bad range" in err
+
+
+def test_config_file_error_names_file_and_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "eval.yaml").write_text(
+        "models: [{api_base: 'http://x/v1', qps: -1}]\ndatasets: [mmlu-anatomy]\n", encoding="utf-8"
+    )
+    err = _error(capsys, ["run", str(tmp_path / "eval.yaml")])
+    assert "eval.yaml: models[0].qps" in err
+
+
+def test_missing_data_says_where_and_how(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROCTOR_DATA", raising=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = _error(capsys, ["run", "--api-base", "http://127.0.0.1:1/v1", "--datasets", "ceval-law", "--data-dir", str(empty)])
+    assert str(empty) in err and "proctor data fetch ceval" in err
+
+
+@needs_shared_data
+def test_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    err = _error(capsys, ["run", "--api-base", url, "--datasets", "mmlu-anatomy", "--limit", "1", "--data-dir", str(SHARED_DATASETS)])
+    assert url in err and "cannot reach" in err
+
+
+@needs_shared_data
+@pytest.mark.parametrize("status_key", ["missing", "wrong"])
+def test_missing_or_wrong_api_key(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, status_key: str) -> None:
+    secret = "sk-right-key-0000"
+    wrong = "sk-wrong-key-1111"
+    if status_key == "missing":
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("OPENAI_API_KEY", wrong)
+    with OpenAIServer(api_key=secret) as server:
+        err = _error(capsys, ["run", "--api-base", server.base_url, "--datasets", "mmlu-anatomy", "--limit", "1",
+                              "--data-dir", str(SHARED_DATASETS)])
+    assert "401" in err and "OPENAI_API_KEY" in err
+    assert secret not in err and wrong not in err
+
+
+@needs_shared_data
+def test_forbidden(capsys: pytest.CaptureFixture[str]) -> None:
+    from openai_server import Reject
+
+    def forbid(body: dict) -> str:
+        raise Reject(403, "this key may not use this model")
+
+    with OpenAIServer(forbid) as server:
+        err = _error(capsys, ["run", "--api-base", server.base_url, "--datasets", "mmlu-anatomy", "--limit", "1",
+                              "--data-dir", str(SHARED_DATASETS)])
+    assert "403" in err
+
+
+def test_no_model_or_no_dataset(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "no model given" in _error(capsys, ["run", "--datasets", "mmlu-anatomy"])
+    assert "no dataset given" in _error(capsys, ["run", "--api-base", "http://127.0.0.1:1/v1"])
+
+
+def test_unknown_run_id(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    err = _error(capsys, ["run", "--api-base", "http://127.0.0.1:1/v1", "--datasets", "mmlu-anatomy", "-w", str(tmp_path), "-r", "20990101_000000"])
+    assert "20990101_000000" in err
+
+
+def test_no_traceback_from_the_real_command(tmp_path: Path) -> None:
+    env = {**os.environ, "PROCTOR_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "proctor", "run", "--api-base", "http://127.0.0.1:1/v1", "--datasets", "ceval_gne"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: unknown dataset") and "Traceback" not in proc.stderr
+    debug = subprocess.run(
+        [sys.executable, "-m", "proctor", "run", "--debug", "--api-base", "http://127.0.0.1:1/v1", "--datasets", "ceval_gne"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr

@@ -1,0 +1,165 @@
+"""`proctor run` end to end against a real OpenAI-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from openai_server import FailurePlan, OpenAIServer
+from run_helpers import KnownAnswers, only_run, read_records, read_result
+from shared_data import SHARED_DATASETS, needs_shared_data
+
+from proctor.cli import main
+from proctor.datasets import load_samples
+
+pytestmark = needs_shared_data
+
+SUBJECTS = [("ceval", "computer_network", "val"), ("cmmlu", "anatomy", "test"), ("mmlu", "abstract_algebra", "test")]
+LIMIT = 12
+
+
+@pytest.fixture(scope="module")
+def slices() -> dict[str, list]:
+    return {
+        f"{bench}-{subject}": load_samples(bench, subject, split, SHARED_DATASETS)[:LIMIT]
+        for bench, subject, split in SUBJECTS
+    }
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _run(server: OpenAIServer, work: Path, *extra: str) -> int:
+    return main(
+        [
+            "run",
+            "--api-base",
+            server.base_url,
+            "--datasets",
+            *[f"{b}-{s}" for b, s, _ in SUBJECTS],
+            "--limit",
+            str(LIMIT),
+            "--data-dir",
+            str(SHARED_DATASETS),
+            "-w",
+            str(work),
+            *extra,
+        ]
+    )
+
+
+def test_reports_exactly_the_accuracy_the_answers_imply(tmp_path: Path, slices: dict[str, list]) -> None:
+    answers = KnownAnswers.of(s for samples in slices.values() for s in samples)
+    with OpenAIServer(answers, model_ids=["served-model"]) as server:
+        assert _run(server, tmp_path) == 0
+        assert len(server.post_requests()) == LIMIT * len(SUBJECTS)
+    run = only_run(tmp_path)
+    for dataset, samples in slices.items():
+        result = read_result(run, "served-model", dataset)
+        assert result["value"] == pytest.approx(answers.expected_accuracy(samples))
+        assert result["n"] == LIMIT and result["n_failed"] == 0
+        records = read_records(run, "served-model", dataset)
+        assert [r["sample_id"] for r in records] == [s.id for s in samples] or len(records) == LIMIT
+        for record in records:
+            assert record["prediction"] == answers.letter(next(s for s in samples if s.id == record["sample_id"]))
+            assert record["latency_s"] >= 0 and record["completion_tokens"] is not None
+    # Five few-shot examples as prior turns, then the question.
+    first = read_records(run, "served-model", "ceval-computer_network")[0]["prompt"]
+    assert [m["role"] for m in first] == ["user", "assistant"] * 5 + ["user"]
+    assert first[0]["content"].startswith("以下是中国关于计算机网络考试的单项选择题")
+    summary = (run / "summary" / "summary.txt").read_text(encoding="utf-8")
+    assert "served-model" in summary and "ceval-computer_network" in summary
+    for name in ("summary.csv", "summary.md"):
+        assert (run / "summary" / name).is_file()
+    assert (run / "report.html").is_file() and (run / "manifest.json").is_file()
+
+
+def test_injected_failures_lose_and_misscore_nothing(tmp_path: Path, slices: dict[str, list]) -> None:
+    answers = KnownAnswers.of(s for samples in slices.values() for s in samples)
+    plan = FailurePlan(rate_429=0.08, rate_500=0.08, rate_timeout=0.04, timeout_sleep=3.0, seed=7)
+    with OpenAIServer(answers, failures=plan, model_ids=["flaky"]) as server:
+        code = _run(server, tmp_path, "--retry", "6", "--timeout", "1")
+        injected = [r for r in server.post_requests() if r.injected]
+    assert injected, "the failure plan injected nothing"
+    run = only_run(tmp_path)
+    failed_total = 0
+    for dataset, samples in slices.items():
+        records = {r["sample_id"]: r for r in read_records(run, "flaky", dataset)}
+        assert set(records) == {s.id for s in samples}  # no sample lost
+        for sample in samples:
+            record = records[sample.id]
+            if record["error"]:
+                failed_total += 1
+                assert record["correct"] is None and record["prediction"] is None
+            else:
+                assert record["prediction"] == answers.letter(sample)
+        result = read_result(run, "flaky", dataset)
+        assert result["n"] + result["n_failed"] == LIMIT
+    assert code == (1 if failed_total else 0)
+
+
+def test_requests_that_keep_failing_are_recorded_failed_and_exit_nonzero(
+    tmp_path: Path, slices: dict[str, list], capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers = KnownAnswers.of(s for samples in slices.values() for s in samples)
+    with OpenAIServer(answers, failures=FailurePlan(rate_500=1.0), model_ids=["down"]) as server:
+        code = _run(server, tmp_path, "--retry", "1", "--datasets", "mmlu-abstract_algebra", "--limit", "3")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "requests failed" in err and "-r" in err
+    run = only_run(tmp_path)
+    result = read_result(run, "down", "mmlu-abstract_algebra")
+    assert result["n"] == 0 and result["n_failed"] == 3
+    assert all(r["error"] and r["attempts"] == 2 for r in read_records(run, "down", "mmlu-abstract_algebra"))
+    # Resume retries only the failed samples; the server now answers.
+    with OpenAIServer(answers, model_ids=["down"]) as server:
+        code = main(["run", "--api-base", server.base_url, "--datasets", "mmlu-abstract_algebra", "--limit", "3",
+                     "--data-dir", str(SHARED_DATASETS), "-w", str(tmp_path), "-r", "latest"])
+        assert code == 0 and len(server.post_requests()) == 3
+    assert read_result(run, "down", "mmlu-abstract_algebra")["n"] == 3
+
+
+def test_api_key_reaches_no_file(tmp_path: Path, slices: dict[str, list], monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-proctor-test-4f1d9c2b7e"
+    monkeypatch.setenv("PROCTOR_TEST_KEY", secret)
+    answers = KnownAnswers.of(s for samples in slices.values() for s in samples)
+    with OpenAIServer(answers, api_key=secret, model_ids=["keyed"]) as server:
+        assert _run(server, tmp_path, "--api-key-env", "PROCTOR_TEST_KEY", "--debug") == 0
+        assert all(r.headers.get("authorization") == f"Bearer {secret}" for r in server.post_requests())
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) > 5
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), f"API key leaked into {path}"
+
+
+def test_completions_api_sends_plain_text(tmp_path: Path, slices: dict[str, list]) -> None:
+    answers = KnownAnswers.of(s for samples in slices.values() for s in samples)
+    with OpenAIServer(answers, model_ids=["base"]) as server:
+        assert _run(server, tmp_path, "--api-type", "completions", "--datasets", "mmlu-abstract_algebra", "--fewshot", "2") == 0
+        bodies = [r.json for r in server.post_requests()]
+    assert all(r.path.endswith("/completions") for r in server.post_requests())
+    assert all(isinstance(b["prompt"], str) and b["prompt"].count("Answer:") == 3 for b in bodies)
+    run = only_run(tmp_path)
+    samples = slices["mmlu-abstract_algebra"]
+    assert read_result(run, "base", "mmlu-abstract_algebra")["value"] == pytest.approx(answers.expected_accuracy(samples))
+
+
+def test_ppl_over_http_echo_logprobs(tmp_path: Path) -> None:
+    # The server's log-probs favour the continuation " C": every prediction must be C.
+    def logprob_fn(prompt: str):
+        from openai_server import default_logprob_fn
+
+        tokens, offsets, logprobs = default_logprob_fn(prompt)
+        if prompt.endswith(" C"):
+            logprobs = [*logprobs[:-1], -0.01]
+        return tokens, offsets, logprobs
+
+    with OpenAIServer(logprob_fn=logprob_fn, model_ids=["scorer"]) as server:
+        code = main(["run", "--api-base", server.base_url, "--datasets", "mmlu-abstract_algebra_ppl", "--limit", "4",
+                     "--data-dir", str(SHARED_DATASETS), "-w", str(tmp_path)])
+        assert code == 0
+    records = read_records(only_run(tmp_path), "scorer", "mmlu-abstract_algebra_ppl")
+    assert [r["prediction"] for r in records] == ["C"] * 4
+    assert all(len(r["loglikelihoods"]) == 4 for r in records)
