@@ -108,5 +108,5 @@ def _parse_row(row: list[str], index: int, cols: _Columns, subject: str, where: 
     meta: dict[str, str] = {"subject": subject}
     if cols.explanation is not None and row[cols.explanation].strip():
         meta["explanation"] = row[cols.explanation]
-    options = {letter: row[i] for letter, i in zip(CHOICES, cols.options)}
+    options = {letter: row[i] for letter, i in zip(CHOICES, cols.options, strict=True)}
     return Sample(id=sample_id, fields={"question": question, "options": options}, target=answer, meta=meta)

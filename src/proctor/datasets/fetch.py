@@ -7,8 +7,9 @@ import json
 import os
 import tarfile
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable, Iterator
+from typing import IO
 
 from proctor.datasets.benchmark import Benchmark
 from proctor.datasets.family import Family, HubArchive
@@ -72,7 +73,7 @@ def _download(spec: HubArchive) -> tuple[Path, str]:
     try:  # huggingface_hub >= 1.0 tells "not on the server" from "not in the cache"
         from huggingface_hub.errors import RemoteEntryNotFoundError as NotOnHub
     except ImportError:  # older: EntryNotFoundError is the HTTP 404 error
-        from huggingface_hub.utils import EntryNotFoundError as NotOnHub
+        from huggingface_hub.utils import EntryNotFoundError as NotOnHub  # type: ignore[attr-defined,assignment]
 
     # Read at call time for the same reason as HF_HOME above.
     endpoint = os.environ.get("HF_ENDPOINT") or None
@@ -102,7 +103,7 @@ def _download(spec: HubArchive) -> tuple[Path, str]:
 
 
 def _download_error(url: str, spec: HubArchive, err: Exception) -> DataError:
-    reason = (str(err).strip().splitlines() or [""])[0][:200]
+    reason = (str(err).strip().splitlines() or [""])[0][:300].rstrip(".")
     offline = " HF_HUB_OFFLINE is set;" if os.environ.get("HF_HUB_OFFLINE") else ""
     return DataError(
         f"could not download {url} (dataset {spec.repo_id}): {type(err).__name__}: {reason};"
@@ -128,7 +129,7 @@ def _unpack(archive: Path, family: Family, root: Path) -> int:
     try:
         for name, open_member in _members(archive):
             parts = PurePosixPath(name).parts
-            target = targets.get(tuple(parts[-2:])) if len(parts) >= 2 else None
+            target = targets.get((parts[-2], parts[-1])) if len(parts) >= 2 else None
             if target is None:
                 continue  # not a file of this benchmark (e.g. MMLU auxiliary_train)
             with open_member() as src:
@@ -145,27 +146,37 @@ def _members(archive: Path) -> Iterator[tuple[str, Callable[[], IO[bytes]]]]:
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
                 if not info.is_dir():
-                    yield info.filename, lambda info=info: zf.open(info)
+                    yield info.filename, _zip_opener(zf, info)
         return
     with tarfile.open(archive) as tf:
         for member in tf:
             if member.isfile():
-                yield member.name, lambda member=member: _extract(tf, member)
+                yield member.name, _tar_opener(tf, member)
 
 
-def _extract(tf: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
-    handle = tf.extractfile(member)
-    if handle is None:  # pragma: no cover - isfile() members always have content
-        raise tarfile.TarError(f"cannot read {member.name}")
-    return handle
+def _zip_opener(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], IO[bytes]]:
+    return lambda: zf.open(info)
+
+
+def _tar_opener(tf: tarfile.TarFile, member: tarfile.TarInfo) -> Callable[[], IO[bytes]]:
+    def open_member() -> IO[bytes]:
+        handle = tf.extractfile(member)
+        if handle is None:  # pragma: no cover - isfile() members always have content
+            raise tarfile.TarError(f"cannot read {member.name}")
+        return handle
+
+    return open_member
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
     # Write then rename, so an interrupted fetch never leaves a truncated CSV.
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise DataError(f"cannot write {path}: {err.strerror or err}; choose another destination") from None
 
 
 def _sha256(path: Path) -> str:

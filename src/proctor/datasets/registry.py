@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 from proctor.datasets import ceval, cmmlu, mmlu
 from proctor.datasets.benchmark import Benchmark, unknown_name_error

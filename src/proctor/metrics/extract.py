@@ -28,8 +28,9 @@ from typing import Iterable
 _THINK_CLOSE = re.compile(r"</think(?:ing)?>", re.IGNORECASE)
 _LATEX_TEXT = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
 _MARKUP = re.compile(r"[*`$#]")
+_SPACES = re.compile(r"\s+")
 # Punctuation that may close a sentence right after an answer letter.
-_END = r"[.,;:!?。,、)\]】]"
+_END = r"[.,;:!?。、)\]】]"
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def _tiers(choices: str) -> _Tiers:
     letter = rf"[(\[【]?\s*(?:{upper}|{lower}){not_list}"
 
     cn_answer = (
-        r"答案?\s*(?:应该|应当|应|可能|就|也|肯定|一定|只能)?\s*"
+        r"答案?\s*[】\]]?\s*(?:应该|应当|应|可能|就|也|肯定|一定|只能)?\s*"
         r"(?:是|为|选|选择)?\s*:?\s*(?:选项|选)?\s*" + letter
     )
     # "不选A" / "不应该选A" / "没有选A" say what the answer is not.
@@ -144,7 +145,9 @@ def _unique(letters: Iterable[str]) -> str | None:
     return distinct.pop() if len(distinct) == 1 else None
 
 
-_NEGATION = re.compile(r"(?:\bnot|n't|\bnever|不是|不选|不应选|排除|除了|除)\s*(?:option\s+|选项)?$", re.IGNORECASE)
+_NEGATION = re.compile(
+    r"(?:\bnot|n't|\bnever|不是|不选|不应选|排除|除了|除)\s*(?:option\s+|选项)?$", re.IGNORECASE
+)
 
 
 def _negated(text: str, match: re.Match[str]) -> bool:
@@ -179,7 +182,10 @@ def _answer_part(text: str) -> str:
 def _normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", _answer_part(text))  # "Ｂ" -> "B", "：" -> ":"
     text = _LATEX_TEXT.sub(r"\1", text)
-    return _MARKUP.sub("", text)
+    text = _MARKUP.sub("", text)
+    # One whitespace character per run: the patterns chain several optional \s*, which
+    # would otherwise backtrack exponentially on long runs of blanks.
+    return _SPACES.sub(lambda m: "\n" if "\n" in m.group() else " ", text)
 
 
 def extract_choice(text: str | None, choices: str = "ABCD") -> str | None:

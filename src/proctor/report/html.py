@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 
 from proctor.core import Record, Result
 from proctor.errors import DataError
+from proctor.metrics import MEAN_OF_SUBJECTS
 from proctor.report.summary import DatasetRowInfo, Summary, SummaryRow, build_summary
 from proctor.report.writers import format_value, read_summary_csv, summary_cells, summary_columns
 
@@ -25,9 +26,11 @@ MAX_CHART_ROWS = 80
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 
 _CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans CJK SC",sans-serif;margin:24px;color:#222;max-width:1200px}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans CJK SC",sans-serif;
+margin:24px;color:#222;max-width:1200px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:8px 0}th,td{border:1px solid #ddd;padding:3px 8px;vertical-align:top}
+table{border-collapse:collapse;margin:8px 0}
+th,td{border:1px solid #ddd;padding:3px 8px;vertical-align:top}
 th{background:#f4f4f4;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.group td{font-weight:600;background:#fafafa}
 .note{color:#666;font-size:13px}.warn{color:#a33}
@@ -38,6 +41,8 @@ table.samples td{overflow-wrap:anywhere}
 pre{white-space:pre-wrap;margin:0;font:12px/1.35 ui-monospace,Menlo,Consolas,monospace}
 tr.correct td.status{color:#1a7f37}tr.wrong td.status{color:#b3261e}tr.failed td{background:#fff4e5}
 svg text{font:11px system-ui,sans-serif;fill:#333}
+.legend{display:flex;flex-wrap:wrap;gap:4px 14px;font-size:12px;margin:2px 0 4px}
+.key i{display:inline-block;width:10px;height:10px;margin-right:4px;vertical-align:-1px}
 """
 
 
@@ -195,30 +200,26 @@ def _bar_chart(title: str, rows: Sequence[SummaryRow], models: Sequence[str]) ->
     labels = [row.dataset if len(metrics) == 1 else f"{row.dataset} · {row.metric}" for row in shown]
     values = [v for row in shown for v in row.values if v is not None]
     scale = max([100.0, *values])
-    bar_h, gap, label_w, plot_w, legend_h = 12, 8, 250, 420, 22
+    bar_h, gap, label_w, plot_w, legend_h = 12, 8, 250, 420, 6
     band = bar_h * len(models) + gap
     height = legend_h + band * len(shown) + 20
     width = label_w + plot_w + 70
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'<svg width="{width}" height="{height}" '
         f'role="img" aria-label="{_text(title)}">'
     ]
-    x = label_w
-    for j, model in enumerate(models):
-        color = PALETTE[j % len(PALETTE)]
-        parts.append(f'<rect x="{x}" y="4" width="10" height="10" fill="{color}"/>')
-        parts.append(f'<text x="{x + 14}" y="13">{_text(model)}</text>')
-        x += 24 + 7 * len(model)
     bottom = legend_h + band * len(shown)
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         tx = label_w + tick * plot_w
-        parts.append(f'<line x1="{tx:.1f}" y1="{legend_h}" x2="{tx:.1f}" y2="{bottom}" stroke="#e5e5e5"/>')
-        parts.append(f'<text x="{tx:.1f}" y="{bottom + 14}" text-anchor="middle">{tick * scale:g}</text>')
+        parts.append(
+            f'<line x1="{tx:.1f}" y1="{legend_h}" x2="{tx:.1f}" y2="{bottom}" stroke="#e5e5e5"/>'
+            f'<text x="{tx:.1f}" y="{bottom + 14}" text-anchor="middle">{tick * scale:g}</text>'
+        )
     for i, (row, label) in enumerate(zip(shown, labels)):
         y0 = legend_h + i * band
         short = label if len(label) <= 38 else label[:37] + "…"
         parts.append(
-            f'<text x="{label_w - 6}" y="{y0 + band / 2:.1f}" text-anchor="end">'
+            f'<text x="{label_w - 6}" y="{y0 + band / 2 + 1:.1f}" text-anchor="end">'
             f"<title>{_text(label)}</title>{_text(short)}</text>"
         )
         for j, value in enumerate(row.values):
@@ -232,18 +233,31 @@ def _bar_chart(title: str, rows: Sequence[SummaryRow], models: Sequence[str]) ->
                 f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h - 2}" fill="{color}">'
                 f"<title>{_text(models[j])}: {format_value(value)}</title></rect>"
             )
-            parts.append(f'<text x="{label_w + w + 4:.1f}" y="{y + bar_h - 2}">{format_value(value)}</text>')
+            parts.append(
+                f'<text x="{label_w + w + 4:.1f}" y="{y + bar_h - 2}">{format_value(value)}</text>'
+            )
     parts.append("</svg>")
     note = ""
     if len(rows) > len(shown):
         note = f'<p class="note">First {len(shown)} of {len(rows)} rows shown.</p>'
-    return f"<h3>{_text(title)}</h3>{''.join(parts)}{note}"
+    return f"<h3>{_text(title)}</h3>{_legend(models)}{''.join(parts)}{note}"
+
+
+def _legend(models: Sequence[str]) -> str:
+    # HTML rather than SVG text, so long model names wrap instead of running off the chart.
+    items = "".join(
+        f'<span class="key"><i style="background:{PALETTE[j % len(PALETTE)]}"></i>{_text(m)}</span>'
+        for j, m in enumerate(models)
+    )
+    return f'<div class="legend">{items}</div>'
 
 
 def _charts(summary: Summary) -> str:
     if not summary.models or not summary.rows:
         return ""
-    by_subjects = [r for r in summary.rows if r.kind == "group" and r.metric.endswith("(mean of subjects)")]
+    by_subjects = [
+        r for r in summary.rows if r.kind == "group" and r.metric.endswith(f"({MEAN_OF_SUBJECTS})")
+    ]
     overview_rows = by_subjects or [r for r in summary.rows if r.kind == "dataset"]
     title = "Groups (mean of subjects)" if by_subjects else "Datasets"
     charts = [_bar_chart(title, overview_rows, summary.models)]
@@ -297,7 +311,8 @@ def _section(section: _Section, result: Result | None, limit: int) -> str:
     head = f"<b>{_text(section.dataset)}</b> · {_text(section.model)} · {_text(score)}"
     notes = []
     if section.total > len(section.records) + section.bad_lines:
-        notes.append(f"First {len(section.records) + section.bad_lines} of {section.total} samples shown (limit {limit}).")
+        shown = len(section.records) + section.bad_lines
+        notes.append(f"First {shown} of {section.total} records shown (limit {limit}).")
     if section.bad_lines:
         notes.append(f"{section.bad_lines} unreadable line(s) skipped.")
     note_html = "".join(f'<p class="note">{_text(n)}</p>' for n in notes)
@@ -353,7 +368,9 @@ def write_html_report(
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise DataError(f"run directory {run_dir} does not exist: pass the outputs/<run-id> folder of a run")
+        raise DataError(
+            f"run directory {run_dir} does not exist: pass the outputs/<run-id> folder of a run"
+        )
     if max_samples < 0 or not math.isfinite(max_samples):
         raise ValueError("max_samples must be >= 0")
     notes: list[str] = []

@@ -85,7 +85,8 @@ def format_markdown(summary: Summary) -> str:
         return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
     columns = summary_columns(summary)
-    align = ["---" if i < len(FIXED_COLUMNS) or c == FAILED_COLUMN else "---:" for i, c in enumerate(columns)]
+    numeric = [i >= len(FIXED_COLUMNS) and c != FAILED_COLUMN for i, c in enumerate(columns)]
+    align = ["---:" if right else "---" for right in numeric]
     lines = ["| " + " | ".join(cell(c) for c in columns) + " |", "| " + " | ".join(align) + " |"]
     lines.extend("| " + " | ".join(cell(c) for c in cells) + " |" for cells in summary_cells(summary))
     return "\n".join(lines) + "\n"
@@ -115,7 +116,7 @@ def print_summary(summary: Summary, console: Console | None = None) -> None:
     table = Table(show_edge=False, header_style="bold")
     for i, name in enumerate(summary_columns(summary)):
         right = i >= len(FIXED_COLUMNS) and name != FAILED_COLUMN
-        table.add_column(name, justify="right" if right else "left")
+        table.add_column(name, justify="right" if right else "left", no_wrap=True)
     for row, cells in zip(summary.rows, summary_cells(summary)):
         table.add_row(*cells, style="bold" if row.kind == "group" else None)
     (console or Console()).print(table)
@@ -127,7 +128,9 @@ def _parse_value(text: str, where: str) -> float | None:
     try:
         return float(text)
     except ValueError:
-        raise DataError(f"{where}: value {text!r} is not a number: rewrite it with 'proctor run --mode report'") from None
+        raise DataError(
+            f"{where}: value {text!r} is not a number: delete the file to rebuild it from results/"
+        ) from None
 
 
 def _parse_failed(text: str, models: tuple[str, ...], where: str) -> tuple[int | None, ...]:
@@ -151,7 +154,8 @@ def read_summary_csv(path: Path | str) -> Summary:
     with path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.reader(handle))
     if not rows or tuple(rows[0][: len(FIXED_COLUMNS)]) != FIXED_COLUMNS:
-        raise DataError(f"{path}: not a Proctor summary (expected columns {', '.join(FIXED_COLUMNS)}, ...)")
+        expected = ", ".join(FIXED_COLUMNS)
+        raise DataError(f"{path}: not a Proctor summary (expected columns {expected}, ...)")
     header = rows[0]
     has_failed = header[-1] == FAILED_COLUMN
     models = tuple(header[len(FIXED_COLUMNS) : len(header) - (1 if has_failed else 0)])

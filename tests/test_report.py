@@ -1,0 +1,292 @@
+"""Summary table, its txt/csv/md writers, the console table and report.html, on real files."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import pytest
+from rich.cells import cell_len
+from rich.console import Console
+
+from proctor.core import Record, Result
+from proctor.errors import ConfigError, DataError
+from proctor.metrics import accuracy_result
+from proctor.report import (
+    DatasetRowInfo,
+    Summary,
+    SummaryGroup,
+    build_summary,
+    format_markdown,
+    format_text,
+    print_summary,
+    read_summary_csv,
+    summary_cells,
+    summary_columns,
+    write_html_report,
+    write_summary,
+)
+
+NET, ARCH, LAW = "ceval-computer_network", "ceval-computer_architecture", "ceval-law"
+INFOS = [DatasetRowInfo(NET, "db9ce2", "gen"), DatasetRowInfo(ARCH, "db9ce2", "gen")]
+GROUP = SummaryGroup("ceval-stem", (NET, ARCH))
+
+
+def result(model: str, dataset: str, value: float, n: int, n_failed: int = 0, **extra: float) -> Result:
+    p = value / 100
+    stderr = math.sqrt(p * (1 - p) / (n - 1)) * 100
+    return Result(model, dataset, "accuracy", value, stderr, n, n_failed, extra)
+
+
+def two_models() -> list[Result]:
+    return [
+        result("m1", NET, 50.0, 20),
+        result("m1", ARCH, 80.0, 10),
+        result("m2", NET, 25.0, 20, n_failed=3),
+        result("m2", ARCH, 70.0, 10),
+    ]
+
+
+# ---------------------------------------------------------------- the table
+
+
+def test_columns_values_and_group_rows_are_exact() -> None:
+    summary = build_summary(two_models(), INFOS, [GROUP], ["m1", "m2"])
+    assert summary_columns(summary) == ["dataset", "version", "metric", "mode", "m1", "m2", "failed"]
+    assert summary_cells(summary) == [
+        [NET, "db9ce2", "accuracy", "gen", "50.00", "25.00", "m1:0 m2:3"],
+        [ARCH, "db9ce2", "accuracy", "gen", "80.00", "70.00", "m1:0 m2:0"],
+        # m1: (50 + 80) / 2 = 65 and (10 + 8) / 30 = 60; m2: (25 + 70) / 2 = 47.5 and (5 + 7) / 30 = 40
+        ["ceval-stem", "-", "accuracy (mean of subjects)", "gen", "65.00", "47.50", "m1:0 m2:3"],
+        ["ceval-stem", "-", "accuracy (mean of questions)", "gen", "60.00", "40.00", "m1:0 m2:3"],
+    ]
+    subjects = summary.rows[2]
+    # stderr of the naive mean: sqrt(se1^2 + se2^2) / k
+    se1, se2 = math.sqrt(0.25 / 19) * 100, math.sqrt(0.16 / 9) * 100
+    assert subjects.stderrs[0] == pytest.approx(math.sqrt(se1**2 + se2**2) / 2)
+    assert summary.rows[3].stderrs[0] == pytest.approx(math.sqrt(0.6 * 0.4 / 29) * 100)
+    assert subjects.kind == "group" and subjects.members == (NET, ARCH)
+    assert summary.value("ceval-stem", "m2", "accuracy (mean of questions)") == pytest.approx(40.0)
+
+
+def test_missing_results_show_a_dash_and_void_the_group_for_that_model() -> None:
+    results = [r for r in two_models() if not (r.model == "m2" and r.dataset == ARCH)]
+    summary = build_summary(results, INFOS, [GROUP], ["m1", "m2"])
+    cells = summary_cells(summary)
+    assert cells[1][4:6] == ["80.00", "-"]
+    assert [row[4:6] for row in cells[2:]] == [["65.00", "-"], ["60.00", "-"]]
+    assert summary.rows[2].values[1] is None
+
+
+def test_no_failed_column_without_failures_and_a_plain_count_for_one_model() -> None:
+    clean = build_summary([result("m1", NET, 50.0, 20)], INFOS[:1], [], ["m1"])
+    assert "failed" not in summary_columns(clean)
+    single = build_summary([result("m1", NET, 50.0, 20, n_failed=4)], INFOS[:1], [], ["m1"])
+    assert summary_cells(single) == [[NET, "db9ce2", "accuracy", "gen", "50.00", "4"]]
+
+
+def test_acc_norm_gets_its_own_rows() -> None:
+    results = [result("m1", NET, 50.0, 20, acc_norm=55.0), result("m1", ARCH, 80.0, 10, acc_norm=90.0)]
+    summary = build_summary(results, INFOS, [GROUP], ["m1"])
+    assert [(r[0], r[2], r[4]) for r in summary_cells(summary)] == [
+        (NET, "accuracy", "50.00"),
+        (NET, "acc_norm", "55.00"),
+        (ARCH, "accuracy", "80.00"),
+        (ARCH, "acc_norm", "90.00"),
+        ("ceval-stem", "accuracy (mean of subjects)", "65.00"),
+        ("ceval-stem", "accuracy (mean of questions)", "60.00"),
+        ("ceval-stem", "acc_norm (mean of subjects)", "72.50"),
+        ("ceval-stem", "acc_norm (mean of questions)", "66.67"),  # (55*20 + 90*10) / 30
+    ]
+
+
+def test_nested_groups_expand_and_unrelated_groups_are_left_out() -> None:
+    results = [*two_models()[:2], result("m1", LAW, 40.0, 10)]
+    infos = [*INFOS, DatasetRowInfo(LAW, "x1", "gen")]
+    groups = [
+        GROUP,
+        SummaryGroup("ceval", ["ceval-stem", LAW]),  # a list is accepted and frozen
+        SummaryGroup("mmlu", ("mmlu-anatomy",)),  # nothing of it in this run
+    ]
+    summary = build_summary(results, infos, groups, ["m1"])
+    assert groups[1].members == ("ceval-stem", LAW)
+    assert [row.dataset for row in summary.rows] == [NET, ARCH, LAW] + ["ceval-stem"] * 2 + ["ceval"] * 2
+    assert summary.value("ceval", "m1", "accuracy (mean of subjects)") == pytest.approx((50 + 80 + 40) / 3)
+    assert summary.value("ceval", "m1", "accuracy (mean of questions)") == pytest.approx(100 * 22 / 40)
+
+
+def test_a_group_cycle_is_a_config_error() -> None:
+    groups = [SummaryGroup("a", ("b", NET)), SummaryGroup("b", ("a",))]
+    with pytest.raises(ConfigError, match="contains itself"):
+        build_summary(two_models(), INFOS, groups, ["m1"])
+
+
+# ---------------------------------------------------------------- writers
+
+
+def test_txt_csv_md_files_round_trip(tmp_path: Path) -> None:
+    summary = build_summary(two_models(), INFOS, [GROUP], ["m1", "m2"])
+    paths = write_summary(summary, tmp_path / "summary")
+    assert [p.name for p in paths] == ["summary.txt", "summary.csv", "summary.md"]
+
+    back = read_summary_csv(paths[1])
+    assert back.models == ("m1", "m2")
+    for original, read in zip(summary.rows, back.rows, strict=True):
+        assert (read.dataset, read.version, read.metric, read.mode, read.kind) == (
+            original.dataset, original.version, original.metric, original.mode, original.kind
+        )
+        assert read.values == pytest.approx(original.values, abs=0.005)
+        assert read.failed == original.failed
+
+    md = paths[2].read_text(encoding="utf-8").splitlines()
+    assert md[0] == "| dataset | version | metric | mode | m1 | m2 | failed |"
+    assert md[1] == "| --- | --- | --- | --- | ---: | ---: | --- |"
+    assert md[3] == f"| {ARCH} | db9ce2 | accuracy | gen | 80.00 | 70.00 | m1:0 m2:0 |"
+    assert len(md) == 2 + len(summary.rows)
+
+    assert paths[0].read_text(encoding="utf-8") == format_text(summary)
+
+
+def test_text_table_aligns_columns_by_display_width() -> None:
+    infos = [DatasetRowInfo("ceval-计算机网络", "v1", "gen"), DatasetRowInfo("x", "v1", "ppl")]
+    results = [result("model-a", "ceval-计算机网络", 5.0, 20), result("model-a", "x", 100.0, 3)]
+    lines = format_text(build_summary(results, infos, [], ["model-a"])).splitlines()
+    assert lines[0].split() == ["dataset", "version", "metric", "mode", "model-a"]
+    assert set(lines[1]) == {"-", " "}
+    # model values are right-aligned under their header, whatever the width of the CJK names
+    end = cell_len(lines[0])
+    assert [cell_len(line) for line in lines[2:]] == [end, end]
+    assert lines[2].endswith("   5.00") and lines[3].endswith(" 100.00")
+
+
+def test_markdown_escapes_pipes() -> None:
+    summary = build_summary([result("m|1", "a|b", 50.0, 4)], [DatasetRowInfo("a|b")], [], ["m|1"])
+    assert "| a\\|b | - | accuracy | - | 50.00 |" in format_markdown(summary)
+
+
+def test_print_summary_renders_with_rich() -> None:
+    buffer = io.StringIO()
+    print_summary(build_summary(two_models(), INFOS, [GROUP], ["m1", "m2"]), Console(file=buffer, width=200))
+    text = buffer.getvalue()
+    assert "accuracy (mean of subjects)" in text and "accuracy (mean of questions)" in text
+    assert "47.50" in text and "m1:0 m2:3" in text
+
+
+def test_a_malformed_csv_names_the_file_and_row(tmp_path: Path) -> None:
+    bad = tmp_path / "summary.csv"
+    bad.write_text("dataset,version,metric,mode,m1\nx,v,accuracy,gen,lots\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"summary\.csv row 2"):
+        read_summary_csv(bad)
+    bad.write_text("name,score\n", encoding="utf-8")
+    with pytest.raises(DataError, match="not a Proctor summary"):
+        read_summary_csv(bad)
+
+
+# ---------------------------------------------------------------- report.html
+
+
+def make_record(i: int, *, correct: bool | None, output: str = "答案：A", error: str | None = None) -> Record:
+    return Record(
+        sample_id=f"{NET}-{i}",
+        prompt=[{"role": "user", "content": f"问题 {i}：TCP 属于哪一层？\nA. 传输层\nB. 网络层"}],
+        output=None if error else output,
+        loglikelihoods=None,
+        prediction=None if error else ("A" if correct else "B"),
+        target="A",
+        correct=correct,
+        error=error,
+    )
+
+
+def write_run(run_dir: Path, per_model: dict[str, list[Record]], dataset: str = NET) -> list[Result]:
+    """A run directory laid out like the engine's: predictions/, results/, summary/."""
+    results = []
+    for model, recs in per_model.items():
+        (run_dir / "predictions" / model).mkdir(parents=True, exist_ok=True)
+        (run_dir / "results" / model).mkdir(parents=True, exist_ok=True)
+        with (run_dir / "predictions" / model / f"{dataset}.jsonl").open("w", encoding="utf-8") as f:
+            for rec in recs:
+                f.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
+        res = accuracy_result(recs, model, dataset)
+        (run_dir / "results" / model / f"{dataset}.json").write_text(json.dumps(res.to_json()), encoding="utf-8")
+        results.append(res)
+    return results
+
+
+def test_report_from_a_run_directory(tmp_path: Path) -> None:
+    run = tmp_path / "20250101_000000"
+    m1 = [make_record(0, correct=True), make_record(1, correct=True), make_record(2, correct=False),
+          make_record(3, correct=None, error="HTTP 503 after 3 attempts")]
+    m2 = [make_record(i, correct=i == 0) for i in range(4)]
+    results = write_run(run, {"m1": m1, "m2": m2})
+    write_summary(build_summary(results, INFOS[:1], [], ["m1", "m2"]), run / "summary")
+
+    path = write_html_report(run)
+
+    assert path == run / "report.html"
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "66.67" in page and "25.00" in page  # m1: 2 of 3 scored; m2: 1 of 4
+    assert "m1:1 m2:0" in page  # the failed column
+    assert page.count('<details class="ds">') == 2  # one drill-down per (model, dataset)
+    assert "问题 2：TCP 属于哪一层？" in page
+    assert "failed: HTTP 503 after 3 attempts" in page
+    assert page.count('<tr class="correct">') == 3 and page.count('<tr class="wrong">') == 4
+    assert page.count('<tr class="failed">') == 1
+    assert "accuracy 66.67 ± 33.33 (n=3, failed 1)" in page
+    assert "<svg" in page
+    # self-contained: nothing is fetched from anywhere
+    for needle in ("<script", "<link", "src=", "href=", "@import", "url(", "http://", "https://"):
+        assert needle not in page
+
+
+def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    evil = "<script>alert('pwned')</script>答案：A"
+    recs = [
+        make_record(0, correct=True, output=evil),
+        make_record(1, correct=None, error='<img src=x onerror="alert(1)">'),
+    ]
+    write_run(run, {"m1": recs})
+    page = write_html_report(run).read_text(encoding="utf-8")
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;答案：A" in page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+
+
+def test_large_runs_are_capped_and_torn_lines_skipped(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_run(run, {"m1": [make_record(i, correct=i % 2 == 0) for i in range(250)]})
+    page = write_html_report(run).read_text(encoding="utf-8")  # no summary.csv: rebuilt from results/
+    assert page.count("<tr class=") == 200
+    assert "First 200 of 250 records shown (limit 200)." in page
+    assert "50.00" in page
+
+    with (run / "predictions" / "m1" / f"{NET}.jsonl").open("a", encoding="utf-8") as f:
+        f.write('{"sample_id": "torn')  # a run killed mid-write
+    page = write_html_report(run, max_samples=300).read_text(encoding="utf-8")
+    assert page.count("<tr class=") == 250
+    assert "1 unreadable line(s) skipped." in page
+
+
+def test_report_with_a_summary_draws_a_chart_per_group(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    summary = build_summary(two_models(), INFOS, [GROUP], ["m1", "m2"])
+    page = write_html_report(run, summary).read_text(encoding="utf-8")
+    assert page.count("<svg") == 2  # the overview (groups) and one for the members of ceval-stem
+    assert "ceval-stem: members" in page
+    assert "No predictions found." in page
+
+
+def test_report_needs_a_run_directory(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        write_html_report(tmp_path / "nope")
+
+
+def test_summary_is_frozen() -> None:
+    summary: Summary = build_summary(two_models(), INFOS, [], ["m1", "m2"])
+    with pytest.raises(AttributeError):
+        summary.rows = ()  # type: ignore[misc]
