@@ -107,16 +107,18 @@ class ServeState:
                 param=param,
                 code="context_length_exceeded",
             )
-        # Generation stops at the context limit (finish_reason "length"), as a local
-        # model run by `proctor run --hf-path` would, rather than refusing the request.
+        # Generation stops at the context limit (finish_reason "length") rather than
+        # refusing the request: evaluation clients send one max_tokens for every
+        # prompt, and a short answer to a long prompt must still be possible.
         return min(max_tokens, limit - prompt_tokens)
 
     # --- generation ----------------------------------------------------------
 
-    async def generate(
-        self, http: HttpRequest, request: Request, prompt_tokens: int | None
-    ) -> _Generated:
-        response = await wait_for_client(http, backend_call(self.batcher.generate(request)))
+    async def generate(self, request: Request, prompt_tokens: int | None) -> _Generated:
+        """Run one generate Request in the next batch (no model call for max_tokens=0)."""
+        if request.max_tokens == 0:
+            return _Generated("", "length", prompt_tokens or 0, 0)
+        response = await backend_call(self.batcher.generate(request))
         return self.finish(request, response, prompt_tokens)
 
     def finish(self, request: Request, response: Response, prompt_tokens: int | None) -> _Generated:
@@ -151,29 +153,33 @@ class ServeState:
     def chat_request(self, body: ChatCompletionRequest) -> tuple[Request, int | None]:
         """The backend Request for a chat body, and its prompt's token count when known."""
         messages = tuple(m.to_message(i) for i, m in enumerate(body.messages))
-        prompt_text: str | None = None
-        prompt_tokens: int | None = None
-        if self.prompter is not None and self.prompter.has_chat_template:
-            try:
-                prompt_text = self.prompter.render_chat(messages)
-            except Exception as exc:  # a template that rejects this conversation (roles, order)
-                raise ApiError(400, f"the chat template rejected these messages: {exc}", param="messages") from None
-            # The rendered text already holds the template's special tokens.
-            prompt_tokens = self.prompter.count(prompt_text, add_special_tokens=False)
-        max_tokens = self.budget(prompt_tokens, body.requested_max_tokens(), "messages")
+        max_tokens = body.requested_max_tokens()
         temperature = 1.0 if body.temperature is None else body.temperature
-        if self.prompter is not None and self.prompter.chat_template is not None and prompt_text is not None:
-            # An override template: the backend gets the rendered text as a plain prompt.
-            request = Request(
-                kind="generate", prompt=prompt_text, max_tokens=max_tokens,
-                temperature=temperature, stop=body.stop_strings(),
-            )  # fmt: skip
-        else:
-            request = Request(
-                kind="generate", messages=messages, max_tokens=max_tokens,
-                temperature=temperature, stop=body.stop_strings(),
-            )  # fmt: skip
-        return request, prompt_tokens
+        stop = body.stop_strings()
+        prompter = self.prompter
+        if prompter is None:
+            return Request(kind="generate", messages=messages, temperature=temperature, stop=stop,
+                           max_tokens=self.budget(None, max_tokens, "messages")), None
+        if not prompter.has_chat_template:
+            # A base model: the backend sends the messages' text, one paragraph each.
+            count = prompter.count("\n\n".join(m.content for m in messages))
+            return Request(kind="generate", messages=messages, temperature=temperature, stop=stop,
+                           max_tokens=self.budget(count, max_tokens, "messages")), count
+        try:
+            rendered = prompter.render_chat(messages)
+        except Exception as exc:  # a template that rejects this conversation (roles, order)
+            raise ApiError(400, f"the chat template rejected these messages: {exc}", param="messages") from None
+        if prompter.chat_template is None:
+            # The backend renders the tokenizer's template itself (as `proctor run --hf-path`
+            # does); the rendered text holds the template's special tokens already.
+            count = prompter.count(rendered, add_special_tokens=False)
+            return Request(kind="generate", messages=messages, temperature=temperature, stop=stop,
+                           max_tokens=self.budget(count, max_tokens, "messages")), count
+        # An override template: the backend gets the rendered text as a plain prompt.
+        prompt = prompter.plain_prompt(rendered)
+        count = prompter.count(prompt)
+        return Request(kind="generate", prompt=prompt, temperature=temperature, stop=stop,
+                       max_tokens=self.budget(count, max_tokens, "messages")), count
 
 
 async def backend_call(work: Awaitable[T]) -> T:
@@ -274,7 +280,7 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return _stream(_chat_chunks(state, http, request, prompt_tokens, include_usage))
-        result = await state.generate(http, request, prompt_tokens)
+        result = await wait_for_client(http, state.generate(request, prompt_tokens))
         return {
             "id": new_id("chatcmpl"),
             "object": "chat.completion",
@@ -335,14 +341,11 @@ async def _complete(
         kind="generate", prompt=prompt, max_tokens=max_tokens,
         temperature=1.0 if body.temperature is None else body.temperature, stop=body.stop_strings(),
     )  # fmt: skip
-    if max_tokens > 0:
-        result = state.finish(request, await backend_call(state.batcher.generate(request)), prompt_tokens)
-    else:  # echo-only scoring requests: no generation at all
-        result = _Generated("", "length", prompt_tokens or 0, 0)
+    result = await state.generate(request, prompt_tokens)
     logprobs = None
     if body.logprobs is not None and (body.echo or result.text):
         scored: PromptLogprobs = await backend_call(state.batcher.prompt_logprobs(prompt + result.text))
-        logprobs = completion_logprobs(scored, 0 if body.echo else len(prompt))
+        logprobs = completion_logprobs(scored, 0 if body.echo else len(prompt), len(prompt) + len(result.text))
         if prompt_tokens is None:  # the scorer tokenized the prompt; use its count
             result = _Generated(
                 result.text, result.finish_reason,
@@ -377,7 +380,7 @@ async def _chat_chunks(
     yield sse(chunk({"role": "assistant", "content": ""}, None))
     try:
         # No disconnect polling here: Starlette cancels a stream whose client left.
-        result = state.finish(request, await backend_call(state.batcher.generate(request)), prompt_tokens)
+        result = await state.generate(request, prompt_tokens)
     except ApiError as exc:
         yield sse(exc.body())
         yield sse("[DONE]")
@@ -410,7 +413,8 @@ async def _completion_chunks(
         return
     text = {k: v for k, v in choice.items() if not k.startswith("_")}
     yield sse({**base, "choices": [{**text, "finish_reason": None}]})
-    yield sse({**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": choice["finish_reason"]}]})
+    last = {"index": 0, "text": "", "logprobs": None, "finish_reason": choice["finish_reason"]}
+    yield sse({**base, "choices": [last]})
     if include_usage:
         yield sse({**base, "choices": [], "usage": usage(choice["_prompt_tokens"], choice["_completion_tokens"])})
     yield sse("[DONE]")

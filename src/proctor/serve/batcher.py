@@ -178,9 +178,11 @@ class Batcher:
 
     async def _run_logprobs(self, items: Sequence[_Pending]) -> None:
         self.stats.record(len(items))
-        scorer = getattr(self._backend, "prompt_logprobs")
         try:
-            results = await scorer([item.payload for item in items])
+            # Not part of the Backend protocol: HFBackend has it (see supports_logprobs).
+            results = await self._backend.prompt_logprobs(  # type: ignore[attr-defined]
+                [item.payload for item in items]
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -42,7 +42,11 @@ class ServeOptions:
         """The name clients must send as `model` (default: last path component)."""
         if self.served_model_name:
             return self.served_model_name
-        return Path(self.model_path.rstrip("/\\")).name or self.model_path
+        # "." or "models/.." name no folder: use the folder they resolve to.
+        name = Path(self.model_path.rstrip("/\\")).name
+        if name in ("", ".", ".."):
+            name = Path(self.model_path).resolve().name
+        return name or self.model_path
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ServeOptions":

@@ -48,7 +48,9 @@ def _check_jinja(text: str, source: str) -> None:
     try:
         jinja2.Environment().parse(text)
     except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(f"{source}: the chat template is not valid Jinja: {exc.message} (line {exc.lineno})") from None
+        raise ConfigError(
+            f"{source}: the chat template is not valid Jinja: {exc.message} (line {exc.lineno})"
+        ) from None
 
 
 def model_context_length(model_dir: str, fallback: int = DEFAULT_MAX_SEQ_LEN) -> int:
@@ -82,16 +84,15 @@ class Prompter:
         chat_template: str | None = None,
         trust_remote_code: bool = False,
     ) -> "Prompter":
-        """Load the checkpoint's tokenizer (fast; no weights)."""
+        """Load the checkpoint's tokenizer (fast; no weights); `chat_template` is template text."""
         from transformers import AutoTokenizer
 
-        template = load_chat_template(chat_template) if chat_template is not None else None
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as exc:
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"{model_dir}: cannot load a tokenizer from it ({first_line})") from None
-        return cls(tokenizer, max_seq_len or model_context_length(model_dir), template)
+        return cls(tokenizer, max_seq_len or model_context_length(model_dir), chat_template)
 
     @property
     def has_chat_template(self) -> bool:
@@ -107,6 +108,16 @@ class Prompter:
             add_generation_prompt=True,
         )
         return str(rendered)
+
+    def plain_prompt(self, rendered: str) -> str:
+        """A rendered chat prompt as a plain-text prompt: without the template's BOS text
+        when the tokenizer adds BOS to every plain prompt itself (no double BOS)."""
+        bos = getattr(self.tokenizer, "bos_token", None)
+        if bos and rendered.startswith(bos):
+            ids = self.tokenizer("", add_special_tokens=True)["input_ids"]
+            if ids and ids[0] == self.tokenizer.bos_token_id:
+                return rendered[len(bos) :]
+        return rendered
 
     def count(self, text: str, *, add_special_tokens: bool = True) -> int:
         """Number of tokens of `text`."""

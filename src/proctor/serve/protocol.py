@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from proctor.core import Message
 from proctor.models.base import PromptLogprobs
+from proctor.models.hf_spans import continuation_start
 
 
 class ApiError(Exception):
@@ -125,7 +126,9 @@ class CompletionRequest(_Generation):
             return list(self.prompt)  # type: ignore[arg-type]
         if not self.prompt:
             raise ApiError(400, "prompt must not be an empty list", param="prompt")
-        raise ApiError(400, "prompt must be a string or a list of strings (token ids are not supported)", param="prompt")
+        raise ApiError(
+            400, "prompt must be a string or a list of strings (token ids are not supported)", param="prompt"
+        )
 
 
 def parse_body(raw: bytes, model: type[BaseModel]) -> Any:
@@ -172,28 +175,25 @@ def model_card(name: str, created: int) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": created, "owned_by": "proctor"}
 
 
-def completion_logprobs(scored: PromptLogprobs, start: int) -> dict[str, Any]:
-    """OpenAI `choices[i].logprobs` for the tokens starting at or after char `start`.
+def completion_logprobs(scored: PromptLogprobs, start: int = 0, text_len: int = 0) -> dict[str, Any]:
+    """OpenAI `choices[i].logprobs` for the tokens from character `start` on.
 
-    Offsets are relative to the returned text (which begins at `start`). Only the
-    chosen token is known, so `top_logprobs` holds just that token per position.
+    `start` 0 (echo): every token of the scored text. Otherwise the tokens of the
+    text after the prompt (the scored text has `text_len` characters), chosen by
+    the continuation rule of contracts.md, with offsets relative to the returned
+    text. Only the chosen token is known (the backend gives no alternatives), so
+    `top_logprobs` holds just that token at each position.
     """
-    tokens: list[str] = []
-    token_logprobs: list[float | None] = []
-    top: list[dict[str, float] | None] = []
-    offsets: list[int] = []
-    for token, offset, logprob in zip(scored.tokens, scored.offsets, scored.logprobs):
-        if offset < start:
-            continue
-        tokens.append(token)
-        token_logprobs.append(logprob)
-        top.append(None if logprob is None else {token: logprob})
-        offsets.append(offset - start)
+    first = 0
+    if start > 0:
+        first = continuation_start(scored.offsets, start, text_len)
+    tokens = list(scored.tokens[first:])
+    token_logprobs = list(scored.logprobs[first:])
     return {
         "tokens": tokens,
         "token_logprobs": token_logprobs,
-        "top_logprobs": top,
-        "text_offset": offsets,
+        "top_logprobs": [None if lp is None else {t: lp} for t, lp in zip(tokens, token_logprobs)],
+        "text_offset": [max(0, o - start) for o in scored.offsets[first:]],
     }
 
 

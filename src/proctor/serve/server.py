@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
 import socket
 import sys
@@ -86,28 +87,29 @@ class ModelServer:
         )
         return HFBackend(config)
 
-    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        """Load the model, then serve until `request_stop()` or a signal."""
+    async def serve(self, sockets: list[socket.socket] | None = None, announce: bool = False) -> None:
+        """Load the model, then serve until `request_stop()` or a signal.
+
+        `sockets`: already bound listening sockets (else uvicorn binds host:port)."""
         import uvicorn
 
         from proctor.serve.app import AppSettings, create_app
-        from proctor.serve.prompter import Prompter
+        from proctor.serve.prompter import Prompter, load_chat_template, model_context_length
 
         options = self.options
-        if not Path(options.model_path).is_dir():
-            raise ConfigError(
-                f"model directory {options.model_path} does not exist "
-                "(proctor serve needs a local checkpoint directory)"
-            )
-        prompter = Prompter.load(
-            options.model_path,
-            max_seq_len=options.max_seq_len,
-            chat_template=options.chat_template,
-            trust_remote_code=options.trust_remote_code,
-        )
-        backend = self._backend or self._build_backend(prompter.max_seq_len)
+        _check_model_path(options.model_path)
+        # User mistakes in the template show up before the (slow) model load.
+        template = load_chat_template(options.chat_template) if options.chat_template else None
+        max_seq_len = options.max_seq_len or model_context_length(options.model_path)
+        backend = self._backend or self._build_backend(max_seq_len)
         await backend.start()
         try:
+            prompter = Prompter.load(
+                options.model_path,
+                max_seq_len=max_seq_len,
+                chat_template=template,
+                trust_remote_code=options.trust_remote_code,
+            )
             settings = AppSettings(
                 model_name=options.model_name,
                 api_key=options.api_key,
@@ -124,7 +126,7 @@ class ModelServer:
                 timeout_graceful_shutdown=10,
             )
             self._uvicorn = _uvicorn_server_class()(config)
-            if sockets is None:
+            if announce:
                 print(
                     f"proctor serve: '{options.model_name}' from {options.model_path} on "
                     f"http://{options.host}:{options.port}/v1 (max batch size {options.max_batch_size}, "
@@ -138,15 +140,48 @@ class ModelServer:
             await backend.close()
 
 
+def _check_model_path(path: str) -> None:
+    """A missing local directory is a one-line error; `org/name` may be a hub id."""
+    if Path(path).expanduser().is_dir() or re.fullmatch(r"[\w.-]+/[\w.-]+", path):
+        return
+    raise ConfigError(f"model directory {path} does not exist (give a local checkpoint directory)")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (port 0: a free one), or a one-line ConfigError.
+
+    Binding before the model loads makes a busy port fail in a second, not after
+    minutes of loading weights."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, IndexError) as exc:
+        raise ConfigError(f"--host {host}: not an address this machine can listen on ({exc})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); is another server using it? "
+            "Choose another --port"
+        ) from None
+    return sock
+
+
 def serve_forever(options: ServeOptions) -> int:
     """Run the built-in server in the foreground (the `proctor serve` command)."""
+    _check_model_path(options.model_path)
+    sock = bind_socket(options.host, options.port)
     server = ModelServer(options)
     try:
-        asyncio.run(server.serve())
+        asyncio.run(server.serve(sockets=[sock], announce=True))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
         return 130
-    except SystemExit as exc:  # uvicorn exits when it cannot bind; it has logged why
+    except SystemExit as exc:  # uvicorn exits when it cannot start; it has logged why
         return exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sock.close()
     return 0
 
 
@@ -168,9 +203,7 @@ def serve_in_thread(
     options: ServeOptions, backend: Backend | None = None, timeout_s: float = 120.0
 ) -> Iterator[RunningServer]:
     """Serve in a background thread of this process (tests, benchmarks); port 0 = a free port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((options.host, options.port))
+    sock = bind_socket(options.host, options.port)
     port = sock.getsockname()[1]
     server = ModelServer(options, backend)
 

@@ -1,0 +1,116 @@
+"""Start `proctor serve` over a local model in tests.
+
+    with served_model(tiny_model_dir, api_key="k", max_batch_size=8) as base_url:
+        ...  # base_url == "http://127.0.0.1:PORT/v1", ready for an OpenAI client
+
+Keyword options are `proctor serve` flags with dashes as underscores
+(`served_model_name="m"`, `max_seq_len=512`, `chat_template="..."`, ...); True
+adds a bare flag, None leaves it out. The server runs in a background thread of
+the test process on a free port (no subprocess start-up cost) and stops, after
+finishing in-flight requests, when the block ends. `running_server` yields a
+`RunningServer` with `.base_url` (no /v1) and `.stats` (the batcher's counters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+
+from proctor.serve.cli import add_arguments
+from proctor.serve.options import ServeOptions
+from proctor.serve.server import RunningServer, serve_in_thread
+
+
+def serve_argv(model_dir: str | os.PathLike[str], **opts: Any) -> list[str]:
+    """`proctor serve` arguments for `model_dir` and keyword options."""
+    argv = [str(model_dir)]
+    for key, value in opts.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    return argv
+
+
+def serve_options(model_dir: str | os.PathLike[str], **opts: Any) -> ServeOptions:
+    """ServeOptions parsed exactly as the command line would be."""
+    opts.setdefault("log_level", "warning")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return ServeOptions.from_args(parser.parse_args(serve_argv(model_dir, **opts)))
+
+
+@contextlib.contextmanager
+def running_server(model_dir: str | os.PathLike[str], **opts: Any) -> Iterator[RunningServer]:
+    """A started in-process server on a free port of 127.0.0.1."""
+    opts["port"] = 0
+    opts.setdefault("host", "127.0.0.1")
+    with serve_in_thread(serve_options(model_dir, **opts)) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def served_model(model_dir: str | os.PathLike[str], **opts: Any) -> Iterator[str]:
+    """The OpenAI base URL (`http://127.0.0.1:PORT/v1`) of a started server."""
+    with running_server(model_dir, **opts) as running:
+        yield running.base_url + "/v1"
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (for servers in another process)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(base_url: str, proc: subprocess.Popen[Any] | None = None, timeout_s: float = 120.0) -> None:
+    """Poll `base_url`/health until it answers 200 (base_url without /v1)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before it was ready")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{base_url}/health did not answer within {timeout_s:.0f}s")
+
+
+@contextlib.contextmanager
+def served_model_process(
+    model_dir: str | os.PathLike[str], env: dict[str, str] | None = None, **opts: Any
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`python -m proctor serve` in a subprocess: yields (base URL with /v1, process)."""
+    port = free_port()
+    opts.setdefault("log_level", "warning")
+    argv = [sys.executable, "-m", "proctor", "serve", *serve_argv(model_dir, port=port, **opts)]
+    proc = subprocess.Popen(
+        argv,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        yield f"http://127.0.0.1:{port}/v1", proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
