@@ -112,14 +112,20 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--data-dir", default=None, help="data root (default: $PROCTOR_DATA, ./data, the cache dir)")
     e = p.add_argument_group("execution")
     e.add_argument("-w", "--work-dir", default=None, help="outputs folder (default outputs/)")
-    e.add_argument("-r", "--reuse", nargs="?", const="latest", default=None, metavar="RUN_ID")
-    e.add_argument("--mode", choices=["all", "infer", "eval", "report"], default=None)
+    e.add_argument("-r", "--reuse", nargs="?", const="latest", default=None, metavar="RUN_ID",
+                   help="continue a run (default: the latest): only samples without a successful record are sent")
+    e.add_argument("--mode", choices=["all", "infer", "eval", "report"], default=None,
+                   help="run one stage from what is on disk (eval/report use -r RUN_ID or the latest run)")
     e.add_argument("--debug", action="store_true", help="one process, sequential, live logs, tracebacks")
-    e.add_argument("--max-num-workers", type=int, default=None)
-    e.add_argument("--max-partition-size", type=int, default=None)
-    e.add_argument("--no-cache", dest="cache", action="store_false", default=None)
-    e.add_argument("--runner", choices=["local", "ray"], default=None)
-    e.add_argument("--ray-address", default=None)
+    e.add_argument("--max-num-workers", type=int, default=None,
+                   help="tasks running at once (default 32; local models: at most one replica per free GPU set)")
+    e.add_argument("--max-partition-size", type=int, default=None,
+                   help="split datasets larger than this into shards (tasks)")
+    e.add_argument("--cache", dest="cache", action="store_true", default=None,
+                   help="reuse and store deterministic responses (temperature 0; on by default)")
+    e.add_argument("--no-cache", dest="cache", action="store_false", help="send every request")
+    e.add_argument("--runner", choices=["local", "ray"], default=None, help="ray: needs proctor[ray]")
+    e.add_argument("--ray-address", default=None, help="a Ray cluster to join (default: start a local one)")
     e.add_argument("--dry-run", action="store_true", default=None, help="print the plan and stop")
 
 
@@ -152,9 +158,10 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     console = Console()
     outcome = execute(config, argv=["proctor", *argv], console=console)
     if config.dry_run:
-        console.print(f"plan: {len(outcome.plan)} tasks")
-        for task in outcome.plan:
-            console.print(f"  {task.label}  ({task.end - task.start} samples)", markup=False)
+        from proctor.engine.plan import describe_plan
+
+        for line in describe_plan(outcome.plan, outcome.to_do if config.reuse else None):
+            console.print(line, markup=False, highlight=False)
         return EXIT_OK
     console.print(f"outputs: {outcome.run.root}", markup=False)
     if outcome.failed:

@@ -1,4 +1,4 @@
-"""manifest.json: what produced a run (versions, data hashes, prompt versions, model identities)."""
+"""manifest.json: what produced a run (versions, data hashes, prompt hashes, model identities)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,55 @@ import json
 import platform
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 from proctor import __version__
+from proctor.config.schema import ApiModelConfig
+from proctor.core import Request
+from proctor.engine.diskio import write_json_atomic
 from proctor.engine.prepare import PreparedDataset
 from proctor.engine.rundir import RunDir
 
-_LIBRARIES = ("httpx", "pydantic", "torch", "transformers", "tokenizers", "vllm", "ray", "fastapi")
+_LIBRARIES = ("httpx", "pydantic", "torch", "transformers", "tokenizers", "accelerate", "vllm", "ray", "fastapi")
+# Files of a local checkpoint that decide its answers besides the weights (hashed; weights are listed).
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "merges.txt",
+                    "special_tokens_map.json", "added_tokens.json")
+_CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def requests_digest(requests: Iterable[Request]) -> str:
+    """One hash of every request exactly as rendered: changes when any prompt changes."""
+    digest = hashlib.sha256()
+    for request in requests:
+        digest.update(json.dumps(request.payload(), sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def public_url(url: str) -> str:
+    """A URL without user:password, query or fragment (where API keys hide)."""
+    parts = urlsplit(url.strip())
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
 def _git_commit() -> str | None:
@@ -37,7 +69,7 @@ def _git_commit() -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def _library_versions() -> dict[str, str]:
@@ -50,38 +82,144 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
-def write_manifest(
-    run: RunDir,
-    *,
-    datasets: Sequence[PreparedDataset],
-    models: Mapping[str, Mapping[str, Any]],
-    seed: int,
-    argv: Sequence[str] | None,
-) -> None:
-    """`models`: abbr -> {identity, type, ...} (never secrets)."""
-    files: dict[str, str] = {}
-    for prepared in datasets:
-        for path in prepared.files:
-            files.setdefault(str(path), _sha256(path))
-    data = {
-        "proctor": {"version": __version__, "git_commit": _git_commit()},
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "libraries": _library_versions(),
-        "seed": seed,
-        "command": list(argv) if argv is not None else None,
-        "models": dict(models),
-        "datasets": {
-            p.config.abbr: {"prompt_version": p.version, "n": len(p.samples), "fewshot": len(p.shots)}
-            for p in datasets
-        },
-        "data_files": files,
+def _settings_digest(config: Any) -> str:
+    """Hash of the model's settings as configured, secrets excluded."""
+    data = config.model_dump(mode="json", exclude={"api_key"})
+    return sha256_text(json.dumps(data, sort_keys=True))
+
+
+def local_checkpoint_info(path: str) -> dict[str, Any]:
+    """Hashes of a local checkpoint's config, tokenizer and chat template; weight files by name and size."""
+    root = Path(path).expanduser()
+    info: dict[str, Any] = {"path": str(root.resolve()) if root.exists() else path}
+    if not root.is_dir():
+        return info  # a hub id: the revision the backend resolves is in its identity
+    config = root / "config.json"
+    if config.is_file():
+        info["config_sha256"] = sha256_file(config)
+    tokenizer = hashlib.sha256()
+    present = [name for name in _TOKENIZER_FILES if (root / name).is_file()]
+    for name in present:
+        tokenizer.update(name.encode() + b"\0" + bytes.fromhex(sha256_file(root / name)))
+    if present:
+        info["tokenizer_sha256"] = tokenizer.hexdigest()
+        info["tokenizer_files"] = present
+    template = _chat_template(root)
+    info["chat_template_sha256"] = sha256_text(template) if template else None
+    info["weights"] = {
+        p.name: p.stat().st_size for p in sorted(root.iterdir()) if p.is_file() and p.suffix in _WEIGHT_SUFFIXES
     }
-    run.manifest_path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return info
+
+
+def _chat_template(root: Path) -> str | None:
+    for name in _CHAT_TEMPLATE_FILES:
+        if (root / name).is_file():
+            return (root / name).read_text(encoding="utf-8")
+    tokenizer_config = root / "tokenizer_config.json"
+    if tokenizer_config.is_file():
+        try:
+            template = json.loads(tokenizer_config.read_text(encoding="utf-8")).get("chat_template")
+        except ValueError:
+            return None
+        if template is not None:
+            return template if isinstance(template, str) else json.dumps(template, sort_keys=True)
+    return None
+
+
+def model_info(config: Any, *, identity: str | None, chat: bool | None) -> dict[str, Any]:
+    """What identifies a model in the manifest (never a secret)."""
+    info: dict[str, Any] = {
+        "type": config.type,
+        "identity": identity,
+        "chat": chat,
+        "settings_sha256": _settings_digest(config),
+    }
+    if isinstance(config, ApiModelConfig):
+        info["api_base"] = public_url(config.api_base)
+        info["api_type"] = config.api_type
+        info["model_id"] = identity.split("|")[2] if identity and identity.count("|") >= 3 else config.model
+    else:
+        info.update(local_checkpoint_info(config.path))
+        if config.tokenizer_path and config.tokenizer_path != config.path:
+            tok = local_checkpoint_info(config.tokenizer_path)
+            info["tokenizer"] = {k: v for k, v in tok.items() if k != "weights"}
+    return info
+
+
+class Manifest:
+    """Written when inference starts and again as each model starts (local models start late)."""
+
+    def __init__(
+        self,
+        run: RunDir,
+        *,
+        datasets: Sequence[PreparedDataset],
+        seed: int,
+        argv: Sequence[str] | None,
+        runner: str,
+    ) -> None:
+        self.run = run
+        files: dict[str, str] = {}
+        for prepared in datasets:
+            for path in prepared.files:
+                files.setdefault(str(path), sha256_file(path))
+        self.data: dict[str, Any] = {
+            "proctor": {"version": __version__, "git_commit": _git_commit()},
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "libraries": _library_versions(),
+            "seed": seed,
+            "command": list(argv) if argv is not None else None,
+            "runner": runner,
+            "models": {},
+            "datasets": {
+                p.config.abbr: {
+                    "benchmark": p.config.benchmark,
+                    "subject": p.config.subject,
+                    "mode": p.config.mode,
+                    "prompt_version": p.version,
+                    "n": len(p.samples),
+                    "fewshot": len(p.shots),
+                    "data_files": {str(path): files[str(path)] for path in p.files},
+                }
+                for p in datasets
+            },
+            "data_files": files,
+            "requests_sha256": {},
+            "invocations": [],
+        }
+        # A resumed run keeps what its earlier invocations recorded (models not run again, commands).
+        previous = read_manifest(run)
+        self.previous_models: dict[str, Any] = dict(previous.get("models") or {})
+        self.data["models"].update(self.previous_models)
+        self.data["datasets"] = {**(previous.get("datasets") or {}), **self.data["datasets"]}
+        self.data["data_files"] = {**(previous.get("data_files") or {}), **files}
+        for model, digests in (previous.get("requests_sha256") or {}).items():
+            self.data["requests_sha256"][model] = dict(digests)
+        self.data["invocations"] = list(previous.get("invocations") or []) + [
+            {"command": self.data["command"], "proctor": __version__, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        ]
+
+    def add_model(self, name: str, info: Mapping[str, Any]) -> None:
+        self.data["models"][name] = dict(info)
+
+    def add_requests(self, model: str, dataset: str, digest: str) -> None:
+        self.data["requests_sha256"].setdefault(model, {})[dataset] = digest
+
+    def write(self) -> None:
+        write_json_atomic(self.run.manifest_path, self.data)
+
+
+def read_manifest(run: RunDir) -> dict[str, Any]:
+    if not run.manifest_path.is_file():
+        return {}
+    try:
+        return dict(json.loads(run.manifest_path.read_text(encoding="utf-8")))
+    except ValueError:
+        return {}
 
 
 def read_model_names(run: RunDir) -> list[str]:
     """The model abbrs a run used (API model ids may have been discovered at run time)."""
-    if not run.manifest_path.is_file():
-        return []
-    return list(json.loads(run.manifest_path.read_text(encoding="utf-8")).get("models", {}))
+    return list(read_manifest(run).get("models", {}))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from proctor.config.schema import RunConfig
+from proctor.engine.diskio import write_json_atomic
 from proctor.errors import ConfigError
 
 LAYOUT_VERSION = 1
@@ -57,14 +59,25 @@ def new_run_dir(work_dir: str | Path) -> RunDir:
     raise ConfigError(f"cannot create a run folder under {base}")
 
 
+_RUN_ID = re.compile(r"(\d{8}_\d{6})(?:_(\d+))?")
+
+
+def _started(path: Path) -> tuple[str, int, float]:
+    """Sort key: the start time in the run id (`20250101_120000_2`), else the folder's mtime."""
+    match = _RUN_ID.fullmatch(path.name)
+    if match:
+        return match.group(1), int(match.group(2) or 0), 0.0
+    return "", 0, path.stat().st_mtime
+
+
 def find_run_dir(work_dir: str | Path, run_id: str) -> RunDir:
-    """The run folder `-r/--reuse` names: a run id, or `latest`."""
+    """The run folder `-r/--reuse` names: a run id, or `latest` (the last one started)."""
     base = Path(work_dir)
-    runs = sorted(p for p in base.glob("*") if (p / "config.json").is_file()) if base.is_dir() else []
+    runs = sorted((p for p in base.glob("*") if (p / "config.json").is_file()), key=_started) if base.is_dir() else []
     if run_id == "latest":
         if not runs:
             raise ConfigError(f"-r latest: no earlier run in {base}; start one without -r")
-        return _check_version(RunDir(max(runs, key=lambda p: p.stat().st_mtime)))
+        return _check_version(RunDir(runs[-1]))
     root = base / run_id
     if not (root / "config.json").is_file():
         known = ", ".join(p.name for p in runs[-5:]) or "none"
@@ -91,7 +104,7 @@ def write_config(run: RunDir, config: RunConfig, argv: list[str] | None = None) 
     data: dict[str, Any] = {"proctor_layout": LAYOUT_VERSION, **config.model_dump(mode="json")}
     if argv is not None:
         data["argv"] = argv
-    run.config_path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json_atomic(run.config_path, data)
 
 
 def read_config(run: RunDir) -> RunConfig:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 from pathlib import Path
-from typing import IO
 
 from proctor.core import Record
+from proctor.engine.diskio import write_error
 from proctor.errors import ProctorError
 
 log = logging.getLogger(__name__)
@@ -17,17 +18,24 @@ log = logging.getLogger(__name__)
 class PredictionStore:
     """Append-only records; on reading, the last record of a sample id wins.
 
-    A line cut short by a crash (no trailing newline, or not valid JSON) is
-    dropped and cut from the file, so it is never parsed as a result.
+    Each record is one `os.write` of a whole line on an O_APPEND descriptor, so
+    a crash leaves at most one line cut short. Such a line (no trailing newline,
+    or not valid JSON) is dropped and cut from the file on load, so it is never
+    parsed as a result. When a write fails (disk full) the partial line is cut
+    at once and the error is one clear line; the earlier records stay valid.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file: IO[str] | None = None
+        self._fd: int | None = None
+        self._good_size = 0  # bytes of whole, valid lines: where a failed write is cut back to
 
-    def load(self) -> dict[str, Record]:
+    def load(self, *, repair: bool = True) -> dict[str, Record]:
+        """The records by sample id; `repair=False` leaves a half-written line in place (dry runs)."""
         if not self.path.exists():
             return {}
+        if not self.path.is_file():  # a device or a folder: reading it could never end
+            raise ProctorError(f"{self.path} is not a regular file; move it away and run again")
         records: dict[str, Record] = {}
         good_bytes = 0
         with self.path.open("rb") as f:
@@ -41,40 +49,55 @@ class PredictionStore:
                 records[record.sample_id] = record
                 good_bytes += len(raw)
         size = self.path.stat().st_size
-        if good_bytes < size:
+        if good_bytes < size and repair:
             log.warning("%s: dropping %d bytes of a record cut short by a crash", self.path, size - good_bytes)
-            with self.path.open("r+b") as f:
-                f.truncate(good_bytes)
+            try:
+                with self.path.open("r+b") as f:
+                    f.truncate(good_bytes)
+            except OSError as exc:
+                raise write_error(self.path, exc) from None
         return records
 
     def append(self, record: Record) -> None:
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
-        line = json.dumps(record.to_json(), ensure_ascii=False) + "\n"
+        data = (json.dumps(record.to_json(), ensure_ascii=False) + "\n").encode("utf-8")
         try:
-            self._file.write(line)
-            self._file.flush()
+            if self._fd is None:
+                self._open()
+            assert self._fd is not None
+            view = memoryview(data)
+            while view:  # a regular file takes it all at once; loop for the rare short write
+                written = os.write(self._fd, view)
+                view = view[written:]
         except OSError as exc:
-            # Disk full mid-line: cut the partial line so what was written stays valid.
-            self._truncate_partial()
-            raise ProctorError(f"cannot write {self.path}: {exc.strerror or exc}; free space and resume with -r") from None
+            self._cut_partial_line()
+            raise write_error(self.path, exc) from None
+        self._good_size += len(data)
 
-    def _truncate_partial(self) -> None:
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._good_size = os.fstat(self._fd).st_size
+
+    def _cut_partial_line(self) -> None:
+        """Cut what a failed write left behind, so the file ends with a whole line."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
         try:
-            if self._file is not None:
-                self._file.close()
-            self._file = None
-            with self.path.open("r+b") as f:
-                data = f.read()
-                cut = data.rfind(b"\n") + 1
-                f.truncate(cut)
-        except OSError:
-            pass
+            if stat.S_ISREG(os.fstat(fd).st_mode) and os.fstat(fd).st_size > self._good_size:
+                os.ftruncate(fd, self._good_size)
+        except OSError as exc:  # the next load() cuts it instead
+            log.debug("%s: could not cut a partial line: %s", self.path, exc)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            log.debug("%s: fsync failed: %s", self.path, exc)
+        finally:
+            os.close(fd)

@@ -6,13 +6,12 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping, Sequence
 
 from proctor.core import Record, Request, Response, Sample
 from proctor.engine.cache import ResponseCache
-from proctor.engine.prepare import PreparedDataset
-from proctor.engine.scoring import make_record
+from proctor.engine.scoring import make_record, prompt_as_sent
 from proctor.engine.store import PredictionStore
 from proctor.models.base import Backend
 
@@ -26,33 +25,37 @@ class TaskStats:
     skipped: int  # already had a successful record (resume)
     failed: int
     seconds: float
+    stale: int = 0  # had a record made with another prompt: sent again
 
 
-@dataclass(frozen=True)
-class ModelSettings:
-    """What the engine needs to know of a model to render its requests."""
+def is_done(record: Record | None, request: Request) -> bool:
+    """A sample is done when it has a successful record made with exactly this prompt."""
+    return record is not None and not record.failed and record.prompt == prompt_as_sent(request)
 
-    max_tokens: int
-    temperature: float
+
+def pending_items(
+    items: Sequence[tuple[Sample, Request]], existing: Mapping[str, Record]
+) -> list[tuple[Sample, Request]]:
+    return [(s, r) for s, r in items if not is_done(existing.get(s.id), r)]
 
 
 async def run_task(
     backend: Backend,
-    settings: ModelSettings,
-    dataset: PreparedDataset,
-    samples: list[Sample],
+    items: Sequence[tuple[Sample, Request]],
     store: PredictionStore,
-    existing: dict[str, Record],
+    existing: Mapping[str, Record],
     cache: ResponseCache | None,
     on_record: Callable[[Record], None],
 ) -> TaskStats:
+    """Send the task's pending requests; cache hits become records without reaching the backend."""
     started = time.perf_counter()
-    pending = [s for s in samples if s.id not in existing or existing[s.id].failed]
-    skipped = len(samples) - len(pending)
-    requests = [
-        dataset.request(s, chat=backend.chat, max_tokens=settings.max_tokens, temperature=settings.temperature)
-        for s in pending
-    ]
+    pending = pending_items(items, existing)
+    stale = sum(
+        1 for s, _ in pending if (old := existing.get(s.id)) is not None and not old.failed
+    )
+    if stale:
+        # A resumed run whose prompts changed (few-shot count, template): old answers do not count.
+        log.warning("%d records of %s were made with another prompt; sending them again", stale, store.path)
     failed = 0
 
     def record(sample: Sample, request: Request, response: Response) -> None:
@@ -62,38 +65,35 @@ async def run_task(
         failed += rec.failed
         on_record(rec)
 
-    # Cache hits become records at once; only the misses reach the backend.
-    keys: list[str | None] = [r.key(backend.identity) if cache and r.deterministic else None for r in requests]
-    hits = cache.get_many(k for k in keys if k) if cache else {}
+    keys: list[str | None] = [
+        r.key(backend.identity) if cache is not None and r.deterministic else None for _, r in pending
+    ]
+    hits = cache.get_many(k for k in keys if k) if cache is not None else {}
     to_send: list[int] = []
     for i, key in enumerate(keys):
         if key and key in hits:
-            record(pending[i], requests[i], _as_cached(hits[key]))
+            record(*pending[i], replace(hits[key], cached=True, latency_s=0.0, attempts=0))
         else:
             to_send.append(i)
 
     def done(i: int, response: Response) -> None:
         key = keys[i]
+        # Cached before it is recorded: a crash in between costs a cache hit, not a request.
         if cache is not None and key is not None and response.ok:
             cache.put(key, response)
-        record(pending[i], requests[i], response)
+        record(*pending[i], response)
 
     if to_send:
-        await _process(backend, [requests[i] for i in to_send], lambda j, resp: done(to_send[j], resp))
+        await _process(backend, [pending[i][1] for i in to_send], lambda j, resp: done(to_send[j], resp))
 
     return TaskStats(
         sent=len(to_send),
-        cached=len(requests) - len(to_send),
-        skipped=skipped,
+        cached=len(pending) - len(to_send),
+        skipped=len(items) - len(pending),
         failed=failed,
         seconds=time.perf_counter() - started,
+        stale=stale,
     )
-
-
-def _as_cached(response: Response) -> Response:
-    from dataclasses import replace
-
-    return replace(response, cached=True, latency_s=0.0, attempts=0)
 
 
 async def _process(backend: Backend, requests: list[Request], handle: Callable[[int, Response], None]) -> None:
@@ -101,23 +101,38 @@ async def _process(backend: Backend, requests: list[Request], handle: Callable[[
     loop = asyncio.get_running_loop()
     loop_thread = threading.get_ident()
     seen: set[int] = set()
+    errors: list[BaseException] = []
 
     def deliver(i: int, response: Response) -> None:
+        if errors:
+            return  # the task already failed (disk full): nothing more is written
         if i in seen or not 0 <= i < len(requests):
             log.warning("backend %s answered request %d twice or out of range; ignored", backend.name, i)
             return
         seen.add(i)
-        handle(i, response)
+        try:
+            handle(i, response)
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    def deliver_later(i: int, response: Response) -> None:
+        try:
+            deliver(i, response)
+        except BaseException:
+            pass  # kept in `errors` and raised once the backend returns
 
     def on_response(i: int, response: Response) -> None:
         # Local backends may answer from their worker thread; records are written on the loop.
         if threading.get_ident() == loop_thread:
             deliver(i, response)
         else:
-            loop.call_soon_threadsafe(deliver, i, response)
+            loop.call_soon_threadsafe(deliver_later, i, response)
 
     await backend.process(requests, on_response)
     await asyncio.sleep(0)  # run callbacks a worker thread queued before process() returned
+    if errors:
+        raise errors[0]
     for i in range(len(requests)):
         if i not in seen:
             deliver(i, Response(error=f"backend {backend.name} returned no response for this request"))

@@ -1,0 +1,262 @@
+"""The inference stage, the same for every runner: start models, run the plan, write records.
+
+A runner only decides where each model's backend lives (this process, worker processes
+pinned to GPUs, Ray actors); this module owns the plan, the stores, the cache, resume
+and progress, so every runner gives the same records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from proctor.config.schema import ApiModelConfig, RunConfig
+from proctor.core import Record, Request, Sample
+from proctor.engine.cache import CacheError, ResponseCache
+from proctor.engine.manifest import Manifest, model_info, requests_digest
+from proctor.engine.plan import DEFAULT_MAX_WORKERS, Task, make_plan
+from proctor.engine.prepare import PreparedDataset
+from proctor.engine.progress import RunProgress
+from proctor.engine.rundir import RunDir
+from proctor.engine.store import PredictionStore
+from proctor.engine.task import TaskStats, run_task
+from proctor.errors import ConfigError
+from proctor.models.base import Backend
+
+log = logging.getLogger("proctor.engine")
+
+
+def num_gpus_of(config: Any) -> int:
+    """GPUs a model asks for (API models: none)."""
+    return 0 if isinstance(config, ApiModelConfig) else int(getattr(config, "num_gpus", 0) or 0)
+
+
+class ModelEntry:
+    """A model of the run as a runner built it: its config and its (not yet started) backend.
+
+    `eager`: start before planning (API models: quick, and their name may be discovered at start);
+    otherwise started by the model's first task and closed after its last, so local models
+    hold memory and GPUs only while they work.
+    """
+
+    def __init__(self, config: Any, backend: Backend, *, eager: bool, name: str) -> None:
+        self.config = config
+        self.backend = backend
+        self.eager = eager
+        self.name = name
+        self.started = False
+        self.remaining = 0  # tasks of this model not finished yet
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def ready(self, on_start: Callable[[ModelEntry], None]) -> Backend:
+        """The started backend (started here by the first task that asks)."""
+        async with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self.name} was already closed")
+            if not self.started:
+                await self.backend.start()
+                self.started = True
+                on_start(self)
+        return self.backend
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                await self.backend.close()
+            except Exception as exc:  # closing must not hide the run's own error
+                log.debug("closing %s failed: %s", self.name, exc)
+
+
+@dataclass
+class InferenceOutcome:
+    names: list[str]
+    plan: list[Task]
+    stats: dict[Task, TaskStats] = field(default_factory=dict)
+
+
+async def start_eager(entries: Sequence[ModelEntry]) -> None:
+    """Start the eager models at once; on the first failure close them all and raise it."""
+    results = await asyncio.gather(*(e.backend.start() for e in entries if e.eager), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    for entry in entries:
+        if entry.eager:
+            entry.started = True
+            entry.name = entry.backend.name  # an API model's id may be discovered by start()
+    if errors:
+        await asyncio.gather(*(e.close() for e in entries))
+        raise errors[0]
+
+
+def check_unique(names: Sequence[str], what: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(f"two {what}s are named {name!r}; give one a different abbr")
+        seen.add(name)
+
+
+class _Requests:
+    """Each dataset's requests rendered once per (chat, max_tokens, temperature)."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str, bool, int, float], list[tuple[Sample, Request]]] = {}
+
+    def of(self, dataset: PreparedDataset, chat: bool, config: Any) -> list[tuple[Sample, Request]]:
+        key = (dataset.config.abbr, chat, config.max_out_len, config.temperature)
+        if key not in self._memo:
+            self._memo[key] = [
+                (s, dataset.request(s, chat=chat, max_tokens=config.max_out_len, temperature=config.temperature))
+                for s in dataset.samples
+            ]
+        return self._memo[key]
+
+
+async def run_inference(
+    config: RunConfig,
+    run: RunDir,
+    prepared: Sequence[PreparedDataset],
+    entries: Sequence[ModelEntry],
+    *,
+    argv: Sequence[str] | None,
+    console: Any,
+    runner: str,
+) -> InferenceOutcome:
+    """Run every (model, dataset shard) task; return the model names and the plan."""
+    try:
+        await start_eager(entries)
+        names = [e.name for e in entries]
+        check_unique(names, "model")
+        plan = make_plan(
+            names,
+            [(p.config.abbr, len(p.samples)) for p in prepared],
+            config.max_partition_size,
+            {e.name: num_gpus_of(e.config) for e in entries},
+        )
+        manifest = Manifest(run, datasets=prepared, seed=config.seed, argv=argv, runner=runner)
+        rendered = _Requests()
+        by_abbr = {p.config.abbr: p for p in prepared}
+
+        def on_start(entry: ModelEntry) -> None:
+            info = model_info(entry.config, identity=entry.backend.identity, chat=entry.backend.chat)
+            devices = getattr(entry.backend, "devices", None)
+            if devices:
+                info["devices"] = devices
+            old = manifest.previous_models.get(entry.name, {}).get("identity")
+            if old and old != info["identity"]:
+                log.warning("-r: model %s was %s in this run before, now %s", entry.name, old, info["identity"])
+            manifest.add_model(entry.name, info)
+            for dataset in prepared:
+                items = rendered.of(dataset, entry.backend.chat, entry.config)
+                manifest.add_requests(entry.name, dataset.config.abbr, requests_digest(r for _, r in items))
+            manifest.write()
+
+        for entry in entries:
+            entry.remaining = sum(1 for t in plan if t.model == entry.name)
+            if entry.started:
+                on_start(entry)
+        manifest.write()
+        outcome = InferenceOutcome(names=names, plan=plan)
+        await _run_plan(config, run, plan, entries, by_abbr, rendered, on_start, outcome, console)
+        return outcome
+    finally:
+        await asyncio.gather(*(e.close() for e in entries))
+
+
+async def _run_plan(
+    config: RunConfig,
+    run: RunDir,
+    plan: list[Task],
+    entries: Sequence[ModelEntry],
+    by_abbr: dict[str, PreparedDataset],
+    rendered: _Requests,
+    on_start: Callable[[ModelEntry], None],
+    outcome: InferenceOutcome,
+    console: Any,
+) -> None:
+    cache = _open_cache() if config.cache else None
+    stores: dict[tuple[str, str], PredictionStore] = {}
+    existing: dict[tuple[str, str], dict[str, Record]] = {}
+    for task in plan:
+        key = (task.model, task.dataset)
+        if key not in stores:
+            # Shards of one dataset share its store: one writer per file, records in arrival order.
+            stores[key] = PredictionStore(run.predictions(*key))
+            existing[key] = stores[key].load()
+    progress = RunProgress(plan, by_abbr, existing, debug=config.debug, console=console)
+    gate = asyncio.Semaphore(1 if config.debug else (config.max_num_workers or DEFAULT_MAX_WORKERS))
+    entry_of = {e.name: e for e in entries}
+
+    async def work(task: Task, entry: ModelEntry, backend: Backend) -> None:
+        key = (task.model, task.dataset)
+        items = rendered.of(by_abbr[task.dataset], backend.chat, entry.config)[task.start : task.end]
+        progress.start(task)
+        stats = await run_task(
+            backend, items, stores[key], existing[key], cache, lambda record: progress.advance(task, record)
+        )
+        progress.finish(task, stats)
+        outcome.stats[task] = stats
+        _log_task(run, task, stats)
+
+    async def one(task: Task) -> None:
+        entry = entry_of[task.model]
+        try:
+            if config.debug:
+                # Strictly one thing at a time: a model loads only when its first task's turn comes
+                # (after the previous model closed), so only one is ever in memory.
+                async with gate:
+                    await work(task, entry, await entry.ready(on_start))
+            else:
+                # The model is ready before its task takes a slot: a model waiting for GPUs must not
+                # hold slots that the tasks of the model holding them need to finish.
+                backend = await entry.ready(on_start)
+                async with gate:
+                    await work(task, entry, backend)
+        finally:
+            entry.remaining -= 1
+            if entry.remaining == 0:
+                await entry.close()
+
+    try:
+        with progress:
+            await _gather_or_cancel([one(t) for t in plan])
+    finally:
+        for store in stores.values():
+            store.close()
+        if cache is not None:
+            cache.close()
+
+
+def _open_cache() -> ResponseCache | None:
+    try:
+        return ResponseCache()
+    except CacheError as exc:
+        log.warning("%s; continuing without it", exc)
+        return None
+
+
+async def _gather_or_cancel(coroutines: list[Any]) -> None:
+    """Run all; on the first fatal error cancel the rest and raise it."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _log_task(run: RunDir, task: Task, stats: TaskStats) -> None:
+    path = run.log(task.model, task.dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(
+            f"{task.label}: sent {stats.sent}, cached {stats.cached}, already done {stats.skipped}, "
+            f"failed {stats.failed}, {stats.seconds:.2f}s\n"
+        )

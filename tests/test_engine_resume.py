@@ -1,0 +1,196 @@
+"""Nothing is lost and nothing is computed twice: SIGKILL mid-run, resume, same answers everywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai_server import OpenAIServer, last_user_message
+from run_helpers import KnownAnswers, only_run, read_records, read_result
+from shared_data import SHARED_DATASETS, needs_shared_data
+
+from proctor.cli import main
+from proctor.datasets import load_samples
+from proctor.engine.store import PredictionStore
+
+pytestmark = needs_shared_data
+
+SUBJECTS = [("ceval", "computer_network", "val"), ("cmmlu", "anatomy", "test"), ("mmlu", "abstract_algebra", "test")]
+DATASETS = [f"{b}-{s}" for b, s, _ in SUBJECTS]
+LIMIT = 12
+CONCURRENCY = 3
+
+
+@pytest.fixture(scope="module")
+def slices() -> dict[str, list]:
+    return {
+        f"{b}-{s}": load_samples(b, s, split, SHARED_DATASETS)[:LIMIT] for b, s, split in SUBJECTS
+    }
+
+
+@pytest.fixture(scope="module")
+def answers(slices: dict[str, list]) -> KnownAnswers:
+    return KnownAnswers.of(s for samples in slices.values() for s in samples)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _args(server: OpenAIServer, work: Path, *extra: str) -> list[str]:
+    return [
+        "run", "--api-base", server.base_url, "--datasets", *DATASETS, "--limit", str(LIMIT),
+        "--data-dir", str(SHARED_DATASETS), "-w", str(work), "--max-concurrency", str(CONCURRENCY), *extra,
+    ]
+
+
+def _body_key(body: Any) -> str:
+    return json.dumps(body, sort_keys=True, ensure_ascii=False)
+
+
+def _answers_by_sample(run: Path, model: str) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """What a run concluded for each sample (no timings): comparable across runs."""
+    out = {}
+    for dataset in DATASETS:
+        for r in read_records(run, model, dataset):
+            out[(dataset, r["sample_id"])] = (r["output"], r["prediction"], r["correct"], r["error"], r["prompt"])
+    return out
+
+
+def _results(run: Path, model: str) -> dict[str, dict[str, Any]]:
+    return {d: read_result(run, model, d) for d in DATASETS}
+
+
+def _lines(work: Path) -> int:
+    return sum(len(p.read_bytes().splitlines()) for p in work.glob("*/predictions/*/*.jsonl"))
+
+
+def test_sigkill_mid_run_then_resume_resends_only_what_was_in_flight(
+    tmp_path: Path, answers: KnownAnswers, slices: dict[str, list]
+) -> None:
+    total = LIMIT * len(DATASETS)
+    work = tmp_path / "killed"
+    with OpenAIServer(answers, latency=0.1, model_ids=["m"]) as server:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "proctor", *_args(server, work, "--no-cache")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        )
+        deadline = time.monotonic() + 60
+        while _lines(work) < total // 2:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "the run wrote no records"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        time.sleep(0.3)  # let the requests in flight at the kill finish on the server
+        first = server.post_requests()
+        run = only_run(work)
+        done_after_kill = {
+            d: {sid for sid, r in PredictionStore(run / "predictions" / "m" / f"{d}.jsonl").load().items()
+                if not r.failed}
+            for d in DATASETS
+        }
+        n_done = sum(len(v) for v in done_after_kill.values())
+        assert total // 2 <= n_done < total
+
+        assert main(_args(server, work, "--no-cache", "-r", "latest")) == 0
+        second = server.post_requests()[len(first):]
+
+    # Every request was sent; none twice except those in flight when the process died. A request
+    # the kill cut off while it was being uploaded reaches the server without its body.
+    cut_off = [r for r in first if not isinstance(r.json, dict)]
+    first = [r for r in first if isinstance(r.json, dict)]
+    sent = Counter(_body_key(r.json) for r in first + second)
+    assert len(sent) == total
+    twice = {k for k, n in sent.items() if n > 1}
+    assert all(n <= 2 for n in sent.values())
+    assert len(twice) + len(cut_off) <= CONCURRENCY
+    assert len(second) == total - n_done
+    first_keys = [_body_key(r.json) for r in first]
+    for key in twice:
+        assert key in first_keys  # sent before the kill, answered too late to be recorded
+    # The resumed run sent nothing that already had a record.
+    for r in second:
+        sample = answers.sample_for(last_user_message(r.json))
+        dataset = next(d for d, samples in slices.items() if sample in samples)
+        assert sample.id not in done_after_kill[dataset]
+
+    # One record per sample, and the same answers and scores as an uninterrupted run.
+    for dataset in DATASETS:
+        ids = [r["sample_id"] for r in read_records(run, "m", dataset)]
+        assert sorted(ids) == sorted(s.id for s in slices[dataset])
+    clean = tmp_path / "clean"
+    with OpenAIServer(answers, model_ids=["m"]) as server:
+        assert main(_args(server, clean, "--no-cache")) == 0
+    assert _results(run, "m") == _results(only_run(clean), "m")
+    assert _answers_by_sample(run, "m") == _answers_by_sample(only_run(clean), "m")
+
+
+def test_resume_cuts_a_half_written_line_and_is_shard_safe(
+    tmp_path: Path, answers: KnownAnswers, slices: dict[str, list]
+) -> None:
+    with OpenAIServer(answers, model_ids=["m"]) as server:
+        assert main(_args(server, tmp_path, "--no-cache")) == 0
+        run = only_run(tmp_path)
+        reference = _answers_by_sample(run, "m"), _results(run, "m")
+        # Simulate crashes: keep the first 5 records of one file and half of the 6th; drop 7 of another.
+        path = run / "predictions" / "m" / f"{DATASETS[0]}.jsonl"
+        lines = path.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join(lines[:5]) + lines[5][: len(lines[5]) // 2])
+        other = run / "predictions" / "m" / f"{DATASETS[2]}.jsonl"
+        other.write_bytes(b"".join(other.read_bytes().splitlines(keepends=True)[7:]))
+        server.reset()
+        # Resume with shards that cut across what is left: only the 7 + 7 missing samples are sent.
+        assert main(_args(server, tmp_path, "--no-cache", "-r", "latest", "--max-partition-size", "5")) == 0
+        assert len(server.post_requests()) == (LIMIT - 5) + 7
+    for dataset in DATASETS:
+        ids = [r["sample_id"] for r in read_records(run, "m", dataset)]
+        assert len(ids) == len(set(ids)) == LIMIT
+    assert (_answers_by_sample(run, "m"), _results(run, "m")) == reference
+
+
+def test_results_do_not_depend_on_workers_shards_or_debug(
+    tmp_path: Path, answers: KnownAnswers
+) -> None:
+    variants = {
+        "default": [],
+        "one-worker-small-shards": ["--max-num-workers", "1", "--max-partition-size", "5"],
+        "many-shards": ["--max-partition-size", "2", "--max-concurrency", "1"],
+        "debug": ["--debug"],
+    }
+    seen = {}
+    with OpenAIServer(answers, model_ids=["m"]) as server:
+        for name, extra in variants.items():
+            work = tmp_path / name
+            assert main(_args(server, work, "--no-cache", *extra)) == 0
+            run = only_run(work)
+            seen[name] = (_answers_by_sample(run, "m"), _results(run, "m"))
+    reference = seen.pop("default")
+    assert len(reference[0]) == LIMIT * len(DATASETS)
+    for name, got in seen.items():
+        assert got == reference, name
+
+
+def test_a_record_made_with_another_prompt_is_not_reused(tmp_path: Path, answers: KnownAnswers) -> None:
+    with OpenAIServer(answers, model_ids=["m"]) as server:
+        assert main(_args(server, tmp_path, "--no-cache", "--fewshot", "1")) == 0
+        server.reset()
+        # Same run, now 2-shot: every old record was answered to another prompt and is sent again.
+        assert main(_args(server, tmp_path, "--no-cache", "--fewshot", "2", "-r", "latest")) == 0
+        assert len(server.post_requests()) == LIMIT * len(DATASETS)
+        server.reset()
+        assert main(_args(server, tmp_path, "--no-cache", "--fewshot", "2", "-r", "latest")) == 0
+        assert server.post_requests() == []
+    run = only_run(tmp_path)
+    first = read_records(run, "m", DATASETS[0])[-1]["prompt"]
+    assert [m["role"] for m in first] == ["user", "assistant"] * 2 + ["user"]
