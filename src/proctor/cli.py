@@ -32,12 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _setup_logging(debug: bool) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
     logging.basicConfig(
         level=logging.INFO if debug else logging.WARNING,
         format="%(message)s",
-        handlers=[RichHandler(show_path=debug, rich_tracebacks=debug, markup=False)],
+        handlers=[RichHandler(console=Console(stderr=True), show_path=debug, rich_tracebacks=debug, markup=False)],
         force=True,
     )
     if not debug:

@@ -80,5 +80,5 @@ def write_reports(
     summary = build_summary(results, rows, groups, list(model_names))
     write_summary(summary, run.summary_dir)
     print_summary(summary, console=console)
-    write_html_report(run.root)
+    write_html_report(run.root, summary)
     return summary

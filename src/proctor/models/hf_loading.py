@@ -329,8 +329,9 @@ def auto_batch_size(model: Any, device: torch.device, max_seq_len: int) -> int:
     return max(1, min(64, int(0.8 * free / (max_seq_len * per_token))))
 
 
-def compute_identity(model_dir: Path, tok_dir: Path, tokenizer: Any, dtype: str) -> str:
-    """'hf|<resolved path>|<short hash>|<dtype>'; the hash covers config.json, tokenizer
+def compute_identity(model_dir: Path, tok_dir: Path, tokenizer: Any, dtype: str,
+                     kind: str = "hf") -> str:
+    """'<kind>|<resolved path>|<short hash>|<dtype>'; the hash covers config.json, tokenizer
     files, the chat template, and a cheap fingerprint of the weights (names, sizes, first
     and last 64 KiB), so a retrained checkpoint at the same path gets a new identity."""
     digest = hashlib.sha256()
@@ -352,4 +353,4 @@ def compute_identity(model_dir: Path, tok_dir: Path, tokenizer: Any, dtype: str)
                 fh.seek(max(0, size - 65536))
                 tail = fh.read(65536)
             add("weights/" + f.name, str(size).encode() + head + tail)
-    return f"hf|{model_dir}|{digest.hexdigest()[:16]}|{dtype}"
+    return f"{kind}|{model_dir}|{digest.hexdigest()[:16]}|{dtype}"

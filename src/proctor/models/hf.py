@@ -1,0 +1,348 @@
+"""HFBackend: a local Hugging Face checkpoint run with transformers (extra `proctor[hf]`).
+
+    backend = HFBackend(HFModelConfig(path="Qwen/Qwen2.5-0.5B-Instruct"))
+    await backend.start()
+    await backend.process(requests, on_response)
+    await backend.close()
+
+Batches run one at a time in a worker thread (the event loop stays free), sorted by
+length so that padding is small. Besides the async Backend protocol there is a small
+blocking API for callers that own their threads (e.g. `proctor serve`):
+`run_requests`, `generate_batch`, `loglikelihood_batch`, `prompt_logprobs_sync`;
+call them only after `start()`. Heavy imports (torch, transformers) happen in start().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Sequence
+
+from proctor.config.schema import HFModelConfig, model_abbr
+from proctor.core import Request, Response
+from proctor.errors import MissingExtraError
+from proctor.models.base import OnResponse, PromptLogprobs
+
+if TYPE_CHECKING:
+    from proctor.models.hf_loading import LoadedModel
+
+log = logging.getLogger("proctor.models.hf")
+
+
+def require_hf_extra() -> None:
+    """MissingExtraError unless torch and transformers are importable."""
+    for module in ("torch", "transformers", "tokenizers"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError("hf", module)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A request turned into tokens (or an error to answer with)."""
+
+    index: int
+    length: int  # sort key: tokens in the longest sequence
+    gen: Any = None  # hf_generate.GenInput
+    jobs: tuple[Any, ...] = ()  # hf_loglikelihood.ScoreJob(s)
+    n_continuations: int = 0
+    continuation_lengths: tuple[int, ...] = ()
+    temperature: float = 0.0
+    error: str | None = None
+
+
+class HFBackend:
+    """A transformers causal LM behind the Backend protocol (see proctor.models.base)."""
+
+    def __init__(self, config: HFModelConfig) -> None:
+        require_hf_extra()
+        self.config = config
+        self.name = model_abbr(config)
+        self._lm: LoadedModel | None = None
+        # One batch uses the model (and the tokenizer, which is not thread-safe) at a time.
+        self._lock = threading.Lock()
+        # One worker thread: batches of concurrent process() calls queue up here.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="proctor-hf")
+        self._warned_truncation = False
+
+    # -- protocol -----------------------------------------------------------------
+
+    @property
+    def identity(self) -> str:
+        return self._loaded.identity
+
+    @property
+    def chat(self) -> bool:
+        return self._loaded.chat
+
+    @property
+    def batch_size(self) -> int:
+        """The batch size in use ('auto' resolved); only valid after start()."""
+        return self._loaded.batch_size
+
+    async def start(self) -> None:
+        from proctor.models.hf_loading import load_model
+
+        if self._lm is None:
+            self._lm = await asyncio.to_thread(load_model, self.config)
+
+    async def process(self, requests: Sequence[Request], on_response: OnResponse) -> None:
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(self._executor, self._prepare_all, requests)
+        for p in prepared:
+            if p.error is not None:
+                on_response(p.index, Response(error=p.error))
+        for batch in self._plan(prepared):
+            answers = await loop.run_in_executor(self._executor, self._run_with_fallback, batch)
+            for p, response in zip(batch, answers):
+                on_response(p.index, response)
+
+    async def close(self) -> None:
+        lm, self._lm = self._lm, None
+        executor = self._executor
+        # A fresh (thread-less until used) pool, so that start() may be called again.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="proctor-hf")
+        await asyncio.to_thread(executor.shutdown, wait=True)
+        if lm is not None:
+            del lm
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    async def prompt_logprobs(self, prompts: Sequence[str]) -> list[PromptLogprobs]:
+        """Per-token log-probs of each prompt (OpenAI echo + logprobs), in prompt order."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.prompt_logprobs_sync, prompts)
+
+    # -- blocking API ---------------------------------------------------------------
+
+    def run_requests(self, requests: Sequence[Request]) -> list[Response]:
+        """Answer requests of any kind, in order (blocking; batches like process())."""
+        answers: list[Response | None] = [None] * len(requests)
+        prepared = self._prepare_all(requests)
+        for p in prepared:
+            if p.error is not None:
+                answers[p.index] = Response(error=p.error)
+        for batch in self._plan(prepared):
+            for p, response in zip(batch, self._run_with_fallback(batch)):
+                answers[p.index] = response
+        return [a if a is not None else Response(error="no answer") for a in answers]
+
+    def generate_batch(self, requests: Sequence[Request]) -> list[Response]:
+        """Generate for `generate` requests, in order (blocking)."""
+        return self.run_requests(requests)
+
+    def loglikelihood_batch(self, requests: Sequence[Request]) -> list[Response]:
+        """Score `loglikelihood` requests, in order (blocking)."""
+        return self.run_requests(requests)
+
+    def prompt_logprobs_sync(self, prompts: Sequence[str]) -> list[PromptLogprobs]:
+        """Blocking form of `prompt_logprobs`. Raises (e.g. out of memory for one prompt
+        alone), since the caller answers one HTTP request with it."""
+        from proctor.models.hf_loglikelihood import tokenize_prompt
+
+        lm = self._loaded
+        with self._lock:
+            encoded = []
+            for prompt in prompts:
+                ids, starts, full_length = tokenize_prompt(lm.tokenizer, prompt,
+                                                           self.config.max_seq_len)
+                if full_length > len(ids):
+                    self._warn_truncation(full_length)
+                encoded.append((ids, starts))
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i][0]))
+        results: list[PromptLogprobs | None] = [None] * len(prompts)
+        size = lm.batch_size
+        for at in range(0, len(order), size):
+            chunk = order[at: at + size]
+            for i, r in zip(chunk, self._prompt_logprobs_halving([encoded[i] for i in chunk])):
+                results[i] = r
+        return [r for r in results if r is not None]
+
+    def _prompt_logprobs_halving(self, encoded: list[Any]) -> list[PromptLogprobs]:
+        from proctor.models.hf_loglikelihood import prompt_logprobs_batch
+
+        lm = self._loaded
+        try:
+            with self._lock:
+                return prompt_logprobs_batch(lm.model, lm.tokenizer, lm.device, encoded)
+        except Exception as exc:
+            if not _is_oom(exc) or len(encoded) == 1:
+                raise
+            _empty_cuda_cache()
+            half = (len(encoded) + 1) // 2
+            return (self._prompt_logprobs_halving(encoded[:half])
+                    + self._prompt_logprobs_halving(encoded[half:]))
+
+    # -- internals ------------------------------------------------------------------
+
+    @property
+    def _loaded(self) -> LoadedModel:
+        if self._lm is None:
+            raise RuntimeError(f"HFBackend '{self.name}' is not started: await start() first")
+        return self._lm
+
+    def _prepare_all(self, requests: Sequence[Request]) -> list[_Prepared]:
+        with self._lock:
+            return [self._prepare(i, r) for i, r in enumerate(requests)]
+
+    def _prepare(self, index: int, request: Request) -> _Prepared:
+        try:
+            if request.kind == "generate":
+                return self._prepare_generate(index, request)
+            if request.kind == "loglikelihood":
+                return self._prepare_loglikelihood(index, request)
+            return _Prepared(index=index, length=0, error=f"unknown request kind {request.kind!r}")
+        except Exception as exc:  # one bad request (e.g. a template error) is that request's error
+            return _Prepared(index=index, length=0, error=f"{type(exc).__name__}: {exc}")
+
+    def _prepare_generate(self, index: int, request: Request) -> _Prepared:
+        from proctor.models.hf_generate import GenInput
+        from proctor.models.hf_render import render_generate
+
+        lm = self._loaded
+        rendered = render_generate(lm.tokenizer, request, lm.chat, self.config.max_seq_len)
+        if rendered.truncated:
+            self._warn_truncation(rendered.full_length, len(rendered.ids))
+        gen = GenInput(ids=rendered.ids, max_tokens=request.max_tokens, stop=tuple(request.stop))
+        return _Prepared(index=index, length=len(rendered.ids), gen=gen,
+                         temperature=request.temperature)
+
+    def _prepare_loglikelihood(self, index: int, request: Request) -> _Prepared:
+        from proctor.models.hf_loglikelihood import plan_jobs, tokenize_scored
+
+        if request.context is None:
+            return _Prepared(index=index, length=0, error="loglikelihood request has no context")
+        lm = self._loaded
+        scored = [
+            tokenize_scored(lm.tokenizer, request.context, c, self.config.max_seq_len)
+            for c in request.continuations
+        ]
+        for s in scored:
+            if s.truncated:
+                self._warn_truncation(s.full_length)
+        jobs = plan_jobs(index, scored)
+        return _Prepared(
+            index=index,
+            length=max((len(s.ids) for s in scored), default=0),
+            jobs=tuple(jobs),
+            n_continuations=len(scored),
+            continuation_lengths=tuple(len(s.ids) - s.start for s in scored),
+        )
+
+    def _warn_truncation(self, length: int, budget: int | None = None) -> None:
+        if self._warned_truncation:
+            return
+        self._warned_truncation = True
+        keep = budget if budget is not None else self.config.max_seq_len
+        log.warning(
+            "model %s: an input of %d tokens is longer than allowed (max_seq_len %d%s); "
+            "keeping its last %d tokens (truncated from the left). Further truncations "
+            "are not reported.", self.name, length, self.config.max_seq_len,
+            " minus max_tokens" if budget is not None else "", keep,
+        )
+
+    def _plan(self, prepared: Sequence[_Prepared]) -> list[list[_Prepared]]:
+        """Batches of same-kind requests, longest first (an OOM shows up at once)."""
+        size = self._loaded.batch_size
+        gens = [p for p in prepared if p.error is None and p.gen is not None]
+        scores = [p for p in prepared if p.error is None and p.gen is None]
+        batches: list[list[_Prepared]] = []
+        by_temperature: dict[float, list[_Prepared]] = {}
+        for p in gens:
+            by_temperature.setdefault(p.temperature, []).append(p)
+        for group in by_temperature.values():
+            group.sort(key=lambda p: (-p.length, p.index))
+            batches += [group[i: i + size] for i in range(0, len(group), size)]
+        scores.sort(key=lambda p: (-p.length, p.index))
+        batches += [scores[i: i + size] for i in range(0, len(scores), size)]
+        return batches
+
+    def _run_with_fallback(self, batch: list[_Prepared], attempt: int = 1) -> list[Response]:
+        """Run a batch; on out-of-memory retry it in halves, and isolate other failures
+        to the request that causes them. Only single requests end as errors."""
+        try:
+            started = time.perf_counter()
+            with self._lock:
+                answers = self._run_batch(batch)
+            latency = time.perf_counter() - started
+            return [replace(a, latency_s=latency, attempts=attempt) for a in answers]
+        except Exception as exc:
+            oom = _is_oom(exc)
+            if oom:
+                _empty_cuda_cache()
+            if len(batch) > 1:
+                if oom:
+                    half = (len(batch) + 1) // 2
+                    return (self._run_with_fallback(batch[:half], attempt + 1)
+                            + self._run_with_fallback(batch[half:], attempt + 1))
+                log.warning("model %s: a batch of %d failed (%s: %s); retrying one by one",
+                            self.name, len(batch), type(exc).__name__, exc)
+                return [r for p in batch for r in self._run_with_fallback([p], attempt + 1)]
+            what = "out of memory" if oom else f"{type(exc).__name__}: {exc}"
+            return [Response(error=f"{self.name}: {what}", attempts=attempt)]
+
+    def _run_batch(self, batch: Sequence[_Prepared]) -> list[Response]:
+        if batch[0].gen is not None:
+            return self._run_generate(batch)
+        return self._run_loglikelihood(batch)
+
+    def _run_generate(self, batch: Sequence[_Prepared]) -> list[Response]:
+        from proctor.models.hf_generate import generate_batch
+
+        lm = self._loaded
+        outs = generate_batch(lm.model, lm.tokenizer, lm.device, [p.gen for p in batch],
+                              temperature=batch[0].temperature,
+                              generation_kwargs=self.config.generation_kwargs)
+        return [
+            Response(text=o.text, prompt_tokens=o.prompt_tokens,
+                     completion_tokens=o.completion_tokens)
+            for o in outs
+        ]
+
+    def _run_loglikelihood(self, batch: Sequence[_Prepared]) -> list[Response]:
+        from proctor.models.hf_loglikelihood import score_jobs
+
+        lm = self._loaded
+        jobs = [j for p in batch for j in p.jobs]
+        values: dict[Any, list[float]] = {}
+        if jobs:
+            for job, sums in zip(jobs, score_jobs(lm.model, lm.tokenizer.pad_token_id,
+                                                  lm.device, jobs)):
+                values[job.key] = sums
+        answers = []
+        for p in batch:
+            if len(p.jobs) == 1 and p.jobs[0].key == p.index:
+                lls = values[p.index]
+            else:  # one job per continuation, keyed (index, i)
+                lls = [values[(p.index, i)][0] for i in range(p.n_continuations)]
+            answers.append(Response(
+                loglikelihoods=tuple(lls),
+                continuation_lengths=p.continuation_lengths,
+                prompt_tokens=p.length,
+            ))
+        return answers
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+

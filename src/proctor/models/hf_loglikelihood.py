@@ -1,0 +1,264 @@
+"""Log-likelihood scoring for HFBackend: each context is encoded once for all its continuations.
+
+The rule (contracts.md, `hf_spans.continuation_start`): tokenize context + continuation
+jointly; the continuation's tokens are those from the first token that starts at or
+after len(context) (or straddles it). For one request, the continuations' joint
+tokenizations share a token prefix; it runs once through the model, and the
+continuation suffixes then run as one batch on copies of its KV cache. A causal model's
+logits at a position depend only on the tokens up to it, so this gives the same numbers
+as one full forward pass per continuation, at a fraction of the cost.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from proctor.models.base import PromptLogprobs
+from proctor.models.hf_spans import continuation_start
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One tokenized text with the index of its first scored token (>= 1)."""
+
+    ids: tuple[int, ...]
+    start: int
+    full_length: int  # before truncation
+
+    @property
+    def truncated(self) -> bool:
+        return self.full_length > len(self.ids)
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """The continuations of one context: `prefix` runs once, then each suffix.
+
+    For continuation i with joint tokens T (len n) and first scored token s:
+    prefix = T[:P] (P <= s, shared by all), suffixes[i] = T[P:n], and the scored
+    tokens are suffixes[i][s - P:]. `key` is what the result belongs to.
+    """
+
+    key: Any
+    prefix: tuple[int, ...]
+    suffixes: tuple[tuple[int, ...], ...]
+    skip: tuple[int, ...]  # per continuation: s - P, tokens of the suffix not scored
+
+
+def tokenize_scored(tokenizer: Any, context: str, continuation: str, max_len: int) -> Scored:
+    """Joint tokenization of context + continuation under the continuation rule."""
+    text = context + continuation
+    enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True,
+                    return_special_tokens_mask=True)
+    ids = list(enc["input_ids"])
+    special = enc["special_tokens_mask"]
+    starts = [int(a) for a, _ in enc["offset_mapping"]]
+    # Leading special tokens (BOS) are context, never continuation.
+    first = next((i for i, m in enumerate(special) if not m), len(ids))
+    start = continuation_start(starts, len(context), len(text), first)
+    if start == 0:
+        # Nothing precedes the first continuation token (empty context, no BOS):
+        # condition it on a BOS/EOS token, as lm-evaluation-harness does.
+        prefix_id = tokenizer.bos_token_id
+        if prefix_id is None:
+            prefix_id = tokenizer.eos_token_id
+        ids = [prefix_id] + ids
+        start = 1
+    full_length = len(ids)
+    if full_length > max_len:
+        # Keep the end (the continuation): drop from the left.
+        drop = full_length - max_len
+        ids = ids[drop:]
+        start = max(start - drop, 1)
+    return Scored(ids=tuple(ids), start=min(start, len(ids)), full_length=full_length)
+
+
+def plan_jobs(key: Any, scored: Sequence[Scored]) -> list[ScoreJob]:
+    """One job sharing the longest usable prefix; or one job per continuation when
+    truncation left them no common prefix."""
+    if not scored:
+        return []
+    common = _common_prefix_len([s.ids for s in scored])
+    p = min([common] + [s.start for s in scored])
+    if p < 1:
+        return [
+            ScoreJob(key=(key, i), prefix=s.ids[: s.start], suffixes=(s.ids[s.start:],), skip=(0,))
+            for i, s in enumerate(scored)
+        ]
+    return [
+        ScoreJob(
+            key=key,
+            prefix=scored[0].ids[:p],
+            suffixes=tuple(s.ids[p:] for s in scored),
+            skip=tuple(s.start - p for s in scored),
+        )
+    ]
+
+
+def _common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
+    n = min(len(s) for s in seqs)
+    for i in range(n):
+        first = seqs[0][i]
+        if any(s[i] != first for s in seqs):
+            return i
+    return n
+
+
+def score_jobs(model: Any, pad_id: int, device: torch.device,
+               jobs: Sequence[ScoreJob]) -> list[list[float]]:
+    """Per job, per continuation: the sum of log-probs of its scored tokens.
+
+    All prefixes run in one left-padded pass that keeps only the last position's
+    logits; then every (job, continuation) suffix runs in one right-padded pass
+    over its job's expanded KV cache.
+    """
+    rows = [(b, i) for b, j in enumerate(jobs) for i in range(len(j.suffixes))]
+    # A suffix's last token is only ever a target, never an input; so single-token
+    # continuations (" A".." D") need no suffix pass, and no KV cache at all.
+    inputs = [jobs[b].suffixes[i][:-1] for b, i in rows]
+    suffix_width = max((len(x) for x in inputs), default=0)
+    with torch.inference_mode():
+        width = max(len(j.prefix) for j in jobs)
+        ids, mask = _left_pad([j.prefix for j in jobs], width, pad_id)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = _forward(model, ids.to(device), mask.to(device), positions.to(device),
+                       cache=None, logits_to_keep=1, use_cache=suffix_width > 0)
+        last_logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+
+        suffix_logprobs = None
+        if suffix_width > 0:
+            cache = _output_cache(out)
+            row_job = torch.tensor([b for b, _ in rows], dtype=torch.long, device=device)
+            cache = _select_rows(cache, row_job)
+            s_ids = torch.full((len(rows), suffix_width), pad_id, dtype=torch.long)
+            s_mask = torch.zeros((len(rows), suffix_width), dtype=torch.long)
+            for r, x in enumerate(inputs):
+                if x:
+                    s_ids[r, : len(x)] = torch.tensor(x, dtype=torch.long)
+                    s_mask[r, : len(x)] = 1
+            full_mask = torch.cat([mask.to(device)[row_job], s_mask.to(device)], dim=1)
+            prefix_lens = mask.sum(-1).to(device)[row_job]
+            s_pos = prefix_lens[:, None] + torch.arange(suffix_width, device=device)[None, :]
+            s_out = _forward(model, s_ids.to(device), full_mask, s_pos, cache=cache,
+                             logits_to_keep=0)
+            suffix_logprobs = s_out.logits
+
+        results: list[list[float]] = [[0.0] * len(j.suffixes) for j in jobs]
+        for r, (b, i) in enumerate(rows):
+            suffix = jobs[b].suffixes[i]
+            skip = jobs[b].skip[i]
+            if skip >= len(suffix):
+                continue  # no scored tokens
+            targets = torch.tensor(suffix, dtype=torch.long, device=device)
+            # Target k is predicted by the prefix's last position (k = 0) or suffix position k-1.
+            lp = [last_logprobs[b, targets[0]]]
+            if len(suffix) > 1:
+                assert suffix_logprobs is not None
+                logits = suffix_logprobs[r, : len(suffix) - 1].float()
+                picked = logits.gather(-1, targets[1:, None])[:, 0] - torch.logsumexp(logits, -1)
+                lp.extend(picked.unbind(0))
+            results[b][i] = float(torch.stack(lp[skip:]).sum())
+        return results
+
+
+def prompt_logprobs_batch(model: Any, tokenizer: Any, device: torch.device,
+                          encoded: Sequence[tuple[tuple[int, ...], tuple[int, ...]]]
+                          ) -> list[PromptLogprobs]:
+    """PromptLogprobs for pre-tokenized prompts: (token ids, start offsets) pairs."""
+    pad_id = tokenizer.pad_token_id
+    if not encoded or all(not ids for ids, _ in encoded):
+        return [PromptLogprobs(tokens=(), offsets=(), logprobs=()) for _ in encoded]
+    with torch.inference_mode():
+        width = max(len(ids) for ids, _ in encoded)
+        ids, mask = _left_pad([e[0] for e in encoded], width, pad_id)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = _forward(model, ids.to(device), mask.to(device), positions.to(device),
+                       cache=None, logits_to_keep=0, use_cache=False)
+        results = []
+        for row, (tok_ids, starts) in enumerate(encoded):
+            n = len(tok_ids)
+            if n == 0:
+                results.append(PromptLogprobs(tokens=(), offsets=(), logprobs=()))
+                continue
+            logits = out.logits[row, width - n: width - 1].float()
+            targets = torch.tensor(tok_ids[1:], dtype=torch.long, device=device)
+            lps = (logits.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(logits, -1)).tolist()
+            results.append(
+                PromptLogprobs(
+                    tokens=tuple(tokenizer.decode([t]) for t in tok_ids),
+                    offsets=tuple(starts),
+                    logprobs=(None, *lps),
+                )
+            )
+        return results
+
+
+def tokenize_prompt(tokenizer: Any, prompt: str, max_len: int
+                    ) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+    """(ids, start offsets, length before truncation), tokenized as `tokenize_scored` does
+    and truncated the same way (the last max_len tokens kept)."""
+    enc = tokenizer(prompt, add_special_tokens=True, return_offsets_mapping=True)
+    ids = tuple(enc["input_ids"])
+    starts = tuple(int(a) for a, _ in enc["offset_mapping"])
+    return ids[-max_len:], starts[-max_len:], len(ids)
+
+
+def full_pass_logprobs(model: Any, device: torch.device, ids: Sequence[int]) -> list[float]:
+    """log P(ids[k] | ids[:k]) for k >= 1, from one unbatched forward pass (reference path)."""
+    with torch.inference_mode():
+        x = torch.tensor([list(ids)], dtype=torch.long, device=device)
+        logits = model(input_ids=x).logits[0, :-1].float()
+        lp = torch.log_softmax(logits, -1).gather(-1, x[0, 1:, None])[:, 0]
+        return lp.tolist()
+
+
+def _left_pad(seqs: Sequence[Sequence[int]], width: int, pad_id: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        if s:
+            ids[r, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
+            mask[r, width - len(s):] = 1
+    return ids, mask
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_arg(model_type: type) -> str:
+    # transformers >= 5.x names it `cache`; older versions (and remote code) `past_key_values`.
+    params = inspect.signature(model_type.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _forward(model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
+             cache: Any, logits_to_keep: int, use_cache: bool = True) -> Any:
+    kwargs: dict[str, Any] = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "position_ids": positions,
+        "use_cache": use_cache,
+    }
+    if cache is not None:
+        kwargs[_cache_arg(type(model))] = cache
+    if logits_to_keep and "logits_to_keep" in inspect.signature(type(model).forward).parameters:
+        kwargs["logits_to_keep"] = logits_to_keep
+    return model(**kwargs)
+
+
+def _output_cache(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+def _select_rows(cache: Any, index: torch.Tensor) -> Any:
+    """The cache with its batch rows picked (and repeated) by `index`."""
+    if hasattr(cache, "batch_select_indices"):
+        cache.batch_select_indices(index)
+        return cache
+    # Legacy tuple-of-tuples cache (old transformers, remote code).
+    return tuple(tuple(t.index_select(0, index) for t in layer) for layer in cache)
