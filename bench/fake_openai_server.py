@@ -44,7 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     if args.stdin_eof:
-        threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+        def watch_stdin() -> None:
+            sys.stdin.read()
+            stop.set()
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
     print(f"PORT {server.port}", flush=True)
     try:
         while not stop.wait(0.5):

@@ -32,7 +32,7 @@ Responder = Callable[[dict[str, Any]], str]
 """Decides the completion text from the request JSON."""
 
 LogprobFn = Callable[[str], "tuple[Sequence[str], Sequence[int], Sequence[float | None]]"]
-"""prompt -> (tokens, character offsets, log-probs with None first), as OpenAI's echo returns them."""
+"""prompt -> (tokens, character offsets, log-probs with None first), as OpenAI's echo gives."""
 
 FailureKind = Literal["429", "500", "503", "timeout", "malformed"]
 
@@ -62,7 +62,9 @@ class FailurePlan:
     rate_timeout: float = 0.0
     rate_malformed: float = 0.0
     first_attempt: FailureKind | None = None
-    retry_after: str | None = "0"  # Retry-After on 429/503: seconds or an HTTP date; None: no header
+    retry_after: str | None = (
+        "0"  # Retry-After on 429/503: seconds or an HTTP date; None: no header
+    )
     timeout_sleep: float = 5.0
     seed: int = 0
 
@@ -239,7 +241,10 @@ class OpenAIApp:
         self, send: Any, status: int, payload: Any, headers: dict[str, str] | None = None
     ) -> int:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
-        head = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+        head = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(data)).encode()),
+        ]
         head += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
         await send({"type": "http.response.start", "status": status, "headers": head})
         await send({"type": "http.response.body", "body": data})
@@ -280,7 +285,9 @@ class OpenAIApp:
         record.injected = injected
         plan = self.failures
         if injected in ("429", "503"):
-            extra = {"retry-after": plan.retry_after} if plan and plan.retry_after is not None else {}
+            extra = (
+                {"retry-after": plan.retry_after} if plan and plan.retry_after is not None else {}
+            )
             status = int(injected)
             message = "Rate limit reached" if status == 429 else "Service unavailable"
             return status, _error_body(message, "requests", "rate_limit_exceeded"), extra
@@ -442,7 +449,9 @@ class OpenAIServer:
     def start(self) -> OpenAIServer:
         import uvicorn
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when
+        # the listening socket says TCP; without it Nagle + delayed ACKs add 40 ms per response.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self._port))
         self._port = sock.getsockname()[1]
@@ -457,7 +466,10 @@ class OpenAIServer:
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="openai-test-server", daemon=True
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            name="openai-test-server",
+            daemon=True,
         )
         self._thread.start()
         deadline = time.monotonic() + 15

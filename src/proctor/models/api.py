@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
 import random
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from proctor.core import Request, Response
 from proctor.errors import BackendError
 from proctor.models.base import OnResponse
+from proctor.models.hf_spans import continuation_start  # the shared rule; pure Python
 from proctor.models.ratelimit import RateLimiter
-from proctor.models.retry import RETRY_AFTER_STATUSES, RETRY_STATUSES, RetryPolicy, parse_retry_after
+from proctor.models.retry import (
+    RETRY_AFTER_STATUSES,
+    RETRY_STATUSES,
+    RetryPolicy,
+    parse_retry_after,
+)
+from proctor.models.slots import ClientSlots
 
 if TYPE_CHECKING:  # httpx and pydantic are imported lazily: `proctor --help` must stay fast
     import httpx
@@ -45,13 +53,15 @@ class _LoopState:
     """What must be created inside the running event loop, once per backend and loop."""
 
     loop: asyncio.AbstractEventLoop
-    client: httpx.AsyncClient
-    semaphore: asyncio.Semaphore
+    slots: ClientSlots[httpx.AsyncHTTPTransport]  # the concurrency limit
     limiter: RateLimiter | None
+    headers: httpx.Headers
+    extensions: dict[str, Any]  # per-request options of httpx transports: the timeouts
+    urls: dict[str, httpx.URL] = field(default_factory=dict)  # parsed once per endpoint
 
 
 def _display_url(url: str) -> str:
-    """The URL without credentials, query or fragment, lower-case host, no default port, no trailing '/'."""
+    """The URL minus credentials, query, fragment, default port and trailing '/'."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
@@ -75,7 +85,7 @@ def _short_reason(exc: BaseException) -> str:
         if isinstance(current, socket.gaierror):
             return "host name not found"
         if isinstance(current, OSError) and (current.errno or current.strerror):
-            # asyncio words a refused connection as "Connect call failed (...)"; the errno is clearer.
+            # asyncio words a refused connection "Connect call failed (...)"; errno is clearer.
             return (os.strerror(current.errno) if current.errno else str(current.strerror)).lower()
         current = current.__cause__ or current.__context__
     text = str(exc).strip()
@@ -98,8 +108,13 @@ class ApiBackend:
     ) -> None:
         self.config = config
         self.name: str = config.abbr or config.model or "api-model"
-        self._base = config.api_base.strip().rstrip("/")
-        self._display_base = _display_url(self._base)
+        base = config.api_base.strip().rstrip("/")
+        parts = urlsplit(base)
+        # Credentials written in the URL become Basic auth (unless a key is set), never part
+        # of the request URL, the identity or a message.
+        self._url_credentials = (unquote(parts.username or ""), unquote(parts.password or ""))
+        self._base = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        self._display_base = _display_url(base)
         self._model: str | None = config.model
         self._retry = RetryPolicy(retries=config.retry, base=backoff_base, cap=backoff_cap)
         self._rng = random.Random()
@@ -135,14 +150,15 @@ class ApiBackend:
         parts = urlsplit(self._base)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BackendError(
-                f"api_base {self._display_base or self._base.split('@')[-1]!r} is not an http(s) URL; "
+                f"api_base {self._base!r} is not an http(s) URL; "
                 "write it like http://127.0.0.1:8000/v1"
             )
         state = self._loop_state()
         url = f"{self._base}/models"
         shown = f"{self._display_base}/models"
         try:
-            resp = await state.client.get(url)
+            async with state.slots.slot() as transport:
+                resp = await self._exchange(state, transport, "GET", url)
         except httpx.TimeoutException:
             raise BackendError(
                 f"cannot reach {self._display_base}: no answer within {self.config.timeout:g} s; "
@@ -168,7 +184,10 @@ class ApiBackend:
             # Some servers do not implement /models; the endpoint answered, so go on.
             logger.warning(
                 "%s answered HTTP %s%s; using model %r as configured",
-                shown, resp.status_code, hint, self._model,
+                shown,
+                resp.status_code,
+                hint,
+                self._model,
             )
         elif self._model is None:
             if not ids:
@@ -177,14 +196,19 @@ class ApiBackend:
             if len(ids) > 1:
                 logger.warning(
                     "%s lists %d models (%s); using the first, %r; set the model name to choose",
-                    shown, len(ids), ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else ""), ids[0],
+                    shown,
+                    len(ids),
+                    ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else ""),
+                    ids[0],
                 )
             if not self.config.abbr:
                 self.name = self._model
         elif ids and self._model not in ids:
             logger.warning(
                 "%s does not list model %r (it lists %s); sending requests anyway",
-                shown, self._model, ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else ""),
+                shown,
+                self._model,
+                ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else ""),
             )
         self._started = True
 
@@ -197,20 +221,26 @@ class ApiBackend:
         except RuntimeError:  # pragma: no cover - close() is always awaited
             running = None
         if running is state.loop:
-            await state.client.aclose()
+            await state.slots.aclose()
 
     # ------------------------------------------------------------------- requests
 
     async def process(self, requests: Sequence[Request], on_response: OnResponse) -> None:
-        """Answer every request concurrently; call on_response(i, response) once per index as each ends."""
+        """Answer all requests at once; on_response(i, response) once per index as each ends."""
         if not self._started:
             raise RuntimeError("ApiBackend.process() called before start()")
         state = self._loop_state()
 
-        async def one(index: int, request: Request) -> None:
-            on_response(index, await self._answer(state, request))
+        pending = iter(enumerate(requests))
 
-        tasks = [asyncio.ensure_future(one(i, r)) for i, r in enumerate(requests)]
+        async def worker() -> None:
+            # Workers share one iterator, so each request is taken exactly once; a bounded
+            # number of workers keeps a 100k-request call from making 100k tasks at once.
+            for index, request in pending:
+                on_response(index, await self._answer(state, request))
+
+        workers = min(len(requests), self.config.max_concurrency)
+        tasks = [asyncio.ensure_future(worker()) for _ in range(workers)]
         try:
             await asyncio.gather(*tasks)
         except BaseException:
@@ -229,15 +259,17 @@ class ApiBackend:
         if path is None:  # nothing to ask (a loglikelihood request without continuations)
             return parse({})
         url = f"{self._base}{path}"
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        logprobs = bool(body.get("echo"))
         started = time.perf_counter()
         attempt = 0
         while True:
             attempt += 1
-            async with state.semaphore:
+            async with state.slots.slot() as transport:
                 if state.limiter is not None:
                     await state.limiter.acquire()
                 sent = time.perf_counter()
-                outcome = await self._attempt(state, url, body, parse)
+                outcome = await self._attempt(state, transport, url, content, parse, logprobs)
                 latency = time.perf_counter() - sent
             if isinstance(outcome, Response):
                 return _with(outcome, latency_s=latency, attempts=attempt)
@@ -252,33 +284,72 @@ class ApiBackend:
             delay = self._retry.delay(attempt, outcome.retry_after, self._rng)
             logger.debug(
                 "retrying %s (attempt %d of %d) in %.2f s: %s",
-                path, attempt + 1, self._retry.max_attempts, delay, outcome.message,
+                path,
+                attempt + 1,
+                self._retry.max_attempts,
+                delay,
+                outcome.message,
             )
             # The concurrency slot is released while waiting, so others keep going.
             await asyncio.sleep(delay)
 
+    @staticmethod
+    async def _exchange(
+        state: _LoopState,
+        transport: httpx.AsyncHTTPTransport,
+        method: str,
+        url: str,
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        """One request straight on a transport, body read in full.
+
+        httpx.AsyncClient adds nothing used here (redirects, cookies, auth flows,
+        hooks) and costs about a third of the CPU of a request; at hundreds of
+        requests per second that CPU is what limits a run.
+        """
+        import httpx
+
+        parsed = state.urls.get(url)
+        if parsed is None:
+            parsed = state.urls[url] = httpx.URL(url)
+        request = httpx.Request(
+            method, parsed, headers=state.headers, content=content, extensions=state.extensions
+        )
+        response = await transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
     async def _attempt(
         self,
         state: _LoopState,
+        transport: httpx.AsyncHTTPTransport,
         url: str,
-        body: dict[str, Any],
+        content: bytes,
         parse: Callable[[Any], Response],
+        logprobs: bool,
     ) -> Response | _Failure:
         """One HTTP exchange: a Response, or a _Failure saying whether to retry."""
         import httpx
 
         try:
-            resp = await state.client.post(url, json=body)
+            resp = await self._exchange(state, transport, "POST", url, content)
         except httpx.TimeoutException:
             return _Failure(f"no answer within {self.config.timeout:g} s", retryable=True)
         except httpx.TransportError as exc:
             return _Failure(f"connection error: {self._redact(_short_reason(exc))}", retryable=True)
         status = resp.status_code
         if status in (401, 403):
-            raise BackendError(self._auth_message(resp, url.replace(self._base, self._display_base)))
+            raise BackendError(
+                self._auth_message(resp, url.replace(self._base, self._display_base))
+            )
         if status >= 300:
-            message = f"HTTP {status} {resp.reason_phrase}{self._server_message_part(resp)}".rstrip()
-            if body.get("echo") and 400 <= status < 500 and status != 429:
+            message = (
+                f"HTTP {status} {resp.reason_phrase}{self._server_message_part(resp)}".rstrip()
+            )
+            if logprobs and 400 <= status < 500 and status != 429:
                 message = (
                     f"the endpoint {self._display_base}/completions does not return prompt "
                     f"log-probs (echo=true, logprobs=1, max_tokens=0): {message}"
@@ -291,6 +362,11 @@ class ApiBackend:
             data = json.loads(resp.content)
         except ValueError:
             return _Failure(f"HTTP {status} with a body that is not JSON", retryable=True)
+        if isinstance(data, dict) and "choices" not in data and data.get("error"):
+            # Some proxies answer 200 with an error body; it is worth another try.
+            error = data["error"]
+            said = error.get("message") if isinstance(error, dict) else error
+            return _Failure(f"HTTP {status} with an error: {self._redact(str(said))}", True)
         try:
             return parse(data)
         except _Unusable as exc:
@@ -311,7 +387,9 @@ class ApiBackend:
         body: dict[str, Any] = {"model": self._model}
         if self.chat:
             if request.messages is not None:
-                body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+                body["messages"] = [
+                    {"role": m.role, "content": m.content} for m in request.messages
+                ]
             elif request.prompt is not None:
                 body["messages"] = [{"role": "user", "content": request.prompt}]
             else:
@@ -337,7 +415,11 @@ class ApiBackend:
         context = request.context or ""
         continuations = request.continuations
         if not continuations:
-            return None, {}, lambda _: Response(loglikelihoods=(), continuation_lengths=(), attempts=0)
+            return (
+                None,
+                {},
+                lambda _: Response(loglikelihoods=(), continuation_lengths=(), attempts=0),
+            )
         body = {
             "model": self._model,
             "prompt": [context + c for c in continuations],
@@ -387,7 +469,11 @@ class ApiBackend:
     def _parse_loglikelihood(
         self, data: Any, context: str, continuations: Sequence[str]
     ) -> Response:
-        """Sum the log-probs of the continuation tokens (contracts.md, log-likelihood rule)."""
+        """Sum the log-probs of the continuation tokens (contracts.md, log-likelihood rule).
+
+        A token straddling the end of the context counts as continuation, e.g. " A" in
+        "Answer: " + "A": the same tokens the HF backend sums when scoring directly.
+        """
         choices = data["choices"]
         if len(choices) != len(continuations):
             raise ValueError(f"{len(choices)} choices for {len(continuations)} prompts")
@@ -409,14 +495,15 @@ class ApiBackend:
             values = logprobs["token_logprobs"]
             if len(offsets) != len(values):
                 raise ValueError("text_offset and token_logprobs differ in length")
-            # Tokens past the prompt (a server that ignored max_tokens=0) are not ours.
             end = start + len(continuation)
+            first = continuation_start(offsets, start, end)
             total, count = 0.0, 0
-            for offset, value in zip(offsets, values):
-                if start <= offset < end:
+            for offset, value in zip(offsets[first:], values[first:], strict=True):
+                # Tokens past the prompt (a server that ignored max_tokens=0) are not ours;
+                # only the prompt's first token has no log-prob, and it is never counted.
+                if offset < end and value is not None:
+                    total += float(value)
                     count += 1
-                    if value is not None:  # only the prompt's first token has none
-                        total += float(value)
             sums.append(total)
             lengths.append(count)
         prompt_tokens, _ = self._usage(data)
@@ -430,7 +517,7 @@ class ApiBackend:
     # -------------------------------------------------------------------- helpers
 
     def _loop_state(self) -> _LoopState:
-        """The client, semaphore and limiter of the running loop (made on first use in each loop)."""
+        """The transports, slots and limiter of the running loop (made on first use in a loop)."""
         import httpx
 
         loop = asyncio.get_running_loop()
@@ -440,22 +527,31 @@ class ApiBackend:
             # The previous loop is gone (asyncio.run called again); its pooled
             # connections cannot be reused or closed from here.
             logger.debug("%s: new event loop, opening a new HTTP client", self.name)
-        concurrency = self.config.max_concurrency
-        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
-        client = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(self.config.timeout),
-            limits=httpx.Limits(
-                max_connections=concurrency, max_keepalive_connections=concurrency
-            ),
-            # Environment proxies would silently route local model servers away.
-            trust_env=False,
-        )
+        headers = [
+            ("Accept", "application/json"),
+            ("Content-Type", "application/json"),
+            ("User-Agent", f"proctor/{_version()}"),
+        ]
+        if self._key:
+            headers.append(("Authorization", f"Bearer {self._key}"))
+        elif any(self._url_credentials):
+            token = base64.b64encode(":".join(self._url_credentials).encode("utf-8")).decode(
+                "ascii"
+            )
+            headers.append(("Authorization", f"Basic {token}"))
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        ssl_context = httpx.create_ssl_context()  # once: loading CA certificates is slow
+        proxy = _environment_proxy(self._base)
+
+        def make_transport() -> httpx.AsyncHTTPTransport:
+            return httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, proxy=proxy)
+
         self._state = _LoopState(
             loop=loop,
-            client=client,
-            semaphore=asyncio.Semaphore(concurrency),
+            slots=ClientSlots(self.config.max_concurrency, make_transport),
             limiter=RateLimiter.from_limits(self.config.qps, self.config.rpm),
+            headers=httpx.Headers(headers),  # built once: copying is cheaper than parsing
+            extensions={"timeout": httpx.Timeout(self.config.timeout).as_dict()},
         )
         return self._state
 
@@ -470,9 +566,10 @@ class ApiBackend:
         return (value or None), f"${env}"
 
     def _redact(self, text: str) -> str:
-        """Remove the API key from text that came from elsewhere (a server may echo it)."""
-        if self._key and self._key in text:
-            text = text.replace(self._key, "***")
+        """Remove the API key and any api_base password from text that came from a server."""
+        for secret in (self._key, self._url_credentials[1]):
+            if secret and secret in text:
+                text = text.replace(secret, "***")
         return text
 
     def _server_message(self, resp: httpx.Response) -> str:
@@ -531,8 +628,30 @@ class ApiBackend:
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
             return None
-        ids = [item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)]
+        ids = [
+            item["id"]
+            for item in items
+            if isinstance(item, dict) and isinstance(item.get("id"), str)
+        ]
         return ids
+
+
+def _version() -> str:
+    from proctor import __version__
+
+    return __version__
+
+
+def _environment_proxy(url: str) -> str | None:
+    """The proxy that $http(s)_proxy / $all_proxy / $no_proxy choose for url, as httpx does."""
+    from urllib.request import getproxies_environment, proxy_bypass
+
+    parts = urlsplit(url)
+    proxies = getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
 
 
 def _with(response: Response, **changes: Any) -> Response:

@@ -35,7 +35,7 @@ class RateLimiter:
 
     @classmethod
     def from_limits(cls, qps: float | None, rpm: float | None) -> RateLimiter | None:
-        """The limiter for a model's `qps` and/or `rpm`; the stricter wins; None when neither is set.
+        """The limiter for a model's `qps` and/or `rpm` (the stricter wins); None for neither.
 
         The burst is one second's worth of the rate (at least one request), so a
         client never runs ahead of its limit by more than a second.

@@ -15,7 +15,7 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date; None if absent/invalid."""
+    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date); None if absent/bad."""
     if value is None:
         return None
     value = value.strip()
@@ -54,7 +54,9 @@ class RetryPolicy:
     def max_attempts(self) -> int:
         return self.retries + 1
 
-    def delay(self, retry: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
+    def delay(
+        self, retry: int, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
         """Seconds to sleep before retry number `retry` (1-based)."""
         ceiling = min(self.cap, self.base * (2 ** max(0, retry - 1)))
         jittered = (rng or random).uniform(0.0, ceiling)
