@@ -69,3 +69,17 @@ def test_corrupted_cache_is_reported_moved_and_rebuilt(tmp_path: Path, caplog) -
     cache.put("k", Response(text="B"))
     assert cache.get_many(["k"])["k"].text == "B"
     cache.close()
+
+
+def test_config_json_masks_secrets_in_urls(tmp_path: Path) -> None:
+    from proctor.config.schema import ApiModelConfig, DatasetConfig, RunConfig
+    from proctor.engine.rundir import RunDir, write_config
+
+    secret = "hunter2-secret"
+    model = ApiModelConfig(api_base=f"https://me:{secret}@api.example.com/v1?api-version=1&api_key={secret}", api_key=secret)
+    config = RunConfig(models=[model], datasets=[DatasetConfig(abbr="d", benchmark="mmlu", subject="anatomy")])
+    run = RunDir(tmp_path)
+    write_config(run, config, ["proctor", "run", "--api-key", secret])
+    text = (tmp_path / "config.json").read_text(encoding="utf-8")
+    assert secret not in text
+    assert "api.example.com/v1" in text and "api-version=1" in text

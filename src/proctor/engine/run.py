@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from proctor.config.secrets import redact_argv
 from proctor.config.schema import RunConfig, model_abbr
 from proctor.core import Result
 from proctor.engine.diskio import as_write_error
@@ -48,7 +49,7 @@ async def _execute(config: RunConfig, *, argv: Sequence[str] | None, console: An
     run = _run_dir(config)
     prepared = [prepare_dataset(d, config.data_dir) for d in config.datasets]
     try:
-        return await _stages(config, run, prepared, argv=_redacted(argv), console=console)
+        return await _stages(config, run, prepared, argv=redact_argv(argv), console=console)
     except OSError as exc:
         error = as_write_error(exc, run.root)  # disk full in a writer outside the engine (summary, report)
         if error is None:
@@ -134,20 +135,4 @@ def _run_dir(config: RunConfig) -> RunDir:
         return RunDir(Path(config.work_dir) / "dry-run")  # never created
     return new_run_dir(config.work_dir)
 
-
-def _redacted(argv: Sequence[str] | None) -> list[str] | None:
-    if argv is None:
-        return None
-    out: list[str] = []
-    hide = False
-    for arg in argv:
-        if hide:
-            out.append("**********")
-            hide = False
-        elif arg.startswith("--api-key="):
-            out.append("--api-key=**********")
-        else:
-            out.append(arg)
-            hide = arg == "--api-key"
-    return out
 

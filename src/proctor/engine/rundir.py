@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from proctor.config.schema import RunConfig
+from proctor.config.secrets import redact_argv, redact_url
 from proctor.engine.diskio import write_json_atomic
 from proctor.errors import ConfigError
 
@@ -102,8 +103,11 @@ def _check_version(run: RunDir) -> RunDir:
 def write_config(run: RunDir, config: RunConfig, argv: list[str] | None = None) -> None:
     """config.json: the resolved config; SecretStr fields dump as '**********'."""
     data: dict[str, Any] = {"proctor_layout": LAYOUT_VERSION, **config.model_dump(mode="json")}
+    for model in data.get("models", []):
+        if model.get("api_base"):
+            model["api_base"] = redact_url(model["api_base"])
     if argv is not None:
-        data["argv"] = argv
+        data["argv"] = redact_argv(argv)
     write_json_atomic(run.config_path, data)
 
 
