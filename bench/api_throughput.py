@@ -13,7 +13,7 @@ and prints the server-side rate while busy (first request arrival to last
 response), the ideal rate C / latency, and their ratio. Targets: ratio >= 0.90;
 the cli with N=500, C=128 in <= 3 s.
 
-    .venv/bin/python bench/api_throughput.py [--sizes 500 2000] [--concurrency 32 128]
+    .venv/bin/python bench/api_throughput.py [--sizes 500 2000] [--concurrency 32 128] [--repeat 2]
 """
 
 from __future__ import annotations

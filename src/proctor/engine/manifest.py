@@ -20,7 +20,7 @@ from proctor.engine.diskio import write_json_atomic
 from proctor.engine.prepare import PreparedDataset
 from proctor.engine.rundir import RunDir
 
-_LIBRARIES = ("httpx", "pydantic", "torch", "transformers", "tokenizers", "accelerate", "vllm", "ray", "fastapi")
+_LIBRARIES = ("aiohttp", "httpx", "pydantic", "torch", "transformers", "tokenizers", "accelerate", "vllm", "ray", "fastapi")
 # Files of a local checkpoint that decide its answers besides the weights (hashed; weights are listed).
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "merges.txt",
                     "special_tokens_map.json", "added_tokens.json")

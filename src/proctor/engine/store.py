@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from proctor.core import Record
 from proctor.engine.diskio import write_error
 from proctor.errors import ProctorError
 
 log = logging.getLogger(__name__)
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(Record))
+
+
+def _plain(value: Any) -> Any:
+    """json.dumps' fallback for what a record may hold besides JSON types."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def record_line(record: Record) -> bytes:
+    """One JSONL line: the same JSON as json.dumps(record.to_json()), made without asdict.
+
+    asdict deep-copies the prompt and every nested value: about half a millisecond
+    per record, which on an API run with hundreds of answers a second is CPU
+    taken from the event loop that sends the requests.
+    """
+    data = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    return (json.dumps(data, ensure_ascii=False, default=_plain) + "\n").encode("utf-8")
 
 
 class PredictionStore:
@@ -59,7 +84,7 @@ class PredictionStore:
         return records
 
     def append(self, record: Record) -> None:
-        data = (json.dumps(record.to_json(), ensure_ascii=False) + "\n").encode("utf-8")
+        data = record_line(record)
         try:
             if self._fd is None:
                 self._open()

@@ -1,4 +1,4 @@
-"""The backend for models behind an OpenAI-compatible HTTP API (async, on httpx)."""
+"""The backend for models behind an OpenAI-compatible HTTP API (async, on aiohttp)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import random
 import socket
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from proctor.core import Request, Response
@@ -25,10 +26,12 @@ from proctor.models.retry import (
     RetryPolicy,
     parse_retry_after,
 )
-from proctor.models.slots import ClientSlots
+from proctor.models.slots import ConcurrencyLimit
 
-if TYPE_CHECKING:  # httpx and pydantic are imported lazily: `proctor --help` must stay fast
-    import httpx
+if TYPE_CHECKING:  # aiohttp and pydantic are imported lazily: `proctor --help` must stay fast
+    import ssl
+
+    import aiohttp
 
     from proctor.config.schema import ApiModelConfig
 
@@ -48,16 +51,30 @@ class _Failure:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True)
+class _Reply:
+    """An HTTP answer read in full (what the parsing helpers need, whatever the client)."""
+
+    status_code: int
+    reason_phrase: str
+    headers: Mapping[str, str]  # case-insensitive (aiohttp's CIMultiDictProxy)
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+
 @dataclass
 class _LoopState:
     """What must be created inside the running event loop, once per backend and loop."""
 
     loop: asyncio.AbstractEventLoop
-    slots: ClientSlots[httpx.AsyncHTTPTransport]  # the concurrency limit
+    slots: ConcurrencyLimit  # the concurrency limit, shared by every process() call
     limiter: RateLimiter | None
-    headers: httpx.Headers
-    extensions: dict[str, Any]  # per-request options of httpx transports: the timeouts
-    urls: dict[str, httpx.URL] = field(default_factory=dict)  # parsed once per endpoint
+    session: aiohttp.ClientSession
+    proxy: str | None  # chosen once from the environment (no lookup per request)
+    urls: dict[str, Any] = field(default_factory=dict)  # yarl.URL parsed once per endpoint
 
 
 def _display_url(url: str) -> str:
@@ -77,7 +94,7 @@ def _display_url(url: str) -> str:
 
 
 def _short_reason(exc: BaseException) -> str:
-    """A few words on why a connection failed, from the deepest OS error httpx wraps."""
+    """A few words on why a connection failed, from the deepest OS error the client wraps."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -145,8 +162,6 @@ class ApiBackend:
 
     async def start(self) -> None:
         """Check the endpoint with one GET /models and discover the model id if needed."""
-        import httpx
-
         parts = urlsplit(self._base)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BackendError(
@@ -154,17 +169,28 @@ class ApiBackend:
                 "write it like http://127.0.0.1:8000/v1"
             )
         state = self._loop_state()
+        try:
+            await self._preflight(state)
+        except BaseException:
+            await self.close()  # a failed start leaves no open connections behind
+            raise
+        self._started = True
+
+    async def _preflight(self, state: _LoopState) -> None:
+        """GET /models: is the endpoint there, does the key work, which model to use."""
+        import aiohttp
+
         url = f"{self._base}/models"
         shown = f"{self._display_base}/models"
         try:
-            async with state.slots.slot() as transport:
-                resp = await self._exchange(state, transport, "GET", url)
-        except httpx.TimeoutException:
+            async with state.slots.slot():
+                resp = await self._exchange(state, "GET", url)
+        except TimeoutError:  # aiohttp's timeouts are TimeoutErrors too
             raise BackendError(
                 f"cannot reach {self._display_base}: no answer within {self.config.timeout:g} s; "
                 "is the server running?"
             ) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise BackendError(
                 f"cannot reach {self._display_base}: {self._redact(_short_reason(exc))}; "
                 "is the server running?"
@@ -210,7 +236,6 @@ class ApiBackend:
                 self._model,
                 ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else ""),
             )
-        self._started = True
 
     async def close(self) -> None:
         state, self._state = self._state, None
@@ -221,7 +246,9 @@ class ApiBackend:
         except RuntimeError:  # pragma: no cover - close() is always awaited
             running = None
         if running is state.loop:
-            await state.slots.aclose()
+            await state.session.close()
+        else:
+            _abandon(state)
 
     # ------------------------------------------------------------------- requests
 
@@ -265,11 +292,11 @@ class ApiBackend:
         attempt = 0
         while True:
             attempt += 1
-            async with state.slots.slot() as transport:
+            async with state.slots.slot():
                 if state.limiter is not None:
                     await state.limiter.acquire()
                 sent = time.perf_counter()
-                outcome = await self._attempt(state, transport, url, content, parse, logprobs)
+                outcome = await self._attempt(state, url, content, parse, logprobs)
                 latency = time.perf_counter() - sent
             if isinstance(outcome, Response):
                 return _with(outcome, latency_s=latency, attempts=attempt)
@@ -295,50 +322,36 @@ class ApiBackend:
 
     @staticmethod
     async def _exchange(
-        state: _LoopState,
-        transport: httpx.AsyncHTTPTransport,
-        method: str,
-        url: str,
-        content: bytes | None = None,
-    ) -> httpx.Response:
-        """One request straight on a transport, body read in full.
-
-        httpx.AsyncClient adds nothing used here (redirects, cookies, auth flows,
-        hooks) and costs about a third of the CPU of a request; at hundreds of
-        requests per second that CPU is what limits a run.
-        """
-        import httpx
+        state: _LoopState, method: str, url: str, content: bytes | None = None
+    ) -> _Reply:
+        """One request on the shared session, body read in full; redirects are not followed."""
+        import yarl
 
         parsed = state.urls.get(url)
         if parsed is None:
-            parsed = state.urls[url] = httpx.URL(url)
-        request = httpx.Request(
-            method, parsed, headers=state.headers, content=content, extensions=state.extensions
-        )
-        response = await transport.handle_async_request(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response
+            parsed = state.urls[url] = yarl.URL(url)
+        async with state.session.request(
+            method, parsed, data=content, proxy=state.proxy, allow_redirects=False
+        ) as response:
+            body = await response.read()
+            return _Reply(response.status, response.reason or "", response.headers, body)
 
     async def _attempt(
         self,
         state: _LoopState,
-        transport: httpx.AsyncHTTPTransport,
         url: str,
         content: bytes,
         parse: Callable[[Any], Response],
         logprobs: bool,
     ) -> Response | _Failure:
         """One HTTP exchange: a Response, or a _Failure saying whether to retry."""
-        import httpx
+        import aiohttp
 
         try:
-            resp = await self._exchange(state, transport, "POST", url, content)
-        except httpx.TimeoutException:
+            resp = await self._exchange(state, "POST", url, content)
+        except TimeoutError:  # aiohttp's ServerTimeoutError is one
             return _Failure(f"no answer within {self.config.timeout:g} s", retryable=True)
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             return _Failure(f"connection error: {self._redact(_short_reason(exc))}", retryable=True)
         status = resp.status_code
         if status in (401, 403):
@@ -517,8 +530,8 @@ class ApiBackend:
     # -------------------------------------------------------------------- helpers
 
     def _loop_state(self) -> _LoopState:
-        """The transports, slots and limiter of the running loop (made on first use in a loop)."""
-        import httpx
+        """The session, slots and limiter of the running loop (made on first use in a loop)."""
+        import aiohttp
 
         loop = asyncio.get_running_loop()
         if self._state is not None and self._state.loop is loop:
@@ -527,31 +540,43 @@ class ApiBackend:
             # The previous loop is gone (asyncio.run called again); its pooled
             # connections cannot be reused or closed from here.
             logger.debug("%s: new event loop, opening a new HTTP client", self.name)
-        headers = [
-            ("Accept", "application/json"),
-            ("Content-Type", "application/json"),
-            ("User-Agent", f"proctor/{_version()}"),
-        ]
+            _abandon(self._state)
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": f"proctor/{_version()}",
+        }
         if self._key:
-            headers.append(("Authorization", f"Bearer {self._key}"))
+            headers["Authorization"] = f"Bearer {self._key}"
         elif any(self._url_credentials):
             token = base64.b64encode(":".join(self._url_credentials).encode("utf-8")).decode(
                 "ascii"
             )
-            headers.append(("Authorization", f"Basic {token}"))
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        ssl_context = httpx.create_ssl_context()  # once: loading CA certificates is slow
-        proxy = _environment_proxy(self._base)
-
-        def make_transport() -> httpx.AsyncHTTPTransport:
-            return httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, proxy=proxy)
-
+            headers["Authorization"] = f"Basic {token}"
+        size = self.config.max_concurrency
+        # One session, one pool: aiohttp hands out pooled connections in constant time
+        # (unlike httpcore's pool, which scans every connection on each request), and its
+        # C HTTP parser costs a fraction of the CPU of httpx per request. Cookies are
+        # not kept: an API needs none, and the jar costs CPU on every response.
+        connector = aiohttp.TCPConnector(
+            limit=size,
+            limit_per_host=0,
+            ssl=_ssl_context() if self._base.lower().startswith("https:") else True,
+        )
+        timeout = self.config.timeout
+        session = aiohttp.ClientSession(
+            connector=connector,
+            headers=headers,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # Like httpx's Timeout(t): t to connect and t of silence while reading.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
+        )
         self._state = _LoopState(
             loop=loop,
-            slots=ClientSlots(self.config.max_concurrency, make_transport),
+            slots=ConcurrencyLimit(size),
             limiter=RateLimiter.from_limits(self.config.qps, self.config.rpm),
-            headers=httpx.Headers(headers),  # built once: copying is cheaper than parsing
-            extensions={"timeout": httpx.Timeout(self.config.timeout).as_dict()},
+            session=session,
+            proxy=_environment_proxy(self._base),
         )
         return self._state
 
@@ -572,7 +597,7 @@ class ApiBackend:
                 text = text.replace(secret, "***")
         return text
 
-    def _server_message(self, resp: httpx.Response) -> str:
+    def _server_message(self, resp: _Reply) -> str:
         """The error message of an OpenAI-style error body, else the start of the body."""
         try:
             data = json.loads(resp.content)
@@ -595,11 +620,11 @@ class ApiBackend:
             text = text[: _MAX_SERVER_MESSAGE - 3] + "..."
         return text
 
-    def _server_message_part(self, resp: httpx.Response) -> str:
+    def _server_message_part(self, resp: _Reply) -> str:
         message = self._server_message(resp)
         return f": {message}" if message else ""
 
-    def _auth_message(self, resp: httpx.Response, shown_url: str) -> str:
+    def _auth_message(self, resp: _Reply, shown_url: str) -> str:
         status = f"{resp.status_code} {resp.reason_phrase}".strip()
         said = self._server_message(resp)
         said = f" ({said})" if said else ""
@@ -617,7 +642,7 @@ class ApiBackend:
             )
         return f"server at {shown_url} answered {status}{said}: {advice}"
 
-    def _model_ids(self, resp: httpx.Response) -> list[str] | None:
+    def _model_ids(self, resp: _Reply) -> list[str] | None:
         """Model ids of a /models answer; None when the answer is not a model list."""
         if resp.status_code != 200:
             return None
@@ -643,7 +668,7 @@ def _version() -> str:
 
 
 def _environment_proxy(url: str) -> str | None:
-    """The proxy that $http(s)_proxy / $all_proxy / $no_proxy choose for url, as httpx does."""
+    """The proxy that $http(s)_proxy / $all_proxy / $no_proxy choose for url (urllib's rules)."""
     from urllib.request import getproxies_environment, proxy_bypass
 
     parts = urlsplit(url)
@@ -656,3 +681,36 @@ def _environment_proxy(url: str) -> str | None:
 
 def _with(response: Response, **changes: Any) -> Response:
     return replace(response, **changes)
+
+
+@cache
+def _ssl_context() -> ssl.SSLContext:
+    """Verified TLS with $SSL_CERT_FILE / $SSL_CERT_DIR, else certifi's CA bundle (as httpx did).
+
+    Made once per process: loading CA certificates is slow.
+    """
+    import ssl
+
+    cafile = os.environ.get("SSL_CERT_FILE") or None
+    capath = os.environ.get("SSL_CERT_DIR") or None
+    if cafile is None and capath is None:
+        try:
+            import certifi
+        except ImportError:  # the system's certificates, then
+            pass
+        else:
+            cafile = certifi.where()
+    return ssl.create_default_context(cafile=cafile, capath=capath)
+
+
+def _abandon(state: _LoopState) -> None:
+    """Let go of the session of a loop other than the running one (asyncio.run called again)."""
+    if not state.loop.is_closed():
+        return  # that loop may still use it (requests in flight in another thread)
+    # The loop has ended: its connections cannot be closed any more. Mark session and
+    # connector closed so that aiohttp does not log "Unclosed ..." errors for them.
+    connector = state.session.connector
+    state.session.detach()
+    close_now = getattr(connector, "_close", None)  # closes nothing once the loop is closed
+    if close_now is not None:
+        close_now()

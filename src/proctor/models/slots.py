@@ -1,56 +1,36 @@
-"""Concurrency slots, each with its own single-connection HTTP client."""
+"""The concurrency limit of one backend, shared by all its requests."""
 
 from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Awaitable, Callable, Generic, Protocol, TypeVar
+from typing import AsyncIterator
 
 
-class _Closable(Protocol):
-    def aclose(self) -> Awaitable[None]: ...
+class ConcurrencyLimit:
+    """At most `size` requests at once (one asyncio.Semaphore), with in-use counters.
 
-
-C = TypeVar("C", bound=_Closable)
-
-
-class ClientSlots(Generic[C]):
-    """At most `size` requests at once (one asyncio.Semaphore), each on a slot with its own client.
-
-    Why not one httpx client with `size` connections: httpcore's pool scans all
-    its connections (quadratically) on every request and response, which at 128
-    connections costs more CPU than the requests themselves and caps a run far
-    below the server's capacity. A single-connection client per slot keeps that
-    work constant. Free slots are reused last-in first-out, so a lightly loaded
-    run keeps using a few warm keep-alive connections. Clients are made lazily.
+    The HTTP connections themselves live in one pooled client session: aiohttp's
+    pool takes and returns a connection in constant time, so (unlike httpcore's
+    pool, which scanned every connection per request) no per-slot client is needed.
     """
 
-    def __init__(self, size: int, make_client: Callable[[], C]) -> None:
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
         self.size = size
-        self._make_client = make_client
         self._semaphore = asyncio.Semaphore(size)
-        self._free = list(range(size - 1, -1, -1))  # pop() hands out slot 0 first
-        self._clients: dict[int, C] = {}
         self.in_use = 0
         self.max_in_use = 0
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[C]:
-        """Wait for a free slot; yield its client."""
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait until fewer than `size` requests are in flight; hold a place while inside."""
         async with self._semaphore:
-            # The semaphore guarantees a free slot: no await between here and pop().
-            index = self._free.pop()
             self.in_use += 1
-            self.max_in_use = max(self.max_in_use, self.in_use)
+            if self.in_use > self.max_in_use:
+                self.max_in_use = self.in_use
             try:
-                client = self._clients.get(index)
-                if client is None:
-                    client = self._clients[index] = self._make_client()
-                yield client
+                yield
             finally:
                 self.in_use -= 1
-                self._free.append(index)
-
-    async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
