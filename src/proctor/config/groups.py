@@ -34,7 +34,11 @@ def summary_groups(datasets: Sequence[DatasetConfig]) -> list[SummaryGroup]:
             candidates.append((f"{bench.name}-{_slug(category)}", in_category))
         hard = [d for d in members if getattr(subjects[d.subject], "hard", False)]
         candidates.append((f"{bench.name}-hard", hard))
-        for name, group_members in candidates:
+        whole = {d.abbr for d in members}
+        for i, (name, group_members) in enumerate(candidates):
+            # A category holding every subject of the run would only repeat the benchmark's rows.
+            if i > 0 and {d.abbr for d in group_members} == whole:
+                continue
             if len(group_members) >= 2:
                 groups.append(SummaryGroup(name + suffix, tuple(d.abbr for d in group_members)))
     return groups

@@ -269,7 +269,10 @@ def _load_model(
     source: str, config: HFModelConfig, dtype: str, device: torch.device, device_map: Any
 ) -> Any:
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    # transformers' per-tensor "Loading weights" bar would interleave with Proctor's progress bars.
+    hf_logging.disable_progress_bar()
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code, "dtype": dtype}
     if device_map is not None:
         kwargs["device_map"] = device_map

@@ -109,17 +109,10 @@ def write_summary(summary: Summary, directory: Path | str) -> list[Path]:
 
 
 def print_summary(summary: Summary, console: Console | None = None) -> None:
-    """Print the table with rich (to stdout unless a console is given)."""
+    """Print the plain aligned table (as summary.txt), never cropped to the terminal width."""
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(show_edge=False, header_style="bold")
-    for i, name in enumerate(summary_columns(summary)):
-        right = i >= len(FIXED_COLUMNS) and name != FAILED_COLUMN
-        table.add_column(name, justify="right" if right else "left", no_wrap=True)
-    for row, cells in zip(summary.rows, summary_cells(summary)):
-        table.add_row(*cells, style="bold" if row.kind == "group" else None)
-    (console or Console()).print(table)
+    (console or Console()).print(format_text(summary), markup=False, highlight=False, soft_wrap=True)
 
 
 def _parse_value(text: str, where: str) -> float | None:

@@ -1,0 +1,52 @@
+"""`proctor run --api-base` against `proctor serve` equals a direct `--hf-path` run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from run_helpers import read_records, read_result
+from serve_helpers import served_model
+from shared_data import SHARED_DATASETS, needs_shared_data
+
+from proctor.cli import main
+
+pytestmark = needs_shared_data
+
+DATASETS = ["ceval-computer_network", "mmlu-abstract_algebra"]
+
+
+@pytest.fixture(autouse=True)
+def _no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _run(work: Path, *model_args: str, datasets: list[str]) -> Path:
+    code = main(["run", *model_args, "--datasets", *datasets, "--limit", "2", "--fewshot", "1", "--max-out-len", "12",
+                 "--data-dir", str(SHARED_DATASETS), "-w", str(work), "--no-cache"])
+    assert code == 0
+    (run,) = [p for p in work.iterdir() if p.is_dir()]
+    return run
+
+
+@pytest.mark.parametrize("mode", ["gen", "ppl"])
+def test_served_model_scores_like_the_direct_run(tmp_path: Path, tiny_model_dir: Path, mode: str) -> None:
+    datasets = DATASETS if mode == "gen" else [f"{d}_ppl" for d in DATASETS]
+    with served_model(tiny_model_dir, served_model_name="tiny-served") as base_url:
+        # No --api-model: the model id comes from GET /v1/models, as in the OpenCompass tutorial.
+        over_http = _run(tmp_path / "http", "--api-base", base_url, datasets=datasets)
+    direct = _run(tmp_path / "direct", "--hf-path", str(tiny_model_dir), datasets=datasets)
+    for dataset in datasets:
+        # Records are written in completion order; compare them sample by sample.
+        http_records = sorted(read_records(over_http, "tiny-served", dataset), key=lambda r: r["sample_id"])
+        direct_records = sorted(read_records(direct, tiny_model_dir.name, dataset), key=lambda r: r["sample_id"])
+        assert len(http_records) == len(direct_records) == 2
+        for a, b in zip(http_records, direct_records):
+            assert a["sample_id"] == b["sample_id"]
+            assert a["error"] is None and b["error"] is None
+            if mode == "gen":
+                assert a["output"] == b["output"]
+            else:
+                assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], abs=1e-5)
+            assert a["prediction"] == b["prediction"]
+        assert read_result(over_http, "tiny-served", dataset)["value"] == read_result(direct, tiny_model_dir.name, dataset)["value"]
