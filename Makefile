@@ -22,8 +22,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m proctor.demo
 
+# Each benchmark prints what it compares (against the limit or a naive baseline in the same run).
+BENCHMARKS := bench/api_throughput.py bench/engine_parallel.py bench/hf_multiple_choice.py bench/serve_throughput.py
+
 bench: $(STAMP)
-	$(PY) bench/api_throughput.py
+	for b in $(BENCHMARKS); do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -1,4 +1,4 @@
-"""Shared fixtures: the tiny locally built transformers model."""
+"""Shared fixtures: the tiny locally built transformers model, an isolated response cache."""
 
 from __future__ import annotations
 
@@ -17,3 +17,9 @@ def tiny_model_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
     root = cache.mkdir("proctor-tiny-models") if cache is not None else tmp_path_factory.mktemp("tiny")
     return build_tiny_model(root / "tiny-chat")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_response_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own response cache; none touches the user's cache dir."""
+    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))

@@ -30,10 +30,6 @@ def answers(slices: dict[str, list]) -> KnownAnswers:
     return KnownAnswers.of(s for samples in slices.values() for s in samples)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))
-
 
 def _dataset_of(request: RecordedRequest, answers: KnownAnswers, slices: dict[str, list]) -> str:
     sample = answers.sample_for(last_user_message(request.json))

@@ -41,10 +41,6 @@ def answers() -> KnownAnswers:
     )
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))
-
 
 def _conclusions(run: Path, model: str, datasets: list[str]) -> dict[str, Any]:
     """Per dataset: the result and each sample's output and verdict (no timings)."""

@@ -41,10 +41,6 @@ def answers(slices: dict[str, list]) -> KnownAnswers:
     return KnownAnswers.of(s for samples in slices.values() for s in samples)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))
-
 
 def _args(server: OpenAIServer, work: Path, *extra: str) -> list[str]:
     return [

@@ -26,10 +26,6 @@ def slices() -> dict[str, list]:
     }
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))
-
 
 def _run(server: OpenAIServer, work: Path, *extra: str) -> int:
     return main(
@@ -163,3 +159,21 @@ def test_ppl_over_http_echo_logprobs(tmp_path: Path) -> None:
     records = read_records(only_run(tmp_path), "scorer", "mmlu-abstract_algebra_ppl")
     assert [r["prediction"] for r in records] == ["C"] * 4
     assert all(len(r["loglikelihoods"]) == 4 for r in records)
+
+
+def test_python_api(tmp_path: Path, slices: dict[str, list]) -> None:
+    import proctor
+
+    answers = KnownAnswers.of(slices["mmlu-abstract_algebra"])
+    with OpenAIServer(answers, model_ids=["py"]) as server:
+        outcome = proctor.evaluate(
+            [{"api_base": server.base_url}],
+            ["mmlu-abstract_algebra"],
+            limit=LIMIT,
+            data_dir=str(SHARED_DATASETS),
+            work_dir=str(tmp_path),
+        )
+    (result,) = outcome.results
+    assert result.model == "py" and result.n == LIMIT
+    assert result.value == pytest.approx(answers.expected_accuracy(slices["mmlu-abstract_algebra"]))
+    assert outcome.failed == 0 and outcome.run.root.parent == tmp_path

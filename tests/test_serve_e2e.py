@@ -16,10 +16,6 @@ pytestmark = needs_shared_data
 DATASETS = ["ceval-computer_network", "mmlu-abstract_algebra"]
 
 
-@pytest.fixture(autouse=True)
-def _no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))
-
 
 def _run(work: Path, *model_args: str, datasets: list[str]) -> Path:
     code = main(["run", *model_args, "--datasets", *datasets, "--limit", "2", "--fewshot", "1", "--max-out-len", "12",
