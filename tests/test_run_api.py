@@ -177,3 +177,24 @@ def test_python_api(tmp_path: Path, slices: dict[str, list]) -> None:
     assert result.model == "py" and result.n == LIMIT
     assert result.value == pytest.approx(answers.expected_accuracy(slices["mmlu-abstract_algebra"]))
     assert outcome.failed == 0 and outcome.run.root.parent == tmp_path
+
+
+def test_max_seq_len_drops_fewshot_examples_to_fit(tmp_path: Path, slices: dict[str, list]) -> None:
+    from proctor.core import Message, Request
+    from proctor.prompts.length import estimate_request_tokens
+
+    answers = KnownAnswers.of(slices["mmlu-abstract_algebra"])
+    with OpenAIServer(answers, model_ids=["short"]) as server:
+        code = _run(server, tmp_path, "--datasets", "mmlu-abstract_algebra", "--max-seq-len", "400", "--max-out-len", "8")
+        bodies = [r.json for r in server.post_requests()]
+    assert code == 0
+    turns = [len(b["messages"]) for b in bodies]
+    assert min(turns) < 11, "some prompts should have lost few-shot examples"
+    for body in bodies:
+        messages = tuple(Message(m["role"], m["content"]) for m in body["messages"])
+        fits = estimate_request_tokens(Request(kind="generate", messages=messages, max_tokens=8)) <= 400
+        assert fits or len(messages) == 1  # the question itself is never cut
+    run = only_run(tmp_path)
+    assert read_result(run, "short", "mmlu-abstract_algebra")["value"] == pytest.approx(
+        answers.expected_accuracy(slices["mmlu-abstract_algebra"])
+    )

@@ -29,6 +29,7 @@ class ApiModelConfig(_Config):
     timeout: float = Field(60.0, gt=0)
     temperature: float = Field(0.0, ge=0)
     max_out_len: int = Field(256, ge=1)
+    # Prompt + answer budget in tokens (estimated): few-shot examples are dropped to fit.
     max_seq_len: int | None = Field(None, ge=1)
 
 

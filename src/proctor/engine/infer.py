@@ -102,16 +102,26 @@ def check_unique(names: Sequence[str], what: str) -> None:
 
 
 class _Requests:
-    """Each dataset's requests rendered once per (chat, max_tokens, temperature)."""
+    """Each dataset's requests rendered once per (chat, max_tokens, temperature, max_seq_len)."""
 
     def __init__(self) -> None:
-        self._memo: dict[tuple[str, bool, int, float], list[tuple[Sample, Request]]] = {}
+        self._memo: dict[tuple[str, bool, int, float, int | None], list[tuple[Sample, Request]]] = {}
 
     def of(self, dataset: PreparedDataset, chat: bool, config: Any) -> list[tuple[Sample, Request]]:
-        key = (dataset.config.abbr, chat, config.max_out_len, config.temperature)
+        max_seq_len = getattr(config, "max_seq_len", None)
+        key = (dataset.config.abbr, chat, config.max_out_len, config.temperature, max_seq_len)
         if key not in self._memo:
             self._memo[key] = [
-                (s, dataset.request(s, chat=chat, max_tokens=config.max_out_len, temperature=config.temperature))
+                (
+                    s,
+                    dataset.request(
+                        s,
+                        chat=chat,
+                        max_tokens=config.max_out_len,
+                        temperature=config.temperature,
+                        max_seq_len=max_seq_len,
+                    ),
+                )
                 for s in dataset.samples
             ]
         return self._memo[key]

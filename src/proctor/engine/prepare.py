@@ -21,17 +21,28 @@ class PreparedDataset:
     version: str
     files: tuple[Path, ...]
 
-    def request(self, sample: Sample, *, chat: bool, max_tokens: int, temperature: float) -> Request:
-        return build_request(
-            sample,
-            self.shots,
-            language=self.language,  # type: ignore[arg-type]
-            subject=self.subject_title,
-            mode=self.config.mode,
-            chat=chat,
-            max_tokens=self.config.max_out_len or max_tokens,
-            temperature=temperature,
-        )
+    def request(
+        self, sample: Sample, *, chat: bool, max_tokens: int, temperature: float, max_seq_len: int | None = None
+    ) -> Request:
+        """The sample's request; with `max_seq_len`, the last few-shot examples are dropped
+        until the prompt and its answer fit (as OpenCompass does), rather than cutting the prompt."""
+        from proctor.prompts.length import estimate_request_tokens
+
+        shots = self.shots
+        while True:
+            request = build_request(
+                sample,
+                shots,
+                language=self.language,  # type: ignore[arg-type]
+                subject=self.subject_title,
+                mode=self.config.mode,
+                chat=chat,
+                max_tokens=self.config.max_out_len or max_tokens,
+                temperature=temperature,
+            )
+            if not shots or max_seq_len is None or estimate_request_tokens(request) <= max_seq_len:
+                return request
+            shots = shots[:-1]
 
 
 def prepare_dataset(config: DatasetConfig, data_dir: str | None) -> PreparedDataset:
