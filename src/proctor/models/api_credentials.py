@@ -1,0 +1,72 @@
+"""Who the API backend is to the server, and which secrets must never be shown."""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from proctor.config.schema import ApiModelConfig
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The API key (with a secret-free word on its source) and any user:password of api_base."""
+
+    key: str | None = field(repr=False)
+    key_source: str
+    username: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)
+
+    @classmethod
+    def resolve(cls, config: ApiModelConfig, username: str = "", password: str = "") -> Credentials:
+        """The key from the config, else from its environment variable; URL credentials kept."""
+        if config.api_key is not None:
+            value = config.api_key.get_secret_value()
+            if value:
+                return cls(value, "the api_key of the model config", username, password)
+        env = config.api_key_env
+        value = os.environ.get(env, "") if env else ""
+        return cls(value or None, f"${env}", username, password)
+
+    def authorization(self) -> str | None:
+        """The Authorization header: Bearer with a key, else Basic with URL credentials."""
+        if self.key:
+            return f"Bearer {self.key}"
+        if self.username or self.password:
+            token = base64.b64encode(f"{self.username}:{self.password}".encode("utf-8"))
+            return f"Basic {token.decode('ascii')}"
+        return None
+
+    def redact(self, text: str) -> str:
+        """Remove the API key and any api_base password from text that came from a server."""
+        for secret in (self.key, self.password):
+            if secret and secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+def split_credentials(url: str) -> tuple[str, str, str]:
+    """(url without user:password@, user, password), the last two percent-decoded."""
+    parts = urlsplit(url)
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return bare, unquote(parts.username or ""), unquote(parts.password or "")
+
+
+def display_url(url: str) -> str:
+    """The URL minus credentials, query, fragment, default port and trailing '/'."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    return urlunsplit((scheme, host, parts.path.rstrip("/"), "", ""))

@@ -1,0 +1,175 @@
+"""OpenAI-style request bodies for each Request, and the parsing of their answers into Responses."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from proctor.core import Request, Response
+from proctor.models.api_errors import Unusable, no_prompt_logprobs
+from proctor.models.hf_spans import continuation_start  # the shared rule; pure Python
+
+if TYPE_CHECKING:
+    from proctor.models.api_http import Reply
+
+Parser = Callable[[Any], Response]
+# The path to POST to (None: nothing to ask), the JSON body, and the parser of the answer.
+Plan = tuple[str | None, dict[str, Any], Parser]
+
+
+def plan_request(request: Request, *, model: str | None, chat: bool, display_base: str) -> Plan:
+    """The path, JSON body and response parser of one request; Unusable if it cannot be sent."""
+    if request.kind == "loglikelihood":
+        return _plan_loglikelihood(request, model=model, display_base=display_base)
+    if request.kind != "generate":
+        raise Unusable(f"unknown request kind {request.kind!r}")
+    body: dict[str, Any] = {"model": model}
+    if chat:
+        if request.messages is not None:
+            body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+        elif request.prompt is not None:
+            body["messages"] = [{"role": "user", "content": request.prompt}]
+        else:
+            raise Unusable("generate request has neither messages nor prompt")
+        path = "/chat/completions"
+    else:
+        if request.prompt is None:
+            raise Unusable(
+                "completions model got a chat request (messages, no prompt); "
+                "render the prompt as text for api_type='completions'"
+            )
+        body["prompt"] = request.prompt
+        path = "/completions"
+    body["max_tokens"] = request.max_tokens
+    body["temperature"] = request.temperature
+    if request.stop:
+        body["stop"] = list(request.stop)
+    return path, body, parse_chat if chat else parse_completion
+
+
+def _plan_loglikelihood(request: Request, *, model: str | None, display_base: str) -> Plan:
+    """One echo request scoring context + each continuation (prompt log-probs, no new tokens)."""
+    context = request.context or ""
+    continuations = request.continuations
+    if not continuations:
+        return (
+            None,
+            {},
+            lambda _: Response(loglikelihoods=(), continuation_lengths=(), attempts=0),
+        )
+    body = {
+        "model": model,
+        "prompt": [context + c for c in continuations],
+        "echo": True,
+        "logprobs": 1,
+        "max_tokens": 0,
+        "temperature": 0,
+    }
+
+    def parse(data: Any) -> Response:
+        return parse_loglikelihood(data, context, continuations, display_base)
+
+    return "/completions", body, parse
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """The compact UTF-8 JSON sent on the wire."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def parse_chat(data: Any) -> Response:
+    """The Response of a /chat/completions answer."""
+    message = data["choices"][0]["message"]
+    content = message.get("content")
+    if isinstance(content, list):  # content parts: keep the text ones
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if content is not None and not isinstance(content, str):
+        raise TypeError(f"message content is {type(content).__name__}")
+    prompt_tokens, completion_tokens = _usage(data)
+    return Response(
+        text=content or "", prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+    )
+
+
+def parse_completion(data: Any) -> Response:
+    """The Response of a /completions answer."""
+    text = data["choices"][0]["text"]
+    if not isinstance(text, str):
+        raise TypeError(f"choice text is {type(text).__name__}")
+    prompt_tokens, completion_tokens = _usage(data)
+    return Response(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+def parse_loglikelihood(
+    data: Any, context: str, continuations: Sequence[str], display_base: str
+) -> Response:
+    """Sum the log-probs of the continuation tokens (contracts.md, log-likelihood rule).
+
+    A token straddling the end of the context counts as continuation, e.g. " A" in
+    "Answer: " + "A": the same tokens the HF backend sums when scoring directly.
+    """
+    choices = data["choices"]
+    if len(choices) != len(continuations):
+        raise ValueError(f"{len(choices)} choices for {len(continuations)} prompts")
+    by_index = {
+        (c["index"] if isinstance(c.get("index"), int) else pos): c for pos, c in enumerate(choices)
+    }
+    start = len(context)
+    sums: list[float] = []
+    lengths: list[int] = []
+    for i, continuation in enumerate(continuations):
+        logprobs = by_index[i].get("logprobs")
+        if not isinstance(logprobs, dict) or logprobs.get("text_offset") is None:
+            raise Unusable(
+                f"{no_prompt_logprobs(display_base)} (no logprobs.text_offset with echo=true)"
+            )
+        offsets = logprobs["text_offset"]
+        values = logprobs["token_logprobs"]
+        if len(offsets) != len(values):
+            raise ValueError("text_offset and token_logprobs differ in length")
+        end = start + len(continuation)
+        first = continuation_start(offsets, start, end)
+        total, count = 0.0, 0
+        for offset, value in zip(offsets[first:], values[first:], strict=True):
+            # Tokens past the prompt (a server that ignored max_tokens=0) are not ours;
+            # only the prompt's first token has no log-prob, and it is never counted.
+            if offset < end and value is not None:
+                total += float(value)
+                count += 1
+        sums.append(total)
+        lengths.append(count)
+    prompt_tokens, _ = _usage(data)
+    return Response(
+        loglikelihoods=tuple(sums),
+        continuation_lengths=tuple(lengths),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=0,
+    )
+
+
+def model_ids(resp: Reply) -> list[str] | None:
+    """Model ids of a /models answer; None when the answer is not a model list."""
+    if resp.status_code != 200:
+        return None
+    try:
+        data = json.loads(resp.content)
+    except ValueError:
+        return None
+    items = data.get("data") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        return None
+    return [
+        item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)
+    ]
+
+
+def _usage(data: Any) -> tuple[int | None, int | None]:
+    """(prompt_tokens, completion_tokens) of the usage block, None where absent or not ints."""
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict):
+        return None, None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (
+        prompt if isinstance(prompt, int) else None,
+        completion if isinstance(completion, int) else None,
+    )
