@@ -7,9 +7,18 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATASETS = Path(
-    os.environ.get("PROCTOR_SHARED_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets")
-)
+
+def _find_shared_datasets() -> Path:
+    """$PROCTOR_SHARED_DATASETS, else the nearest `shared/datasets` beside the checkout or above it."""
+    if os.environ.get("PROCTOR_SHARED_DATASETS"):
+        return Path(os.environ["PROCTOR_SHARED_DATASETS"])
+    here = Path(__file__).resolve()
+    candidates = [parent / "shared" / "datasets" for parent in here.parents]
+    candidates.append(Path("/work/shared/datasets"))
+    return next((c for c in candidates if (c / "ceval").is_dir()), candidates[2])
+
+
+SHARED_DATASETS = _find_shared_datasets()
 
 needs_shared_data = pytest.mark.skipif(
     not (SHARED_DATASETS / "ceval").is_dir(),

@@ -48,6 +48,7 @@ def test_bad_range(capsys: pytest.CaptureFixture[str]) -> None:
     assert "bad range '0-10'" in err and "[0:10]" in err
 
 
+@needs_shared_data
 def test_bad_range_in_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "eval.yaml").write_text(
         "models: [{api_base: 'http://127.0.0.1:1/v1'}]\ndatasets: [{name: mmlu-anatomy, range: '[x:]'}]\n",
