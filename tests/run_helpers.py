@@ -43,6 +43,10 @@ class KnownAnswers:
     def of(cls, samples: Iterable[Sample]) -> "KnownAnswers":
         return cls({str(s.fields["question"]).strip(): s for s in samples})
 
+    @classmethod
+    def of_slices(cls, slices: dict[str, list[Sample]]) -> "KnownAnswers":
+        return cls.of(s for samples in slices.values() for s in samples)
+
     def sample_for(self, prompt: str) -> Sample:
         # The question being asked is the last block of the prompt (few-shot blocks come first).
         best = max((q for q in self.samples if q in prompt), key=lambda q: prompt.rfind(q))
@@ -65,6 +69,15 @@ class KnownAnswers:
     def expected_accuracy(self, samples: Iterable[Sample]) -> float:
         samples = list(samples)
         return 100.0 * sum(self.is_right(s) for s in samples) / len(samples)
+
+
+def load_slices(subjects: Iterable[tuple[str, str, str]], limit: int) -> dict[str, list[Sample]]:
+    """`{"ceval-computer_network": first `limit` samples, ...}` from the real files."""
+    from shared_data import SHARED_DATASETS
+
+    from proctor.datasets import load_samples
+
+    return {f"{b}-{s}": load_samples(b, s, split, SHARED_DATASETS)[:limit] for b, s, split in subjects}
 
 
 def only_run(work_dir: Path) -> Path:

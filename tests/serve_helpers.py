@@ -19,14 +19,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 
 from proctor.serve.cli import add_arguments
 from proctor.serve.options import ServeOptions
+from proctor.serve.health import wait_healthy
 from proctor.serve.server import RunningServer, serve_in_thread
 
 
@@ -70,21 +69,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_healthy(base_url: str, proc: subprocess.Popen[Any] | None = None, timeout_s: float = 120.0) -> None:
-    """Poll `base_url`/health until it answers 200 (base_url without /v1)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode} before it was ready")
-        try:
-            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{base_url}/health did not answer within {timeout_s:.0f}s")
 
 
 @contextlib.contextmanager

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 from openai_server import OpenAIServer, RecordedRequest, last_user_message
-from run_helpers import KnownAnswers, only_run, read_result
+from run_helpers import KnownAnswers, load_slices, only_run, read_result
 from shared_data import SHARED_DATASETS, needs_shared_data
 
 from proctor.api import evaluate
 from proctor.cli import main
-from proctor.datasets import load_samples
 
 pytestmark = needs_shared_data
 
@@ -22,12 +21,12 @@ LIMIT = 8
 
 @pytest.fixture(scope="module")
 def slices() -> dict[str, list]:
-    return {f"{b}-{s}": load_samples(b, s, split, SHARED_DATASETS)[:LIMIT] for b, s, split in SUBJECTS}
+    return load_slices(SUBJECTS, LIMIT)
 
 
 @pytest.fixture(scope="module")
 def answers(slices: dict[str, list]) -> KnownAnswers:
-    return KnownAnswers.of(s for samples in slices.values() for s in samples)
+    return KnownAnswers.of_slices(slices)
 
 
 

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 from openai_server import FailurePlan, OpenAIServer
-from run_helpers import KnownAnswers, only_run, read_records, read_result
+from run_helpers import KnownAnswers, load_slices, only_run, read_records, read_result
 from shared_data import SHARED_DATASETS, needs_shared_data
 
 from proctor.cli import main
-from proctor.datasets import load_samples
 
 pytestmark = needs_shared_data
 
@@ -20,10 +19,7 @@ LIMIT = 12
 
 @pytest.fixture(scope="module")
 def slices() -> dict[str, list]:
-    return {
-        f"{bench}-{subject}": load_samples(bench, subject, split, SHARED_DATASETS)[:LIMIT]
-        for bench, subject, split in SUBJECTS
-    }
+    return load_slices(SUBJECTS, LIMIT)
 
 
 

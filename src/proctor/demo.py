@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import httpx
 
 DEMO_DIR = Path(".proctor-demo")
 MODEL_NAME = "proctor-tiny"
@@ -84,19 +83,12 @@ def start_server(model: Path, port: int, log_path: Path) -> subprocess.Popen[byt
 
 
 def wait_healthy(proc: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + HEALTH_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DemoError(f"proctor serve exited with code {proc.returncode} before it was ready; "
-                            f"see {log_path}:\n{_tail(log_path)}")
-        try:
-            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise DemoError(f"proctor serve did not answer {base_url}/health within {HEALTH_TIMEOUT_S:.0f}s; "
-                    f"see {log_path}")
+    from proctor.serve.health import ServerNotReady, wait_healthy as wait
+
+    try:
+        wait(base_url, proc, timeout_s=HEALTH_TIMEOUT_S, interval_s=0.2)
+    except ServerNotReady as exc:
+        raise DemoError(f"{exc}; see {log_path}:\n{_tail(log_path)}") from None
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
