@@ -53,7 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"proctor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="evaluate models on datasets", description="Evaluate models on datasets.")
+    run = sub.add_parser(
+        "run",
+        help="evaluate models on datasets",
+        description="Evaluate models on datasets.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  proctor run --api-base http://127.0.0.1:23333/v1 --datasets ceval_gen cmmlu_gen --limit 20\n"
+            "  proctor run --hf-path Qwen/Qwen2.5-0.5B-Instruct --datasets mmlu_ppl\n"
+            "  proctor run eval.yaml -r latest\n"
+            "exit codes: 0 done, 1 some requests failed (retry them with -r), 2 a mistake in the input"
+        ),
+    )
     _add_run_arguments(run)
     run.set_defaults(handler=_cmd_run)
 
@@ -88,23 +100,23 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api-base", help="an OpenAI-compatible endpoint, e.g. http://127.0.0.1:23333/v1")
     g.add_argument("--api-model", help="model id at --api-base (default: read from GET /v1/models)")
     g.add_argument("--api-key-env", default=None, help="environment variable holding the API key (default OPENAI_API_KEY)")
-    g.add_argument("--api-type", choices=["chat", "completions"], default=None)
-    g.add_argument("--max-concurrency", type=int, default=None)
+    g.add_argument("--api-type", choices=["chat", "completions"], default=None, help="chat (default) or completions for base models")
+    g.add_argument("--max-concurrency", type=int, default=None, help="requests in flight per API model (default 32)")
     g.add_argument("--qps", type=float, default=None, help="requests per second limit")
     g.add_argument("--rpm", type=float, default=None, help="requests per minute limit")
     g.add_argument("--retry", type=int, default=None, help="retries per failed request")
     g.add_argument("--timeout", type=float, default=None, help="seconds per request")
     g.add_argument("--hf-path", help="a local Hugging Face checkpoint or hub id")
-    g.add_argument("--tokenizer-path", default=None)
-    g.add_argument("--batch-size", default=None, help="int or auto")
-    g.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default=None)
-    g.add_argument("--device", default=None)
-    g.add_argument("--trust-remote-code", action="store_true", default=None)
+    g.add_argument("--tokenizer-path", default=None, help="default: --hf-path")
+    g.add_argument("--batch-size", default=None, help="int or auto (default 8)")
+    g.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default=None, help="auto: bfloat16 on GPU, float32 on CPU")
+    g.add_argument("--device", default=None, help="e.g. cuda:0 or cpu (default: cuda when available)")
+    g.add_argument("--trust-remote-code", action="store_true", default=None, help="run the model repo's own code (InternLM needs it)")
     g.add_argument("--chat", dest="chat", action="store_true", default=None, help="force chat formatting")
     g.add_argument("--no-chat", dest="chat", action="store_false", help="force plain-text formatting")
-    g.add_argument("--temperature", type=float, default=None)
-    g.add_argument("--max-out-len", type=int, default=None)
-    g.add_argument("--max-seq-len", type=int, default=None)
+    g.add_argument("--temperature", type=float, default=None, help="default 0 (greedy; cached)")
+    g.add_argument("--max-out-len", type=int, default=None, help="tokens to generate (default 256)")
+    g.add_argument("--max-seq-len", type=int, default=None, help="prompt + answer tokens; few-shot examples are dropped to fit")
     d = p.add_argument_group("datasets")
     d.add_argument("--datasets", nargs="+", default=[], metavar="NAME", help="e.g. ceval_gen cmmlu-anatomy mmlu_ppl")
     d.add_argument("--limit", type=int, default=None, help="first N samples of each subject")
