@@ -129,3 +129,10 @@ def test_python_config_that_raises(tmp_path: Path) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config_file(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("name", ["eval_api.yaml", "eval_hf.py"])
+def test_shipped_examples_load(name: str) -> None:
+    loaded = load_config_file(Path(__file__).resolve().parents[1] / "examples" / name)
+    assert loaded.models and len(loaded.datasets) > 50
+    assert loaded.run_options["work_dir"].startswith("outputs/")
