@@ -32,15 +32,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _setup_logging(debug: bool) -> None:
-    from rich.console import Console
-    from rich.logging import RichHandler
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
 
-    logging.basicConfig(
-        level=logging.INFO if debug else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_path=debug, rich_tracebacks=debug, markup=False)],
-        force=True,
-    )
+        handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=debug, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        # Piped to a file or CI log: one plain line per record, nothing wrapped.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, handlers=[handler], force=True)
     if not debug:
         # httpx logs every request at INFO; keep it for --debug only.
         logging.getLogger("httpx").setLevel(logging.WARNING)
