@@ -26,7 +26,7 @@ def build_run_config(
     Command-line values win over the file's run options; unset (None) values are ignored.
     """
     from proctor.config.files import load_config_file
-    from proctor.config.registry import resolve_datasets, resolve_model_preset
+    from proctor.config.registry import resolve_datasets, resolve_model_preset, with_overrides
 
     overrides = {k: v for k, v in (dataset_overrides or {}).items() if v is not None}
     model_configs: list[Any] = []
@@ -35,7 +35,7 @@ def build_run_config(
     if config_file:
         loaded = load_config_file(config_file)
         model_configs += loaded.models
-        dataset_configs += [d.model_copy(update=overrides) if overrides else d for d in loaded.datasets]
+        dataset_configs += [with_overrides(d, overrides) for d in loaded.datasets]
         options.update(loaded.run_options)
     for model in models:
         model_configs.append(resolve_model_preset(model) if isinstance(model, str) else model)
@@ -73,6 +73,6 @@ def evaluate(models: Sequence[Any], datasets: Sequence[Any], **options: Any) -> 
     from proctor.engine.run import execute
 
     model_list = [model_from_dict(m, where=f"models[{i}]") if isinstance(m, dict) else m for i, m in enumerate(models)]
-    overrides = {k: options.pop(k) for k in ("limit", "range", "fewshot") if k in options}
+    overrides = {k: options.pop(k) for k in ("limit", "range", "fewshot", "continuations") if k in options}
     config = build_run_config(models=model_list, datasets=datasets, dataset_overrides=overrides, run_options=options)
     return execute(config)

@@ -125,6 +125,12 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--limit", type=int, default=None, help="first N samples of each subject")
     d.add_argument("--range", dest="range_", default=None, metavar="[A:B]", help="slice of each subject, e.g. [0:10]")
     d.add_argument("--fewshot", type=int, default=None, help="few-shot examples from the dev split (default 5)")
+    d.add_argument(
+        "--ppl-continuations",
+        choices=["letters", "options"],
+        default=None,
+        help="*_ppl datasets: score the letters (default) or the option texts (adds acc_norm)",
+    )
     d.add_argument("--data-dir", default=None, help="data root (default: $PROCTOR_DATA, ./data, the cache dir)")
     e = p.add_argument_group("execution")
     e.add_argument("-w", "--work-dir", default=None, help="outputs folder (default outputs/)")
@@ -156,7 +162,12 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         datasets=args.datasets,
         api=_cli_api_model(args),
         hf=_cli_hf_model(args),
-        dataset_overrides={"limit": args.limit, "range": args.range_, "fewshot": args.fewshot},
+        dataset_overrides={
+            "limit": args.limit,
+            "range": args.range_,
+            "fewshot": args.fewshot,
+            "continuations": args.ppl_continuations,
+        },
         run_options={
             "work_dir": args.work_dir,
             "data_dir": args.data_dir,

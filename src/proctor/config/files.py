@@ -109,7 +109,7 @@ def _datasets(entry: Any, where: str) -> list[DatasetConfig]:
     entry = dict(entry)
     if "name" in entry:
         name = entry.pop("name")
-        allowed = {"fewshot", "range", "limit", "data_dir", "max_out_len"}
+        allowed = {"fewshot", "range", "limit", "data_dir", "max_out_len", "continuations"}
         extra = sorted(set(entry) - allowed)
         if extra:
             raise ConfigError(f"{where}.{extra[0]}: unknown key; with `name` use {', '.join(sorted(allowed))}")

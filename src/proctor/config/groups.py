@@ -22,12 +22,16 @@ def summary_groups(datasets: Sequence[DatasetConfig]) -> list[SummaryGroup]:
     from proctor.datasets import get_benchmark
 
     groups: list[SummaryGroup] = []
-    keys = sorted({(d.benchmark, d.mode) for d in datasets}, key=lambda k: (k[0], k[1]))
-    for benchmark_name, mode in keys:
-        members = [d for d in datasets if d.benchmark == benchmark_name and d.mode == mode]
+    def style(d: DatasetConfig) -> str:
+        return d.mode if d.mode == "gen" else f"ppl-{d.continuations}"
+
+    keys = sorted({(d.benchmark, style(d)) for d in datasets})
+    for benchmark_name, key_style in keys:
+        members = [d for d in datasets if d.benchmark == benchmark_name and style(d) == key_style]
         bench = get_benchmark(benchmark_name)
         subjects = {s.name: s for s in bench.subjects}
-        suffix = "_ppl" if mode == "ppl" else ""
+        # The group's name ends like its members' abbrs (`ceval-law_ppl_options` -> `ceval_ppl_options`).
+        suffix = {"gen": "", "ppl-letters": "_ppl"}.get(key_style, "_ppl_options")
         candidates = [(bench.name, members)]
         for category in bench.categories:
             in_category = [d for d in members if category in subjects[d.subject].categories]

@@ -14,9 +14,11 @@ MODES: tuple[Mode, ...] = ("gen", "ppl")
 FAMILIES = ("ceval", "cmmlu", "mmlu")
 
 
-def dataset_abbr(benchmark: str, subject: str, mode: Mode) -> str:
-    """`ceval-computer_network` for gen; `_ppl` marks the log-likelihood variant."""
-    return f"{benchmark}-{subject}" + ("_ppl" if mode == "ppl" else "")
+def dataset_abbr(benchmark: str, subject: str, mode: Mode, continuations: str = "letters") -> str:
+    """`ceval-computer_network` for gen; `_ppl` marks the log-likelihood variant,
+    `_ppl_options` the one that scores option texts."""
+    suffix = "" if mode == "gen" else ("_ppl" if continuations == "letters" else "_ppl_options")
+    return f"{benchmark}-{subject}{suffix}"
 
 
 def _subjects(benchmark: str) -> list[str]:
@@ -59,7 +61,7 @@ def resolve_datasets(names: Iterable[str], **overrides: Any) -> list[DatasetConf
     for name in names:
         for benchmark, subject, mode, data_dir in _expand(name):
             fields: dict[str, Any] = {
-                "abbr": dataset_abbr(benchmark, subject, mode),
+                "abbr": dataset_abbr(benchmark, subject, mode, overrides.get("continuations", "letters")),
                 "benchmark": benchmark,
                 "subject": subject,
                 "mode": mode,
@@ -74,6 +76,19 @@ def resolve_datasets(names: Iterable[str], **overrides: Any) -> list[DatasetConf
             seen.add(config.abbr)
             unique.append(config)
     return unique
+
+
+def with_overrides(config: DatasetConfig, overrides: dict[str, Any]) -> DatasetConfig:
+    """A config with command-line overrides; a default abbr follows a change of continuations."""
+    if not overrides:
+        return config
+    updated = config.model_copy(update=overrides)
+    default = dataset_abbr(config.benchmark, config.subject, config.mode, config.continuations)
+    if config.abbr == default:
+        updated = updated.model_copy(
+            update={"abbr": dataset_abbr(updated.benchmark, updated.subject, updated.mode, updated.continuations)}
+        )
+    return updated
 
 
 def _expand(name: str) -> list[tuple[str, str, Mode, str | None]]:

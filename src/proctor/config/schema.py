@@ -82,6 +82,8 @@ class DatasetConfig(_Config):
     benchmark: str  # e.g. "ceval"
     subject: str
     mode: Literal["gen", "ppl"] = "gen"
+    # ppl only: score the letters (" A".." D") or the option texts (adds acc_norm, length-normalised).
+    continuations: Literal["letters", "options"] = "letters"
     fewshot: int = Field(5, ge=0)
     range: str | None = None  # OpenCompass-style slice of the eval split: "[0:10]", "[-5:]"
     limit: int | None = Field(None, ge=1)  # first N samples (after range)

@@ -37,6 +37,7 @@ class PreparedDataset:
                 subject=self.subject_title,
                 mode=self.config.mode,
                 chat=chat,
+                continuations=self.config.continuations,
                 max_tokens=self.config.max_out_len or max_tokens,
                 temperature=temperature,
             )
@@ -66,6 +67,6 @@ def prepare_dataset(config: DatasetConfig, data_dir: str | None) -> PreparedData
         shots=tuple(shots),
         language=bench.language,
         subject_title=title,
-        version=prompt_version(bench.language, config.mode),  # type: ignore[arg-type]
+        version=prompt_version(bench.language, config.mode, config.continuations),  # type: ignore[arg-type]
         files=tuple(files),
     )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from proctor.core import Record, Request, Response, Sample
-from proctor.metrics import choice_from_loglikelihoods, extract_choice
-from proctor.prompts import CHOICES
+from proctor.metrics import choice_from_loglikelihoods, choice_from_loglikelihoods_norm, extract_choice
+from proctor.prompts import CHOICES, LETTER_CONTINUATIONS
 
 
 def prompt_as_sent(request: Request) -> Any:
@@ -17,13 +17,25 @@ def prompt_as_sent(request: Request) -> Any:
     return request.prompt
 
 
+def _norm_extra(continuations: Sequence[str], lls: Sequence[float] | None, target: str) -> dict[str, Any]:
+    """acc_norm for option-text continuations: log-likelihood per byte of the option, as
+    lm-evaluation-harness does (comparable across tokenizers). Letters need no normalising."""
+    if lls is None or tuple(continuations) == LETTER_CONTINUATIONS:
+        return {}
+    lengths = [len(c.encode("utf-8")) for c in continuations]
+    prediction = choice_from_loglikelihoods_norm(lls, lengths, CHOICES)
+    return {"prediction_norm": prediction, "correct_norm": prediction == target}
+
+
 def make_record(sample: Sample, request: Request, response: Response) -> Record:
     """A failed response is recorded with its error and never scored (correct=None)."""
     prediction: str | None = None
     correct: bool | None = None
+    extra: dict[str, Any] = {}
     if response.ok:
         if request.kind == "loglikelihood":
             prediction = choice_from_loglikelihoods(response.loglikelihoods or (), CHOICES)
+            extra = _norm_extra(request.continuations, response.loglikelihoods, sample.target)
         else:
             prediction = extract_choice(response.text or "", CHOICES)
         correct = prediction == sample.target
@@ -44,6 +56,7 @@ def make_record(sample: Sample, request: Request, response: Response) -> Record:
         continuation_lengths=(
             list(response.continuation_lengths) if response.continuation_lengths is not None else None
         ),
+        extra=extra,
     )
 
 
@@ -55,6 +68,8 @@ def rescore(record: Record, kind: str) -> Record:
 
     if kind == "loglikelihood":
         prediction = choice_from_loglikelihoods(record.loglikelihoods or (), CHOICES)
-    else:
-        prediction = extract_choice(record.output or "", CHOICES)
+        continuations = record.prompt.get("continuations", ()) if isinstance(record.prompt, dict) else ()
+        extra = {**record.extra, **_norm_extra(continuations, record.loglikelihoods, record.target)}
+        return replace(record, prediction=prediction, correct=prediction == record.target, extra=extra)
+    prediction = extract_choice(record.output or "", CHOICES)
     return replace(record, prediction=prediction, correct=prediction == record.target)

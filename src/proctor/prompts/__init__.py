@@ -1,5 +1,5 @@
 """Turning Samples into Requests."""
 
-from proctor.prompts.multiple_choice import CHOICES, build_request, prompt_version
+from proctor.prompts.multiple_choice import CHOICES, LETTER_CONTINUATIONS, build_request, prompt_version
 
-__all__ = ["CHOICES", "build_request", "prompt_version"]
+__all__ = ["CHOICES", "LETTER_CONTINUATIONS", "build_request", "prompt_version"]

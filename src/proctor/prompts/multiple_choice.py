@@ -45,8 +45,15 @@ TEMPLATES: dict[Language, ChoiceTemplate] = {
 LETTER_CONTINUATIONS = tuple(f" {c}" for c in CHOICES)
 
 
-def prompt_version(language: Language, mode: str) -> str:
-    return f"{TEMPLATES[language].version}{'p' if mode == 'ppl' else 'g'}"
+def prompt_version(language: Language, mode: str, continuations: str = "letters") -> str:
+    suffix = "g" if mode != "ppl" else ("p" if continuations == "letters" else "o")
+    return f"{TEMPLATES[language].version}{suffix}"
+
+
+def option_continuations(sample: Sample) -> tuple[str, ...]:
+    """The option texts as continuations of the answer cue, in A-D order."""
+    options = sample.fields["options"]
+    return tuple(f" {str(options[letter]).strip()}" for letter in CHOICES if letter in options)
 
 
 def question_block(sample: Sample, template: ChoiceTemplate) -> str:
@@ -73,10 +80,16 @@ def chat_messages(sample: Sample, shots: Sequence[Sample], language: Language, s
     return tuple(messages)
 
 
-def text_prompt(sample: Sample, shots: Sequence[Sample], language: Language, subject: str) -> str:
+def text_prompt(
+    sample: Sample, shots: Sequence[Sample], language: Language, subject: str, *, answer_with_text: bool = False
+) -> str:
+    """Instruction, answered examples, then the question; examples answer with the letter,
+    or with the option text when the continuations scored are option texts."""
     template = TEMPLATES[language]
     parts = [_instruction(template, subject)]
-    parts += [f"{question_block(s, template)} {s.target}" for s in shots]
+    for shot in shots:
+        answer = str(shot.fields["options"][shot.target]).strip() if answer_with_text else shot.target
+        parts.append(f"{question_block(shot, template)} {answer}")
     parts.append(question_block(sample, template))
     return template.shot_separator.join(parts)
 
@@ -89,15 +102,17 @@ def build_request(
     subject: str,
     mode: Literal["gen", "ppl"],
     chat: bool,
+    continuations: Literal["letters", "options"] = "letters",
     max_tokens: int,
     temperature: float = 0.0,
 ) -> Request:
-    """The Request for one question: generation (chat or text) or letter log-likelihoods."""
+    """The Request for one question: generation (chat or text) or the log-likelihoods of the
+    letters (or, with `continuations="options"`, of the option texts)."""
     if mode == "ppl":
         return Request(
             kind="loglikelihood",
-            context=text_prompt(sample, shots, language, subject),
-            continuations=LETTER_CONTINUATIONS,
+            context=text_prompt(sample, shots, language, subject, answer_with_text=continuations == "options"),
+            continuations=LETTER_CONTINUATIONS if continuations == "letters" else option_continuations(sample),
         )
     if chat:
         return Request(
