@@ -32,7 +32,7 @@ def test_option_texts_add_a_length_normalised_prediction() -> None:
     lls = (-9.0, -0.1, -5.0, -6.0)  # B wins both ways
     record = make_record(SAMPLE, request, Response(loglikelihoods=lls))
     assert (record.prediction, record.extra["prediction_norm"]) == ("B", "B") and record.extra["correct_norm"]
-    assert rescore(record, "loglikelihood").extra == record.extra
+    assert rescore(record, "loglikelihood", SAMPLE).extra == record.extra
 
 
 def test_letters_need_no_normalising() -> None:
@@ -72,3 +72,37 @@ def test_versions_differ_by_continuations(continuations: str) -> None:
     from proctor.prompts import prompt_version
 
     assert prompt_version("en", "ppl", continuations).endswith("p" if continuations == "letters" else "o")
+
+
+OPTIONS_ZH = {"A": "物理层", "B": "传输层", "C": "网络层", "D": "应用层"}
+OPTIONS_EN = {"A": "15", "B": "150", "C": "a prime number", "D": "None of the above"}
+
+
+@pytest.mark.parametrize(
+    ("text", "options", "expected"),
+    [
+        ("传输层", OPTIONS_ZH, "B"),
+        ("答案是传输层。", OPTIONS_ZH, "B"),
+        ("  a Prime number. ", OPTIONS_EN, "C"),
+        ("150", OPTIONS_EN, "B"),  # "15" is inside "150": the containing option is meant
+        ("15", OPTIONS_EN, "A"),
+        ("物理层和传输层都不对", OPTIONS_ZH, None),  # two options: no guess
+        ("", OPTIONS_ZH, None),
+        ("我不知道", OPTIONS_ZH, None),
+        ("传输层" + "，因为" + "它负责端到端的可靠传输，这是教科书上的标准定义和解释" * 2, OPTIONS_ZH, None),  # long essay
+    ],
+)
+def test_match_option_text(text: str, options: dict, expected: str | None) -> None:
+    from proctor.metrics import match_option_text
+
+    assert match_option_text(text, options) == expected
+
+
+def test_generated_option_text_is_scored_and_rescored_alike() -> None:
+    sample = Sample(id="1", fields={"question": "哪一层负责端到端传输？", "options": OPTIONS_ZH}, target="B")
+    request = Request(kind="generate", prompt="q", max_tokens=8)
+    record = make_record(sample, request, Response(text="传输层"))
+    assert record.prediction == "B" and record.correct
+    assert rescore(record, "generate", sample) == record
+    letter = make_record(sample, request, Response(text="答案：C，不是传输层"))
+    assert letter.prediction == "C"  # an explicit letter always wins over option text

@@ -43,7 +43,7 @@ def evaluate_run(
                 record = records.get(sample.id)
                 if record is None:
                     continue
-                selected.append(rescore_record(record, kind) if rescore else record)
+                selected.append(rescore_record(record, kind, sample) if rescore else record)
             result = accuracy_result(selected, model, dataset.config.abbr)
             missing = len(dataset.samples) - len(selected)
             if missing:

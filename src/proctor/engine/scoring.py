@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from proctor.core import Record, Request, Response, Sample
-from proctor.metrics import choice_from_loglikelihoods, choice_from_loglikelihoods_norm, extract_choice
+from proctor.metrics import (
+    choice_from_loglikelihoods,
+    choice_from_loglikelihoods_norm,
+    extract_choice,
+    match_option_text,
+)
 from proctor.prompts import CHOICES, LETTER_CONTINUATIONS
 
 
@@ -27,6 +32,14 @@ def _norm_extra(continuations: Sequence[str], lls: Sequence[float] | None, targe
     return {"prediction_norm": prediction, "correct_norm": prediction == target}
 
 
+def generated_choice(text: str | None, sample: Sample) -> str | None:
+    """The letter an answer gives; failing that, the option whose text it gives."""
+    letter = extract_choice(text or "", CHOICES)
+    if letter is None and isinstance(sample.fields.get("options"), dict):
+        letter = match_option_text(text, sample.fields["options"])
+    return letter
+
+
 def make_record(sample: Sample, request: Request, response: Response) -> Record:
     """A failed response is recorded with its error and never scored (correct=None)."""
     prediction: str | None = None
@@ -37,7 +50,7 @@ def make_record(sample: Sample, request: Request, response: Response) -> Record:
             prediction = choice_from_loglikelihoods(response.loglikelihoods or (), CHOICES)
             extra = _norm_extra(request.continuations, response.loglikelihoods, sample.target)
         else:
-            prediction = extract_choice(response.text or "", CHOICES)
+            prediction = generated_choice(response.text, sample)
         correct = prediction == sample.target
     return Record(
         sample_id=sample.id,
@@ -60,7 +73,7 @@ def make_record(sample: Sample, request: Request, response: Response) -> Record:
     )
 
 
-def rescore(record: Record, kind: str) -> Record:
+def rescore(record: Record, kind: str, sample: Sample) -> Record:
     """Re-extract the answer of a stored record (`--mode eval` after changing extraction)."""
     if record.failed:
         return record
@@ -71,5 +84,5 @@ def rescore(record: Record, kind: str) -> Record:
         continuations = record.prompt.get("continuations", ()) if isinstance(record.prompt, dict) else ()
         extra = {**record.extra, **_norm_extra(continuations, record.loglikelihoods, record.target)}
         return replace(record, prediction=prediction, correct=prediction == record.target, extra=extra)
-    prediction = extract_choice(record.output or "", CHOICES)
+    prediction = generated_choice(record.output, sample)
     return replace(record, prediction=prediction, correct=prediction == record.target)

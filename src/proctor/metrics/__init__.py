@@ -9,6 +9,7 @@ from proctor.metrics.accuracy import (
     proportion_stderr,
 )
 from proctor.metrics.extract import extract_choice
+from proctor.metrics.option_text import match_option_text
 from proctor.metrics.loglikelihood import choice_from_loglikelihoods, choice_from_loglikelihoods_norm
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "choice_from_loglikelihoods_norm",
     "extract_choice",
     "group_results",
+    "match_option_text",
     "proportion_stderr",
 ]
