@@ -133,3 +133,30 @@ def test_no_traceback_from_the_real_command(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, timeout=60,
     )
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+@needs_shared_data
+def test_a_run_that_cannot_start_leaves_no_folder_for_r_latest(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    work = tmp_path / "out"
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    base = ["--datasets", "mmlu-anatomy", "--limit", "1", "--data-dir", str(SHARED_DATASETS), "-w", str(work)]
+    assert "cannot reach" in _error(capsys, ["run", "--api-base", url, *base])
+    assert "no C-Eval data" in _error(capsys, ["run", "--api-base", url, "--datasets", "ceval-law", "--data-dir", str(tmp_path), "-w", str(work)])
+    # An empty folder would become "latest" and hide the last real run from -r and --mode eval|report.
+    assert not work.exists() or not any(work.iterdir())
+    err = _error(capsys, ["run", "--api-base", url, *base, "--mode", "eval"])
+    assert err == f"error: --mode eval: no run to read in {work}; run the inference first (without --mode)"
+
+
+def test_an_empty_range_is_a_mistake(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _error(capsys, ["run", "--api-base", "http://127.0.0.1:1/v1", "--datasets", "mmlu-anatomy", "--range", "[5:2]"])
+    assert "'[5:2]' selects nothing" in err
+
+
+def test_list_takes_a_bare_pattern(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "abstract_alg"]) == 0
+    out = capsys.readouterr().out
+    assert "mmlu-abstract_algebra" in out and "no model preset matches 'abstract_alg'" in out
+    assert main(["list", "datasets", "zzz-nothing"]) == 0
+    assert "no dataset matches 'zzz-nothing'" in capsys.readouterr().out
+    assert "is not a list" in _error(capsys, ["list", "dataset", "ceval"])

@@ -136,3 +136,36 @@ def test_shipped_examples_load(name: str) -> None:
     loaded = load_config_file(Path(__file__).resolve().parents[1] / "examples" / name)
     assert loaded.models and len(loaded.datasets) > 50
     assert loaded.run_options["work_dir"].startswith("outputs/")
+
+
+def test_same_name_with_different_data_is_refused() -> None:
+    # demo_gen holds its own ceval-computer_network: one of the two was silently dropped before.
+    with pytest.raises(ConfigError, match="'ceval-computer_network' is asked for twice with different data"):
+        resolve_datasets(["ceval-computer_network", "demo_gen"])
+    with pytest.raises(ConfigError, match="twice with different data"):
+        resolve_datasets(["demo_gen", "ceval-computer_network"])
+
+
+@pytest.mark.parametrize("text", ["[5:2]", "[3:3]", "[-1:-4]"])
+def test_empty_ranges_are_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="selects nothing"):
+        parse_range(text, where="--range")
+    assert parse_range("[-3:2]") == slice(-3, 2)  # may be empty or not, depending on the size
+
+
+def test_top_level_limit_in_a_config_file_is_not_ignored(tmp_path: Path) -> None:
+    # A Python config ignores unknown helper names, so `limit = 2` used to run every sample.
+    path = tmp_path / "eval.py"
+    path.write_text('models = [{"api_base": "http://x/v1"}]\ndatasets = ["mmlu-anatomy"]\nlimit = 2\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"eval.py: `limit` is a per-dataset setting.*--limit"):
+        load_config_file(path)
+    yaml_path = tmp_path / "eval.yaml"
+    yaml_path.write_text("models: [{api_base: 'http://x/v1'}]\ndatasets: [mmlu-anatomy]\nfewshot: 0\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="`fewshot` is a per-dataset setting"):
+        load_config_file(yaml_path)
+    # A helper variable the dataset entries use is fine.
+    path.write_text(
+        'limit = 2\nmodels = [{"api_base": "http://x/v1"}]\ndatasets = [{"name": "mmlu-anatomy", "limit": limit}]\n',
+        encoding="utf-8",
+    )
+    assert [d.limit for d in load_config_file(path).datasets] == [2]

@@ -116,6 +116,21 @@ def test_dry_run_prints_the_plan_and_touches_nothing(
     assert path.read_bytes().endswith(lines[6][:20])  # a dry run repairs nothing either
 
 
+def test_dry_run_with_r_knows_a_discovered_model_id(
+    tmp_path: Path, answers: KnownAnswers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without --api-model the id comes from GET /v1/models at run time; the dry run used to say
+    # `api-model/...` and count every sample as still to do.
+    with OpenAIServer(answers, model_ids=["served/m"]) as server:
+        args = [a for a in _args(server.base_url, tmp_path, "--limit", "3") if a not in ("--api-model", "m")]
+        assert main(args) == 0
+        capsys.readouterr()
+        assert main([*args, "--dry-run", "-r", "latest"]) == 0
+    out = capsys.readouterr().out
+    for dataset in DATASETS:
+        assert f"served/m/{dataset}  (3 samples, 0 to do)" in out
+
+
 def test_run_folder_of_an_incompatible_version_is_refused(
     tmp_path: Path, answers: KnownAnswers, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_cmd_run)
 
     lst = sub.add_parser("list", help="list dataset names and model presets")
-    lst.add_argument("what", nargs="?", choices=["datasets", "models"], default=None)
+    # No argparse choices: `proctor list ceval` is a pattern over both lists, not a usage error.
+    lst.add_argument("what", nargs="?", default=None, metavar="datasets|models", help="which list (default: both)")
     lst.add_argument("pattern", nargs="?", default=None, help="only names containing this text")
     lst.set_defaults(handler=_cmd_list)
 
@@ -250,7 +251,12 @@ def _cli_hf_model(args: argparse.Namespace) -> dict[str, Any] | None:
 def _cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
     from proctor.config.listing import print_listing
 
-    print_listing(args.what, args.pattern)
+    what, pattern = args.what, args.pattern
+    if what not in (None, "datasets", "models"):
+        if pattern is not None:
+            raise ProctorError(f"proctor list: {what!r} is not a list; use `proctor list datasets|models [PATTERN]`")
+        what, pattern = None, what
+    print_listing(what, pattern)
     return EXIT_OK
 
 

@@ -23,6 +23,9 @@ from proctor.config.schema import DatasetConfig, RunConfig
 from proctor.errors import ConfigError, ProctorError
 
 RUN_KEYS = set(RunConfig.model_fields) - {"models", "datasets"}
+# The command line's --limit/--range/--fewshot look like run options; in a file they belong to a
+# dataset entry. Named at the top level (even of a Python file) they would otherwise be ignored.
+DATASET_KEYS = {"limit", "range", "fewshot", "continuations"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,13 @@ def load_config_file(path: str | Path) -> FileConfig:
     datasets: list[DatasetConfig] = []
     for i, entry in enumerate(_as_list(raw, "datasets", where)):
         datasets.extend(_datasets(entry, f"{where}: datasets[{i}]"))
+    per_dataset = sorted(k for k in raw if k in DATASET_KEYS and not _used_by_entries(path, raw, k))
+    if per_dataset:
+        key = per_dataset[0]
+        raise ConfigError(
+            f"{where}: `{key}` is a per-dataset setting, not a run option; write it in a dataset entry "
+            f"({{\"name\": \"ceval_gen\", \"{key}\": ...}}) or pass --{key.replace('continuations', 'ppl-continuations')}"
+        )
     unknown = sorted(k for k in raw if k not in RUN_KEYS | {"models", "datasets"} and _is_setting(path, k))
     if unknown:
         raise ConfigError(
@@ -51,6 +61,14 @@ def load_config_file(path: str | Path) -> FileConfig:
         )
     options = {k: v for k, v in raw.items() if k in RUN_KEYS}
     return FileConfig(models=models, datasets=datasets, run_options=options)
+
+
+def _used_by_entries(path: Path, raw: dict[str, Any], key: str) -> bool:
+    """A Python config may name a helper `limit = 10` and use it in its dataset dicts: that one is fine."""
+    if path.suffix != ".py":
+        return False
+    entries = raw.get("datasets")
+    return isinstance(entries, (list, tuple)) and any(isinstance(e, dict) and key in e for e in entries)
 
 
 def _is_setting(path: Path, key: str) -> bool:

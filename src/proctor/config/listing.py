@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def print_listing(what: str | None, pattern: str | None) -> None:
     from rich.console import Console
@@ -28,7 +30,7 @@ def print_listing(what: str | None, pattern: str | None) -> None:
             for s in bench.subjects:
                 title = f"{s.title} ({s.title_zh})" if s.title_zh else s.title
                 _row(table, needle, f"{family}-{s.name}", f"{bench.title} {title}, {s.category}")
-        console.print(table)
+        _print_table(console, table, "dataset", pattern)
         console.print("a subject name with the suffix _ppl is scored by log-likelihood, e.g. ceval-law_ppl")
     if what in (None, "models"):
         table = Table(title="model presets (use with --models)")
@@ -36,9 +38,17 @@ def print_listing(what: str | None, pattern: str | None) -> None:
         table.add_column("what")
         for preset in MODEL_PRESETS.values():
             _row(table, needle, preset.name, preset.description)
-        console.print(table)
+        _print_table(console, table, "model preset", pattern)
         if what == "models":
             console.print("any OpenAI-compatible endpoint: --api-base URL; any local checkpoint: --hf-path PATH")
+
+
+def _print_table(console: Any, table: Any, what: str, pattern: str | None) -> None:
+    # An empty table with a wrapped title reads as broken output; say what matched nothing instead.
+    if table.row_count == 0:
+        console.print(f"no {what} matches {pattern!r}", markup=False, highlight=False)
+    else:
+        console.print(table)
 
 
 def _row(table: object, needle: str, name: str, description: str) -> None:

@@ -20,6 +20,9 @@ def parse_range(text: str, *, where: str = "range") -> slice:
             f"{where}: bad range {text!r}; expected [start:end] such as [0:10], [-5:] or [:100]"
         )
     start, end = (int(g) if g is not None else None for g in match.groups())
+    if start is not None and end is not None and (start < 0) == (end < 0) and start >= end:
+        # Empty whatever the dataset's size: a typo, not a request to evaluate nothing.
+        raise ConfigError(f"{where}: range {text!r} selects nothing; the start must be before the end, e.g. [0:10]")
     return slice(start, end)
 
 

@@ -69,13 +69,25 @@ def resolve_datasets(names: Iterable[str], **overrides: Any) -> list[DatasetConf
                 **overrides,
             }
             configs.append(DatasetConfig(**fields))
-    seen: set[str] = set()
-    unique = []
+    return _drop_duplicates(configs)
+
+
+def _drop_duplicates(configs: list[DatasetConfig]) -> list[DatasetConfig]:
+    """Drop repeated names, but refuse two different datasets under one abbr.
+
+    `demo_gen` holds `ceval-computer_network` too, from the demo files: keeping either one
+    silently would score the wrong questions under the right name.
+    """
+    seen: dict[str, DatasetConfig] = {}
     for config in configs:
-        if config.abbr not in seen:
-            seen.add(config.abbr)
-            unique.append(config)
-    return unique
+        kept = seen.setdefault(config.abbr, config)
+        if kept != config:
+            raise ConfigError(
+                f"dataset {config.abbr!r} is asked for twice with different data "
+                f"(data_dir {kept.data_dir or 'the data root'} and {config.data_dir or 'the data root'}); "
+                "run the demo set and the real benchmark in separate runs"
+            )
+    return list(seen.values())
 
 
 def with_overrides(config: DatasetConfig, overrides: dict[str, Any]) -> DatasetConfig:

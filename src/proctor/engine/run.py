@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from proctor.config.secrets import redact_argv
-from proctor.config.schema import RunConfig, model_abbr
+from proctor.config.schema import ApiModelConfig, RunConfig, model_abbr
 from proctor.core import Result
 from proctor.engine.diskio import as_write_error
 from proctor.engine.evaluate import count_unfinished, evaluate_run, load_results, write_reports
 from proctor.engine.infer import InferenceOutcome, check_unique, num_gpus_of, run_inference
-from proctor.engine.manifest import read_model_names
+from proctor.engine.manifest import public_url, read_manifest, read_model_names
 from proctor.engine.plan import Task, make_plan
 from proctor.engine.prepare import PreparedDataset, prepare_dataset
 from proctor.engine.rundir import RunDir, find_run_dir, new_run_dir, write_config
 from proctor.engine.store import PredictionStore
 from proctor.engine.task import TaskStats
+from proctor.errors import ProctorError
 
 log = logging.getLogger("proctor.engine")
 
@@ -46,10 +48,18 @@ async def _execute(config: RunConfig, *, argv: Sequence[str] | None, console: An
         from proctor.engine.ray_runner import import_ray
 
         import_ray()  # a missing extra fails before a run folder is made
-    run = _run_dir(config)
+    fresh = not config.reuse and config.mode in ("all", "infer") and not config.dry_run
+    # A wrong -r names its mistake first; a new folder is made only once the data is found,
+    # so a data mistake leaves none behind for `-r latest`.
+    found = None if fresh else _run_dir(config)
     prepared = [prepare_dataset(d, config.data_dir) for d in config.datasets]
+    run = found or _run_dir(config)
     try:
         return await _stages(config, run, prepared, argv=redact_argv(argv), console=console)
+    except ProctorError:
+        if fresh:
+            _discard_if_unused(run)
+        raise
     except OSError as exc:
         error = as_write_error(exc, run.root)  # disk full in a writer outside the engine (summary, report)
         if error is None:
@@ -110,8 +120,8 @@ def _dry_run(config: RunConfig, run: RunDir, prepared: list[PreparedDataset], ou
 
     API models whose id is read from the server at start go by their configured name here.
     """
-    names = [model_abbr(m) for m in config.models]
-    gpus = {model_abbr(m): num_gpus_of(m) for m in config.models}
+    names = _dry_run_names(config, run)
+    gpus = {name: num_gpus_of(m) for name, m in zip(names, config.models)}
     sizes = [(p.config.abbr, len(p.samples)) for p in prepared]
     outcome.plan = make_plan(names, sizes, config.max_partition_size, gpus)
     if not config.reuse:
@@ -126,11 +136,39 @@ def _dry_run(config: RunConfig, run: RunDir, prepared: list[PreparedDataset], ou
         outcome.to_do[task] = sum(1 for s in samples if (r := records[key].get(s.id)) is None or r.failed)
 
 
+def _dry_run_names(config: RunConfig, run: RunDir) -> list[str]:
+    """Each model's name; with -r, an API model whose id was read from its server at run time
+    goes by the id the manifest recorded, since its predictions are filed under that name."""
+    used = read_manifest(run).get("models", {}) if config.reuse else {}
+    names = []
+    for model in config.models:
+        name = model_abbr(model)
+        if isinstance(model, ApiModelConfig) and not (model.abbr or model.model):
+            same = [
+                n for n, info in used.items()
+                if info.get("api_base") == public_url(model.api_base) and info.get("api_type") == model.api_type
+            ]
+            name = same[0] if len(same) == 1 else name
+        names.append(name)
+    return names
+
+
+def _discard_if_unused(run: RunDir) -> None:
+    """Remove a new run folder that holds no prediction (the model could not start, say).
+
+    Left behind, `-r latest` and `--mode eval|report` would pick it instead of the last real run.
+    """
+    predictions = run.root / "predictions"
+    if predictions.is_dir() and any(p.is_file() and p.stat().st_size for p in predictions.rglob("*")):
+        return
+    shutil.rmtree(run.root, ignore_errors=True)
+
+
 def _run_dir(config: RunConfig) -> RunDir:
     if config.reuse:
         return find_run_dir(config.work_dir, config.reuse)
     if config.mode in ("eval", "report"):
-        return find_run_dir(config.work_dir, "latest")
+        return find_run_dir(config.work_dir, "latest", mode=config.mode)
     if config.dry_run:
         return RunDir(Path(config.work_dir) / "dry-run")  # never created
     return new_run_dir(config.work_dir)

@@ -71,11 +71,16 @@ def _started(path: Path) -> tuple[str, int, float]:
     return "", 0, path.stat().st_mtime
 
 
-def find_run_dir(work_dir: str | Path, run_id: str) -> RunDir:
-    """The run folder `-r/--reuse` names: a run id, or `latest` (the last one started)."""
+def find_run_dir(work_dir: str | Path, run_id: str, *, mode: str | None = None) -> RunDir:
+    """The run folder `-r/--reuse` names: a run id, or `latest` (the last one started).
+
+    `mode`: `--mode eval|report` without -r looks for the latest run; its error names that flag.
+    """
     base = Path(work_dir)
     runs = sorted((p for p in base.glob("*") if (p / "config.json").is_file()), key=_started) if base.is_dir() else []
     if run_id == "latest":
+        if not runs and mode:
+            raise ConfigError(f"--mode {mode}: no run to read in {base}; run the inference first (without --mode)")
         if not runs:
             raise ConfigError(f"-r latest: no earlier run in {base}; start one without -r")
         return _check_version(RunDir(runs[-1]))
