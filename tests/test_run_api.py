@@ -194,3 +194,19 @@ def test_max_seq_len_drops_fewshot_examples_to_fit(tmp_path: Path, slices: dict[
     assert read_result(run, "short", "mmlu-abstract_algebra")["value"] == pytest.approx(
         answers.expected_accuracy(slices["mmlu-abstract_algebra"])
     )
+
+
+def test_served_model_id_with_slash_and_colon_stays_one_folder(tmp_path: Path, slices: dict[str, list]) -> None:
+    answers = KnownAnswers.of_slices(slices)
+    with OpenAIServer(answers, model_ids=["Qwen/Qwen2.5-7B:v1"]) as server:
+        assert _run(server, tmp_path, "--datasets", "mmlu-abstract_algebra", "--limit", "3") == 0
+    run = only_run(tmp_path)
+    assert [p.name for p in (run / "predictions").iterdir()] == ["Qwen_Qwen2.5-7B_v1"]
+    assert read_result(run, "Qwen_Qwen2.5-7B_v1", "mmlu-abstract_algebra")["model"] == "Qwen/Qwen2.5-7B:v1"
+    assert "Qwen/Qwen2.5-7B:v1" in (run / "summary" / "summary.txt").read_text(encoding="utf-8")
+    html = (run / "report.html").read_text(encoding="utf-8")
+    assert html.count("mmlu-abstract_algebra") >= 2 and "Qwen/Qwen2.5-7B:v1" in html
+    # Resume and re-evaluation find the same folder.
+    with OpenAIServer(answers, model_ids=["Qwen/Qwen2.5-7B:v1"]) as server:
+        assert _run(server, tmp_path, "--datasets", "mmlu-abstract_algebra", "--limit", "3", "-r", "latest", "--no-cache") == 0
+        assert server.post_requests() == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Mapping
 
@@ -160,3 +161,16 @@ class Result:
     def from_json(cls, data: Mapping[str, Any]) -> "Result":
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
+
+
+_UNSAFE_IN_PATHS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+
+
+def path_part(name: str) -> str:
+    """A model or dataset name as one folder or file name of the outputs layout.
+
+    Served model ids often hold `/` (`Qwen/Qwen2.5-7B`) or `:`; they must not become
+    nested or invalid folders. Tables keep the real name.
+    """
+    safe = _UNSAFE_IN_PATHS.sub("_", name).strip()
+    return "_" if safe in ("", ".", "..") else safe

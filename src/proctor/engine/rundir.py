@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from proctor.config.schema import RunConfig
+from proctor.core import path_part
 from proctor.config.secrets import redact_argv, redact_url
 from proctor.engine.diskio import write_json_atomic
 from proctor.errors import ConfigError
@@ -26,13 +27,13 @@ class RunDir:
         return self.root.name
 
     def predictions(self, model: str, dataset: str) -> Path:
-        return self.root / "predictions" / model / f"{dataset}.jsonl"
+        return self.root / "predictions" / path_part(model) / f"{path_part(dataset)}.jsonl"
 
     def result(self, model: str, dataset: str) -> Path:
-        return self.root / "results" / model / f"{dataset}.json"
+        return self.root / "results" / path_part(model) / f"{path_part(dataset)}.json"
 
     def log(self, model: str, dataset: str) -> Path:
-        return self.root / "logs" / model / f"{dataset}.log"
+        return self.root / "logs" / path_part(model) / f"{path_part(dataset)}.log"
 
     @property
     def summary_dir(self) -> Path:

@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from proctor.core import Record, Result
+from proctor.core import Record, Result, path_part
 from proctor.errors import DataError
 from proctor.metrics import MEAN_OF_SUBJECTS
 from proctor.report.summary import DatasetRowInfo, Summary, SummaryRow, build_summary
@@ -148,8 +148,10 @@ def _load_sections(
     run_dir: Path, summary: Summary, limit: int, notes: list[str]
 ) -> list[_Section]:
     found: dict[tuple[str, str], Path] = {}
+    # Folder names are path-safe forms of the model names (`Qwen/Qwen2.5` -> `Qwen_Qwen2.5`).
+    real_name = {path_part(m): m for m in summary.models}
     for path in sorted((run_dir / "predictions").glob("*/*.jsonl")):
-        found[(path.parent.name, path.stem)] = path
+        found[(real_name.get(path.parent.name, path.parent.name), path.stem)] = path
     dataset_order = [row.dataset for row in summary.rows if row.kind == "dataset"]
     model_order = list(summary.models)
 
