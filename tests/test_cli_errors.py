@@ -160,3 +160,17 @@ def test_list_takes_a_bare_pattern(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "datasets", "zzz-nothing"]) == 0
     assert "no dataset matches 'zzz-nothing'" in capsys.readouterr().out
     assert "is not a list" in _error(capsys, ["list", "dataset", "ceval"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--api-base", "http://127.0.0.1:1/v1", "--batch-size", "4"], "--batch-size applies to a --hf-path model"),
+        (["--hf-path", "/nope", "--qps", "3"], "--qps applies to a --api-base model"),
+        (["--models", "gpt-4o-mini", "--no-chat"], "--chat/--no-chat applies to a --hf-path model"),
+    ],
+)
+def test_flags_of_another_kind_of_model_are_not_silently_ignored(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert message in _error(capsys, ["run", *argv, "--datasets", "mmlu-anatomy"])

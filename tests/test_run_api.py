@@ -100,7 +100,7 @@ def test_requests_that_keep_failing_are_recorded_failed_and_exit_nonzero(
         code = _run(server, tmp_path, "--retry", "1", "--datasets", "mmlu-abstract_algebra", "--limit", "3")
     assert code == 1
     err = capsys.readouterr().err
-    assert "requests failed" in err and "-r" in err
+    assert "samples have no answer" in err and "-r" in err
     run = only_run(tmp_path)
     result = read_result(run, "down", "mmlu-abstract_algebra")
     assert result["n"] == 0 and result["n_failed"] == 3

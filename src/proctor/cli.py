@@ -157,6 +157,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from proctor.engine.run import execute
     from rich.console import Console
 
+    _check_model_flags(args)
     config = build_run_config(
         config_file=args.config,
         models=args.models,
@@ -194,12 +195,28 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     console.print(f"outputs: {outcome.run.root}", markup=False)
     if outcome.failed:
         print(
-            f"error: {outcome.failed} requests failed and were not scored (see the predictions' `error` field); "
+            f"error: {outcome.failed} samples have no answer (their requests failed, see the predictions' "
+            "`error` field, or were never sent) and were not scored; "
             f"retry them with `proctor run ... -r {outcome.run.run_id}`",
             file=sys.stderr,
         )
         return EXIT_FAILED_REQUESTS
     return EXIT_OK
+
+
+# Flags that only mean something for one kind of model: given without it, they would be ignored.
+_HF_ONLY = ("tokenizer_path", "batch_size", "dtype", "device", "trust_remote_code", "chat")
+_API_ONLY = ("api_model", "api_key_env", "api_type", "max_concurrency", "qps", "rpm", "retry", "timeout")
+
+
+def _check_model_flags(args: argparse.Namespace) -> None:
+    for names, needs, present in ((_HF_ONLY, "--hf-path", args.hf_path), (_API_ONLY, "--api-base", args.api_base)):
+        given = [n for n in names if getattr(args, n) is not None]
+        if given and not present:
+            flag = "--" + given[0].replace("_", "-")
+            if given[0] == "chat":
+                flag = "--chat/--no-chat"
+            raise ProctorError(f"{flag} applies to a {needs} model, and no {needs} was given")
 
 
 def _cli_api_model(args: argparse.Namespace) -> dict[str, Any] | None:

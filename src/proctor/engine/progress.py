@@ -62,7 +62,8 @@ class RunProgress:
         if self._progress is not None:
             self._bars[task] = self._progress.add_task(f"  {task.label}", total=task.end - task.start, failed="")
         else:
-            log.info("start %s (%d samples)", task.label, task.end - task.start)
+            n = task.end - task.start
+            log.info("start %s (%d sample%s)", task.label, n, "" if n == 1 else "s")
 
     def advance(self, task: Task, record: Record) -> None:
         self._done[task] = self._done.get(task, 0) + 1

@@ -77,9 +77,16 @@ def encode_body(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def _first_choice(data: Any) -> Any:
+    choices = data["choices"]
+    if not choices:
+        raise ValueError("the answer has no choices")
+    return choices[0]
+
+
 def parse_chat(data: Any) -> Response:
     """The Response of a /chat/completions answer."""
-    message = data["choices"][0]["message"]
+    message = _first_choice(data)["message"]
     content = message.get("content")
     if isinstance(content, list):  # content parts: keep the text ones
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
@@ -93,7 +100,7 @@ def parse_chat(data: Any) -> Response:
 
 def parse_completion(data: Any) -> Response:
     """The Response of a /completions answer."""
-    text = data["choices"][0]["text"]
+    text = _first_choice(data)["text"]
     if not isinstance(text, str):
         raise TypeError(f"choice text is {type(text).__name__}")
     prompt_tokens, completion_tokens = _usage(data)
