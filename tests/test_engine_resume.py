@@ -187,3 +187,30 @@ def test_a_record_made_with_another_prompt_is_not_reused(tmp_path: Path, answers
     run = only_run(tmp_path)
     first = read_records(run, "m", DATASETS[0])[-1]["prompt"]
     assert [m["role"] for m in first] == ["user", "assistant"] * 2 + ["user"]
+
+
+def test_ctrl_c_names_the_run_to_resume_and_loses_nothing(tmp_path: Path) -> None:
+    total = LIMIT * len(DATASETS)
+    work = tmp_path / "interrupted"
+    with OpenAIServer(lambda body: "A", latency=0.1, model_ids=["m"]) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "proctor", *_args(server, work, "--no-cache")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        deadline = time.monotonic() + 60
+        while _lines(work) < total // 3:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        run = only_run(work)
+        assert f"-r {run.name}" in err and f"-w {work}" in err and "Traceback" not in err
+        done = _lines(work)
+        assert main(_args(server, work, "--no-cache", "-r", run.name)) == 0
+        assert len(server.post_requests()) <= total + CONCURRENCY  # only in-flight requests are sent twice
+    assert _lines(work) >= total
+    for dataset in DATASETS:
+        assert len({r["sample_id"] for r in read_records(run, "m", dataset)}) == LIMIT
+    assert done < total

@@ -8,7 +8,7 @@ import sys
 from typing import Any, Sequence
 
 from proctor import __version__
-from proctor.errors import ProctorError
+from proctor.errors import ProctorError, RunInterrupted
 
 EXIT_OK, EXIT_FAILED_REQUESTS, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -21,6 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(debug)
     try:
         return int(args.handler(args, argv) or 0)
+    except RunInterrupted as exc:
+        print(exc, file=sys.stderr)
+        return exc.exit_code
     except ProctorError as exc:
         if debug:
             raise

@@ -21,7 +21,7 @@ from proctor.engine.prepare import PreparedDataset, prepare_dataset
 from proctor.engine.rundir import RunDir, find_run_dir, new_run_dir, write_config
 from proctor.engine.store import PredictionStore
 from proctor.engine.task import TaskStats
-from proctor.errors import ProctorError
+from proctor.errors import ProctorError, RunInterrupted
 
 log = logging.getLogger("proctor.engine")
 
@@ -56,6 +56,11 @@ async def _execute(config: RunConfig, *, argv: Sequence[str] | None, console: An
     run = found or _run_dir(config)
     try:
         return await _stages(config, run, prepared, argv=redact_argv(argv), console=console)
+    except asyncio.CancelledError:
+        # Ctrl-C: asyncio.run cancels this task; name the run so the user can resume exactly it.
+        if run.config_path.is_file():
+            raise RunInterrupted(run.run_id, str(config.work_dir)) from None
+        raise
     except ProctorError:
         if fresh:
             _discard_if_unused(run)
