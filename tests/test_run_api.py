@@ -57,6 +57,7 @@ def test_reports_exactly_the_accuracy_the_answers_imply(tmp_path: Path, slices: 
         for record in records:
             assert record["prediction"] == answers.letter(next(s for s in samples if s.id == record["sample_id"]))
             assert record["latency_s"] >= 0 and record["completion_tokens"] is not None
+            assert record["finish_reason"] == "stop"
     # Five few-shot examples as prior turns, then the question.
     first = read_records(run, "served-model", "ceval-computer_network")[0]["prompt"]
     assert [m["role"] for m in first] == ["user", "assistant"] * 5 + ["user"]

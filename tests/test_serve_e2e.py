@@ -42,6 +42,7 @@ def test_served_model_scores_like_the_direct_run(tmp_path: Path, tiny_model_dir:
             assert a["error"] is None and b["error"] is None
             if mode == "gen":
                 assert a["output"] == b["output"]
+                assert a["finish_reason"] == b["finish_reason"] and a["finish_reason"] in ("stop", "length")
             else:
                 assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], abs=1e-5)
             assert a["prediction"] == b["prediction"]

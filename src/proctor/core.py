@@ -91,6 +91,9 @@ class Response:
     latency_s: float = 0.0
     attempts: int = 1
     cached: bool = False
+    # Why generation ended, as OpenAI reports it: "stop", "length" (cut by max_tokens),
+    # "content_filter", ...; None when the backend does not say.
+    finish_reason: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -127,6 +130,7 @@ class Record:
     cached: bool = False
     continuation_lengths: list[int] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None
 
     @property
     def failed(self) -> bool:

@@ -70,6 +70,7 @@ def make_record(sample: Sample, request: Request, response: Response) -> Record:
             list(response.continuation_lengths) if response.continuation_lengths is not None else None
         ),
         extra=extra,
+        finish_reason=response.finish_reason,
     )
 
 

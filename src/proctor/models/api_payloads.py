@@ -86,7 +86,8 @@ def _first_choice(data: Any) -> Any:
 
 def parse_chat(data: Any) -> Response:
     """The Response of a /chat/completions answer."""
-    message = _first_choice(data)["message"]
+    choice = _first_choice(data)
+    message = choice["message"]
     content = message.get("content")
     if isinstance(content, list):  # content parts: keep the text ones
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
@@ -94,17 +95,31 @@ def parse_chat(data: Any) -> Response:
         raise TypeError(f"message content is {type(content).__name__}")
     prompt_tokens, completion_tokens = _usage(data)
     return Response(
-        text=content or "", prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        text=content or "",
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        finish_reason=_finish_reason(choice),
     )
 
 
 def parse_completion(data: Any) -> Response:
     """The Response of a /completions answer."""
-    text = _first_choice(data)["text"]
+    choice = _first_choice(data)
+    text = choice["text"]
     if not isinstance(text, str):
         raise TypeError(f"choice text is {type(text).__name__}")
     prompt_tokens, completion_tokens = _usage(data)
-    return Response(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    return Response(
+        text=text,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        finish_reason=_finish_reason(choice),
+    )
+
+
+def _finish_reason(choice: Any) -> str | None:
+    reason = choice.get("finish_reason")
+    return reason if isinstance(reason, str) else None
 
 
 def parse_loglikelihood(

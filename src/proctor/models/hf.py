@@ -301,7 +301,7 @@ class HFBackend:
                               generation_kwargs=self.config.generation_kwargs)
         return [
             Response(text=o.text, prompt_tokens=o.prompt_tokens,
-                     completion_tokens=o.completion_tokens)
+                     completion_tokens=o.completion_tokens, finish_reason=o.finish_reason)
             for o in outs
         ]
 

@@ -24,6 +24,7 @@ class GenOutput:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    finish_reason: str = "stop"  # "length" when max_tokens ended it, as OpenAI reports
 
 
 def generate_batch(
@@ -93,8 +94,11 @@ def _generate_rows(
         while kept and kept[-1] in eos_ids:
             kept.pop()
         text = tokenizer.decode(kept, skip_special_tokens=True)
-        results.append(GenOutput(text=cut_at_stop(text, x.stop), prompt_tokens=len(x.ids),
-                                 completion_tokens=len(kept)))
+        answer = cut_at_stop(text, x.stop)
+        # As OpenAI (and `proctor serve`) report it: cut by max_tokens unless a stop string or EOS ended it.
+        hit_length = answer == text and len(kept) >= x.max_tokens
+        results.append(GenOutput(text=answer, prompt_tokens=len(x.ids), completion_tokens=len(kept),
+                                 finish_reason="length" if hit_length else "stop"))
     return results
 
 

@@ -220,7 +220,8 @@ class VLLMBackend:
                 completion = out.outputs[0]
                 answers[i] = Response(text=completion.text,
                                       prompt_tokens=len(out.prompt_token_ids or ()),
-                                      completion_tokens=len(completion.token_ids))
+                                      completion_tokens=len(completion.token_ids),
+                                      finish_reason=getattr(completion, "finish_reason", None))
         return [a or Response(error="no answer") for a in answers]
 
     def _loglikelihood(self, requests: Sequence[Request]) -> list[Response]:
