@@ -115,7 +115,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--timeout", type=float, default=None, help="seconds per request")
     g.add_argument("--hf-path", help="a local Hugging Face checkpoint or hub id")
     g.add_argument("--tokenizer-path", default=None, help="default: --hf-path")
-    g.add_argument("--batch-size", default=None, help="int or auto (default 8)")
+    g.add_argument("--batch-size", type=_batch_size, default=None, help="int or auto (default 8)")
     g.add_argument("--dtype", choices=["auto", "float32", "float16", "bfloat16"], default=None, help="auto: bfloat16 on GPU, float32 on CPU")
     g.add_argument("--device", default=None, help="e.g. cuda:0 or cpu (default: cuda when available)")
     g.add_argument("--trust-remote-code", action="store_true", default=None, help="run the model repo's own code (InternLM needs it)")
@@ -160,13 +160,12 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from proctor.engine.run import execute
     from rich.console import Console
 
-    _check_model_flags(args)
     config = build_run_config(
         config_file=args.config,
         models=args.models,
         datasets=args.datasets,
-        api=_cli_api_model(args),
-        hf=_cli_hf_model(args),
+        api=_cli_model(args, "api"),
+        hf=_cli_model(args, "hf"),
         dataset_overrides={
             "limit": args.limit,
             "range": args.range_,
@@ -207,65 +206,57 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     return EXIT_OK
 
 
-# Flags that only mean something for one kind of model: given without it, they would be ignored.
-_HF_ONLY = ("tokenizer_path", "batch_size", "dtype", "device", "trust_remote_code", "chat")
-_API_ONLY = ("api_model", "api_key_env", "api_type", "max_concurrency", "qps", "rpm", "retry", "timeout")
+# Model flags, as `args` attribute -> config field. Each kind's own flags given without that kind
+# of model would be ignored, so they are refused; the shared ones apply to either kind.
+_API_FLAGS = {
+    "api_model": "model",
+    "api_key_env": "api_key_env",
+    "api_type": "api_type",
+    "max_concurrency": "max_concurrency",
+    "qps": "qps",
+    "rpm": "rpm",
+    "retry": "retry",
+    "timeout": "timeout",
+}
+_HF_FLAGS = {
+    "tokenizer_path": "tokenizer_path",
+    "batch_size": "batch_size",
+    "dtype": "dtype",
+    "device": "device",
+    "trust_remote_code": "trust_remote_code",
+    "chat": "chat",
+}
+_SHARED_FLAGS = ("temperature", "max_out_len", "max_seq_len")
+_MODEL_KINDS = (("api", "api_base", "--api-base", _API_FLAGS), ("hf", "hf_path", "--hf-path", _HF_FLAGS))
 
 
-def _check_model_flags(args: argparse.Namespace) -> None:
-    for names, needs, present in ((_HF_ONLY, "--hf-path", args.hf_path), (_API_ONLY, "--api-base", args.api_base)):
-        given = [n for n in names if getattr(args, n) is not None]
-        if given and not present:
-            flag = "--" + given[0].replace("_", "-")
-            if given[0] == "chat":
-                flag = "--chat/--no-chat"
-            raise ProctorError(f"{flag} applies to a {needs} model, and no {needs} was given")
+def _flag_name(dest: str) -> str:
+    return "--chat/--no-chat" if dest == "chat" else "--" + dest.replace("_", "-")
 
 
-def _cli_api_model(args: argparse.Namespace) -> dict[str, Any] | None:
-    if not args.api_base:
+def _cli_model(args: argparse.Namespace, kind: str) -> dict[str, Any] | None:
+    """The model config that `--api-base`/`--hf-path` and their flags describe, or None."""
+    _, anchor, anchor_flag, own = next(k for k in _MODEL_KINDS if k[0] == kind)
+    location = getattr(args, anchor)
+    if not location:
+        given = [dest for dest in own if getattr(args, dest) is not None]
+        if given:
+            raise ProctorError(f"{_flag_name(given[0])} applies to a {anchor_flag} model, and no {anchor_flag} was given")
         return None
-    fields = {
-        "type": "api",
-        "api_base": args.api_base,
-        "model": args.api_model,
-        "api_key_env": args.api_key_env,
-        "api_type": args.api_type,
-        "max_concurrency": args.max_concurrency,
-        "qps": args.qps,
-        "rpm": args.rpm,
-        "retry": args.retry,
-        "timeout": args.timeout,
-        "temperature": args.temperature,
-        "max_out_len": args.max_out_len,
-        "max_seq_len": args.max_seq_len,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
+    fields: dict[str, Any] = {"type": kind, "api_base" if kind == "api" else "path": location}
+    for dest, field in (*own.items(), *((f, f) for f in _SHARED_FLAGS)):
+        if getattr(args, dest) is not None:
+            fields[field] = getattr(args, dest)
+    return fields
 
 
-def _cli_hf_model(args: argparse.Namespace) -> dict[str, Any] | None:
-    if not args.hf_path:
-        return None
-    batch_size: Any = args.batch_size
-    if batch_size is not None and batch_size != "auto":
-        try:
-            batch_size = int(batch_size)
-        except ValueError:
-            raise ProctorError(f"--batch-size {batch_size!r}: expected an integer or 'auto'") from None
-    fields = {
-        "type": "hf",
-        "path": args.hf_path,
-        "tokenizer_path": args.tokenizer_path,
-        "batch_size": batch_size,
-        "dtype": args.dtype,
-        "device": args.device,
-        "trust_remote_code": args.trust_remote_code,
-        "chat": args.chat,
-        "temperature": args.temperature,
-        "max_out_len": args.max_out_len,
-        "max_seq_len": args.max_seq_len,
-    }
-    return {k: v for k, v in fields.items() if v is not None}
+def _batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
 
 
 def _cmd_list(args: argparse.Namespace, argv: list[str]) -> int:

@@ -10,6 +10,23 @@ MASK = "**********"
 _SECRET_PARAM = re.compile(r"key|token|secret|sig|password|auth", re.IGNORECASE)
 
 
+def public_url(url: str) -> str:
+    """The URL minus credentials, query, fragment, default port and trailing '/':
+    how an endpoint is named in the manifest, logs and errors."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    return urlunsplit((scheme, host, parts.path.rstrip("/"), "", ""))
+
+
 def redact_url(url: str) -> str:
     """The URL with its password and secret-looking query values masked; the rest kept."""
     parts = urlsplit(url)

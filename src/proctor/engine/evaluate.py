@@ -11,16 +11,16 @@ from proctor.engine.diskio import write_json_atomic
 from proctor.engine.prepare import PreparedDataset
 from proctor.engine.rundir import RunDir
 from proctor.engine.store import PredictionStore
+from proctor.engine.task import count_unanswered
 
 
 def count_unfinished(run: RunDir, model_names: Sequence[str], prepared: Sequence[PreparedDataset]) -> int:
     """Samples without a successful record (failed or never answered): what `-r` would send again."""
-    unfinished = 0
-    for model in model_names:
-        for dataset in prepared:
-            records = PredictionStore(run.predictions(model, dataset.config.abbr)).load()
-            unfinished += sum(1 for s in dataset.samples if (r := records.get(s.id)) is None or r.failed)
-    return unfinished
+    return sum(
+        count_unanswered(dataset.samples, PredictionStore(run.predictions(model, dataset.config.abbr)).load())
+        for model in model_names
+        for dataset in prepared
+    )
 
 
 def evaluate_run(

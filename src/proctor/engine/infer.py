@@ -198,7 +198,7 @@ async def _run_plan(
             # Shards of one dataset share its store: one writer per file, records in arrival order.
             stores[key] = PredictionStore(run.predictions(*key))
             existing[key] = stores[key].load()
-    progress = RunProgress(plan, by_abbr, existing, debug=config.debug, console=console)
+    progress = RunProgress(plan, debug=config.debug, console=console)
     gate = asyncio.Semaphore(1 if config.debug else (config.max_num_workers or DEFAULT_MAX_WORKERS))
     entry_of = {e.name: e for e in entries}
 

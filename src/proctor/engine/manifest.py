@@ -11,10 +11,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 from proctor import __version__
 from proctor.config.schema import ApiModelConfig
+from proctor.config.secrets import public_url
 from proctor.core import Request
 from proctor.engine.diskio import write_json_atomic
 from proctor.engine.prepare import PreparedDataset
@@ -47,15 +47,6 @@ def requests_digest(requests: Iterable[Request]) -> str:
         digest.update(json.dumps(request.payload(), sort_keys=True, ensure_ascii=False).encode("utf-8"))
         digest.update(b"\n")
     return digest.hexdigest()
-
-
-def public_url(url: str) -> str:
-    """A URL without user:password, query or fragment (where API keys hide)."""
-    parts = urlsplit(url.strip())
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
 def _git_commit() -> str | None:

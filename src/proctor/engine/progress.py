@@ -3,35 +3,26 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from proctor.core import Record
 from proctor.engine.plan import Task
+from proctor.engine.task import TaskStats
 
 log = logging.getLogger("proctor.engine")
 
 
 class RunProgress:
-    """One bar per (model, dataset) while it runs, above one overall bar per model."""
+    """One bar per (model, dataset) while it runs, above one overall bar per model;
+    with `debug`, a log line per task and per sample instead."""
 
-    def __init__(
-        self,
-        plan: Sequence[Task],
-        datasets: Mapping[str, Any],
-        existing: Mapping[tuple[str, str], Mapping[str, Record]],
-        *,
-        debug: bool,
-        console: Any = None,
-    ) -> None:
-        self.debug = debug
-        self._plan = plan
+    def __init__(self, plan: Sequence[Task], *, debug: bool, console: Any = None) -> None:
         self._failed: dict[str, int] = {}
-        self._done: dict[Task, int] = {}
-        self._bars: dict[Any, Any] = {}
-        self._progress: Any = None
+        self._bars: dict[str | Task, Any] = {}
         self._totals: dict[str, int] = {}
         for task in plan:
-            self._totals[task.model] = self._totals.get(task.model, 0) + (task.end - task.start)
+            self._totals[task.model] = self._totals.get(task.model, 0) + task.size
+        self._progress: Any = None
         if not debug:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -43,7 +34,6 @@ class RunProgress:
                 TextColumn("{task.fields[failed]}"),
                 TimeElapsedColumn(),
                 console=console or Console(stderr=True),
-                transient=False,
             )
 
     def __enter__(self) -> "RunProgress":
@@ -58,24 +48,20 @@ class RunProgress:
             self._progress.__exit__(*exc)
 
     def start(self, task: Task) -> None:
-        self._done[task] = 0
         if self._progress is not None:
-            self._bars[task] = self._progress.add_task(f"  {task.label}", total=task.end - task.start, failed="")
+            self._bars[task] = self._progress.add_task(f"  {task.label}", total=task.size, failed="")
         else:
-            n = task.end - task.start
-            log.info("start %s (%d sample%s)", task.label, n, "" if n == 1 else "s")
+            log.info("start %s (%d sample%s)", task.label, task.size, "" if task.size == 1 else "s")
 
     def advance(self, task: Task, record: Record) -> None:
-        self._done[task] = self._done.get(task, 0) + 1
         if record.failed:
             self._failed[task.model] = self._failed.get(task.model, 0) + 1
             log.warning("%s: sample %s failed: %s", task.label, record.sample_id, record.error)
         if self._progress is not None:
             failed = self._failed.get(task.model, 0)
-            label = f"[red]{failed} failed" if failed else ""
             self._progress.update(self._bars[task], advance=1)
-            self._progress.update(self._bars[task.model], advance=1, failed=label)
-        elif self.debug:
+            self._progress.update(self._bars[task.model], advance=1, failed=f"[red]{failed} failed" if failed else "")
+        else:
             log.info(
                 "%s %s: %s -> %s (target %s)",
                 task.label,
@@ -85,9 +71,9 @@ class RunProgress:
                 record.target,
             )
 
-    def finish(self, task: Task, stats: Any) -> None:
+    def finish(self, task: Task, stats: TaskStats) -> None:
         if self._progress is not None:
-            # Skipped samples (resume) complete the bars too.
+            # Samples already done (resume) complete the bars too.
             self._progress.update(self._bars[task], advance=stats.skipped, visible=False)
             self._progress.update(self._bars[task.model], advance=stats.skipped)
         else:

@@ -15,13 +15,14 @@ from proctor.core import Result
 from proctor.engine.diskio import as_write_error
 from proctor.engine.evaluate import count_unfinished, evaluate_run, load_results, write_reports
 from proctor.engine.infer import InferenceOutcome, check_unique, num_gpus_of, run_inference
-from proctor.engine.manifest import public_url, read_manifest, read_model_names
+from proctor.config.secrets import public_url
+from proctor.engine.manifest import read_manifest, read_model_names
 from proctor.engine.plan import Task, make_plan
 from proctor.engine.prepare import PreparedDataset, prepare_dataset
 from proctor.engine.rundir import RunDir, find_run_dir, new_run_dir, write_config
 from proctor.engine.store import PredictionStore
-from proctor.engine.task import TaskStats
-from proctor.errors import ProctorError, RunInterrupted
+from proctor.engine.task import TaskStats, count_unanswered
+from proctor.errors import ConfigError, ProctorError, RunInterrupted
 
 log = logging.getLogger("proctor.engine")
 
@@ -93,8 +94,6 @@ async def _stages(
     if config.mode == "report":
         outcome.results = load_results(run, model_names, prepared)
         if not outcome.results:
-            from proctor.errors import ConfigError
-
             raise ConfigError(f"--mode report: {run.root} has no results yet; run `--mode eval -r {run.run_id}` first")
     else:
         outcome.results = evaluate_run(run, model_names, prepared, rescore=config.mode == "eval")
@@ -138,7 +137,7 @@ def _dry_run(config: RunConfig, run: RunDir, prepared: list[PreparedDataset], ou
         if key not in records:
             records[key] = PredictionStore(run.predictions(*key)).load(repair=False)
         samples = by_abbr[task.dataset].samples[task.start : task.end]
-        outcome.to_do[task] = sum(1 for s in samples if (r := records[key].get(s.id)) is None or r.failed)
+        outcome.to_do[task] = count_unanswered(samples, records[key])
 
 
 def _dry_run_names(config: RunConfig, run: RunDir) -> list[str]:

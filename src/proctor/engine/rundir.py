@@ -115,13 +115,3 @@ def write_config(run: RunDir, config: RunConfig, argv: list[str] | None = None) 
     if argv is not None:
         data["argv"] = redact_argv(argv)
     write_json_atomic(run.config_path, data)
-
-
-def read_config(run: RunDir) -> RunConfig:
-    data = json.loads(run.config_path.read_text(encoding="utf-8"))
-    data.pop("proctor_layout", None)
-    data.pop("argv", None)
-    for model in data.get("models", []):
-        if model.get("api_key") is not None:
-            model["api_key"] = None  # redacted on disk; the key must come from the environment again
-    return RunConfig.model_validate(data)

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from proctor.core import Record, Request, Response, Sample
 from proctor.engine.cache import ResponseCache
@@ -28,9 +28,18 @@ class TaskStats:
     stale: int = 0  # had a record made with another prompt: sent again
 
 
+def has_answer(record: Record | None) -> bool:
+    return record is not None and not record.failed
+
+
+def count_unanswered(samples: Iterable[Sample], records: Mapping[str, Record]) -> int:
+    """Samples without a successful record (failed or never answered): what `-r` sends again."""
+    return sum(1 for s in samples if not has_answer(records.get(s.id)))
+
+
 def is_done(record: Record | None, request: Request) -> bool:
     """A sample is done when it has a successful record made with exactly this prompt."""
-    return record is not None and not record.failed and record.prompt == prompt_as_sent(request)
+    return has_answer(record) and record.prompt == prompt_as_sent(request)  # type: ignore[union-attr]
 
 
 def pending_items(
@@ -50,9 +59,7 @@ async def run_task(
     """Send the task's pending requests; cache hits become records without reaching the backend."""
     started = time.perf_counter()
     pending = pending_items(items, existing)
-    stale = sum(
-        1 for s, _ in pending if (old := existing.get(s.id)) is not None and not old.failed
-    )
+    stale = sum(1 for s, _ in pending if has_answer(existing.get(s.id)))
     if stale:
         # A resumed run whose prompts changed (few-shot count, template): old answers do not count.
         log.warning("%d records of %s were made with another prompt; sending them again", stale, store.path)

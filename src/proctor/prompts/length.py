@@ -12,7 +12,8 @@ _ASCII_CHARS_PER_TOKEN = 3.0
 
 
 def estimate_tokens(text: str) -> int:
-    ascii_chars = sum(1 for ch in text if ord(ch) < 128)
+    # encode() counts in C: this runs for every prompt of a run with max_seq_len set.
+    ascii_chars = len(text.encode("ascii", "ignore"))
     return math.ceil(ascii_chars / _ASCII_CHARS_PER_TOKEN) + (len(text) - ascii_chars)
 
 
