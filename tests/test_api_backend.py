@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import pytest
 
+from backend_helpers import process_as_two_datasets
 from openai_server import FailurePlan, OpenAIServer, Reject, free_port, last_user_message
 from proctor.config.schema import ApiModelConfig
 from proctor.core import Message, Request, Response
@@ -258,16 +259,7 @@ def test_concurrency_limit_is_never_exceeded() -> None:
     requests = [ask(f"q{i}") for i in range(40)]
     with OpenAIServer(latency=0.05) as server:
         backend = make_backend(server, max_concurrency=5)
-
-        async def two_datasets() -> None:
-            await backend.start()
-            await asyncio.gather(
-                backend.process(requests[:20], lambda i, r: None),
-                backend.process(requests[20:], lambda i, r: None),
-            )
-            await backend.close()
-
-        asyncio.run(two_datasets())
+        asyncio.run(process_as_two_datasets(backend, requests))
         stats = server.stats()
     assert stats.n_completed == 40
     assert stats.max_in_flight == 5  # reached, never exceeded, across both process() calls

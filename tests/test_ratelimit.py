@@ -8,6 +8,7 @@ from email.utils import formatdate
 
 import pytest
 
+from backend_helpers import process_as_two_datasets
 from openai_server import OpenAIServer
 from proctor.config.schema import ApiModelConfig
 from proctor.core import Message, Request
@@ -84,17 +85,7 @@ def test_rate_is_shared_by_concurrent_process_calls(qps: float, rpm: float | Non
     requests = [Request(kind="generate", messages=(Message("user", f"q{i}"),)) for i in range(40)]
     with OpenAIServer() as server:
         config = ApiModelConfig(api_base=server.base_url, qps=qps, rpm=rpm, max_concurrency=64)
-        backend = ApiBackend(config)
-
-        async def two_datasets() -> None:
-            await backend.start()
-            await asyncio.gather(
-                backend.process(requests[:20], lambda i, r: None),
-                backend.process(requests[20:], lambda i, r: None),
-            )
-            await backend.close()
-
-        asyncio.run(two_datasets())
+        asyncio.run(process_as_two_datasets(ApiBackend(config), requests))
         arrivals = [r.arrived for r in server.post_requests()]
     assert len(arrivals) == 40
     # 20 at once (the 1-second burst), then one every 50 ms: 1 s in all, less the time

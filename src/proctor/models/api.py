@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from proctor.core import Request, Response
 from proctor.errors import BackendError
-from proctor.models.api_credentials import Credentials, display_url, split_credentials
+from proctor.config.secrets import public_url
+from proctor.models.api_credentials import Credentials, split_credentials
 from proctor.models.api_errors import (
     Failure,
     Unusable,
@@ -52,7 +53,7 @@ class ApiBackend:
         # Credentials written in the URL become Basic auth (unless a key is set), never part
         # of the request URL, the identity or a message.
         self._base, username, password = split_credentials(base)
-        self._display_base = display_url(base)
+        self._display_base = public_url(base)
         self._credentials = Credentials.resolve(config, username, password)
         self._model: str | None = config.model
         self._retry = RetryPolicy(retries=config.retry, base=backoff_base, cap=backoff_cap)
@@ -146,7 +147,7 @@ class ApiBackend:
                     "%s lists %d models (%s); using the first, %r; set the model name to choose",
                     shown,
                     len(ids),
-                    ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else ""),
+                    _listing(ids),
                     ids[0],
                 )
             if not self.config.abbr:
@@ -156,7 +157,7 @@ class ApiBackend:
                 "%s does not list model %r (it lists %s); sending requests anyway",
                 shown,
                 self._model,
-                ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else ""),
+                _listing(ids),
             )
 
     async def close(self) -> None:
@@ -283,3 +284,8 @@ class ApiBackend:
             abandon(self._state)
         self._state = open_loop_state(self._base, self._credentials, self.config)
         return self._state
+
+
+def _listing(ids: Sequence[str]) -> str:
+    """The first few model ids, for a log line (a server may list hundreds)."""
+    return ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")

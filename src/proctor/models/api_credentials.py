@@ -55,18 +55,3 @@ def split_credentials(url: str) -> tuple[str, str, str]:
     bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
     return bare, unquote(parts.username or ""), unquote(parts.password or "")
 
-
-def display_url(url: str) -> str:
-    """The URL minus credentials, query, fragment, default port and trailing '/'."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
-        host = f"{host}:{port}"
-    return urlunsplit((scheme, host, parts.path.rstrip("/"), "", ""))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from proctor.core import Request, Response
 from proctor.models.api_errors import Unusable, no_prompt_logprobs
-from proctor.models.hf_spans import continuation_start  # the shared rule; pure Python
+from proctor.models.hf_spans import continuation_logprob  # the shared rule; pure Python
 
 if TYPE_CHECKING:
     from proctor.models.api_http import Reply
@@ -149,15 +149,9 @@ def parse_loglikelihood(
         values = logprobs["token_logprobs"]
         if len(offsets) != len(values):
             raise ValueError("text_offset and token_logprobs differ in length")
-        end = start + len(continuation)
-        first = continuation_start(offsets, start, end)
-        total, count = 0.0, 0
-        for offset, value in zip(offsets[first:], values[first:], strict=True):
-            # Tokens past the prompt (a server that ignored max_tokens=0) are not ours;
-            # only the prompt's first token has no log-prob, and it is never counted.
-            if offset < end and value is not None:
-                total += float(value)
-                count += 1
+        # The same rule `proctor serve` clients use: tokens past the prompt (a server that
+        # ignored max_tokens=0) and the first token's missing log-prob are never counted.
+        total, count = continuation_logprob(offsets, values, start, start + len(continuation))
         sums.append(total)
         lengths.append(count)
     prompt_tokens, _ = _usage(data)

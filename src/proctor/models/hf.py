@@ -49,7 +49,6 @@ class _Prepared:
     length: int  # sort key: tokens in the longest sequence
     gen: Any = None  # hf_generate.GenInput
     jobs: tuple[Any, ...] = ()  # hf_loglikelihood.ScoreJob(s)
-    n_continuations: int = 0
     continuation_lengths: tuple[int, ...] = ()
     temperature: float = 0.0
     error: str | None = None
@@ -108,11 +107,8 @@ class HFBackend:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="proctor-hf")
         await asyncio.to_thread(executor.shutdown, wait=True)
         if lm is not None:
-            del lm
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            del lm  # the last reference to the weights: their GPU memory can now be freed
+            _empty_cuda_cache()
 
     async def prompt_logprobs(self, prompts: Sequence[str]) -> list[PromptLogprobs]:
         """Per-token log-probs of each prompt (OpenAI echo + logprobs), in prompt order."""
@@ -144,17 +140,14 @@ class HFBackend:
     def prompt_logprobs_sync(self, prompts: Sequence[str]) -> list[PromptLogprobs]:
         """Blocking form of `prompt_logprobs`. Raises (e.g. out of memory for one prompt
         alone), since the caller answers one HTTP request with it."""
-        from proctor.models.hf_loglikelihood import tokenize_prompt
+        from proctor.models.hf_loglikelihood import tokenize_prompts
 
         lm = self._loaded
         with self._lock:
-            encoded = []
-            for prompt in prompts:
-                ids, starts, full_length = tokenize_prompt(lm.tokenizer, prompt,
-                                                           self.config.max_seq_len)
-                if full_length > len(ids):
-                    self._warn_truncation(full_length)
-                encoded.append((ids, starts))
+            encoded, truncated_from = tokenize_prompts(lm.tokenizer, prompts,
+                                                       self.config.max_seq_len)
+        if truncated_from is not None:
+            self._warn_truncation(truncated_from)
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i][0]))
         results: list[PromptLogprobs | None] = [None] * len(prompts)
         size = lm.batch_size
@@ -231,7 +224,6 @@ class HFBackend:
             index=index,
             length=max((len(s.ids) for s in scored), default=0),
             jobs=tuple(jobs),
-            n_continuations=len(scored),
             continuation_lengths=tuple(len(s.ids) - s.start for s in scored),
         )
 
@@ -320,7 +312,7 @@ class HFBackend:
             if len(p.jobs) == 1 and p.jobs[0].key == p.index:
                 lls = values[p.index]
             else:  # one job per continuation, keyed (index, i)
-                lls = [values[(p.index, i)][0] for i in range(p.n_continuations)]
+                lls = [values[(p.index, i)][0] for i in range(len(p.continuation_lengths))]
             answers.append(Response(
                 loglikelihoods=tuple(lls),
                 continuation_lengths=p.continuation_lengths,

@@ -9,6 +9,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from proctor.models.hf_loglikelihood import left_pad
+
 
 @dataclass(frozen=True)
 class GenInput:
@@ -64,12 +66,7 @@ def _generate_rows(
 ) -> list[GenOutput]:
     pad_id = tokenizer.pad_token_id
     width = max(len(x.ids) for x in batch)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, x in enumerate(batch):
-        if x.ids:
-            input_ids[row, width - len(x.ids):] = torch.tensor(x.ids, dtype=torch.long)
-            attention_mask[row, width - len(x.ids):] = 1
+    input_ids, attention_mask = left_pad([x.ids for x in batch], width, pad_id)
 
     eos_ids = _eos_ids(model, tokenizer)
     stopper = _RowStopper(tokenizer, width, batch, eos_ids)

@@ -124,7 +124,7 @@ def score_jobs(model: Any, pad_id: int, device: torch.device,
     suffix_width = max((len(x) for x in inputs), default=0)
     with torch.inference_mode():
         width = max(len(j.prefix) for j in jobs)
-        ids, mask = _left_pad([j.prefix for j in jobs], width, pad_id)
+        ids, mask = left_pad([j.prefix for j in jobs], width, pad_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = _forward(model, ids.to(device), mask.to(device), positions.to(device),
                        cache=None, logits_to_keep=1, use_cache=suffix_width > 0)
@@ -175,7 +175,7 @@ def prompt_logprobs_batch(model: Any, tokenizer: Any, device: torch.device,
         return [PromptLogprobs(tokens=(), offsets=(), logprobs=()) for _ in encoded]
     with torch.inference_mode():
         width = max(len(ids) for ids, _ in encoded)
-        ids, mask = _left_pad([e[0] for e in encoded], width, pad_id)
+        ids, mask = left_pad([e[0] for e in encoded], width, pad_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = _forward(model, ids.to(device), mask.to(device), positions.to(device),
                        cache=None, logits_to_keep=0, use_cache=False)
@@ -208,6 +208,20 @@ def tokenize_prompt(tokenizer: Any, prompt: str, max_len: int
     return ids[-max_len:], starts[-max_len:], len(ids)
 
 
+def tokenize_prompts(tokenizer: Any, prompts: Sequence[str], max_len: int
+                     ) -> tuple[list[tuple[tuple[int, ...], tuple[int, ...]]], int | None]:
+    """`tokenize_prompt` for each prompt as (ids, start offsets) pairs, and the length
+    before truncation of the first prompt that was truncated (None when none was)."""
+    encoded = []
+    truncated_from: int | None = None
+    for prompt in prompts:
+        ids, starts, full_length = tokenize_prompt(tokenizer, prompt, max_len)
+        if full_length > len(ids) and truncated_from is None:
+            truncated_from = full_length
+        encoded.append((ids, starts))
+    return encoded, truncated_from
+
+
 def full_pass_logprobs(model: Any, device: torch.device, ids: Sequence[int]) -> list[float]:
     """log P(ids[k] | ids[:k]) for k >= 1, from one unbatched forward pass (reference path)."""
     with torch.inference_mode():
@@ -217,8 +231,9 @@ def full_pass_logprobs(model: Any, device: torch.device, ids: Sequence[int]) -> 
         return lp.tolist()
 
 
-def _left_pad(seqs: Sequence[Sequence[int]], width: int, pad_id: int
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(seqs: Sequence[Sequence[int]], width: int, pad_id: int
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of shape (len(seqs), width), each row padded on the left."""
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for r, s in enumerate(seqs):
@@ -229,10 +244,9 @@ def _left_pad(seqs: Sequence[Sequence[int]], width: int, pad_id: int
 
 
 @functools.lru_cache(maxsize=None)
-def _cache_arg(model_type: type) -> str:
-    # transformers >= 5.x names it `cache`; older versions (and remote code) `past_key_values`.
-    params = inspect.signature(model_type.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+def _forward_params(model_type: type) -> frozenset[str]:
+    """The parameter names of model_type.forward (inspect.signature is slow: once per class)."""
+    return frozenset(inspect.signature(model_type.forward).parameters)
 
 
 def _forward(model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
@@ -243,9 +257,11 @@ def _forward(model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: torch
         "position_ids": positions,
         "use_cache": use_cache,
     }
+    params = _forward_params(type(model))
     if cache is not None:
-        kwargs[_cache_arg(type(model))] = cache
-    if logits_to_keep and "logits_to_keep" in inspect.signature(type(model).forward).parameters:
+        # transformers >= 5.x names it `cache`; older versions (and remote code) `past_key_values`.
+        kwargs["cache" if "cache" in params else "past_key_values"] = cache
+    if logits_to_keep and "logits_to_keep" in params:
         kwargs["logits_to_keep"] = logits_to_keep
     return model(**kwargs)
 

@@ -108,17 +108,14 @@ class VLLMBackend:
                 for a in answers]
 
     def prompt_logprobs_sync(self, prompts: Sequence[str]) -> list[PromptLogprobs]:
-        from proctor.models.hf_loglikelihood import tokenize_prompt
+        from proctor.models.hf_loglikelihood import tokenize_prompts
 
         self._require_started()
         with self._lock:
-            encoded = []
-            for p in prompts:
-                ids, starts, full_length = tokenize_prompt(self._tokenizer, p,
-                                                           self.config.max_seq_len)
-                if full_length > len(ids):
-                    self._warn_truncation()
-                encoded.append((ids, starts))
+            encoded, truncated_from = tokenize_prompts(self._tokenizer, prompts,
+                                                       self.config.max_seq_len)
+            if truncated_from is not None:
+                self._warn_truncation()
             scored = self._prompt_token_logprobs([ids for ids, _ in encoded])
             return [
                 PromptLogprobs(
