@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from proctor.serve.health import ServerNotReady, free_port, stop_process, wait_healthy
 
 TARGET_SPEEDUP = 3.0
 MODEL_NAME = "bench-llama-512x8"
@@ -50,12 +50,6 @@ class Row:
         return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def build_model(model_dir: Path | None) -> Path:
     import platformdirs
 
@@ -69,7 +63,7 @@ class Server:
     """`python -m proctor serve` in a subprocess, stopped on exit."""
 
     def __init__(self, model: Path, max_batch_size: int, device: str | None, threads: int | None) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, "-m", "proctor", "serve", str(model), "--port", str(self.port),
                 "--served-model-name", MODEL_NAME, "--max-batch-size", str(max_batch_size),
@@ -85,25 +79,15 @@ class Server:
                                      env=env)
 
     def __enter__(self) -> "Server":
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"proctor serve exited ({self.proc.returncode}): {self.proc.stderr.read()[-2000:]}")
-            try:
-                if httpx.get(self.base + "/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("proctor serve did not start")
+        try:
+            wait_healthy(self.base, self.proc, timeout_s=300, interval_s=0.2)
+        except ServerNotReady as exc:
+            stop_process(self.proc)
+            raise RuntimeError(f"{exc}: {self.proc.stderr.read()[-2000:]}") from None  # type: ignore[union-attr]
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
     def stats(self) -> dict[str, int]:
         return httpx.get(self.base + "/health", timeout=10).json()

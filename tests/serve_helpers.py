@@ -16,16 +16,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-
 from proctor.serve.cli import add_arguments
+from proctor.serve.health import free_port, stop_process, wait_healthy
 from proctor.serve.options import ServeOptions
-from proctor.serve.health import wait_healthy
 from proctor.serve.server import RunningServer, serve_in_thread
 
 
@@ -64,13 +62,6 @@ def served_model(model_dir: str | os.PathLike[str], **opts: Any) -> Iterator[str
         yield running.base_url + "/v1"
 
 
-def free_port() -> int:
-    """A port that was free a moment ago (for servers in another process)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def served_model_process(
     model_dir: str | os.PathLike[str], env: dict[str, str] | None = None, **opts: Any
@@ -91,10 +82,4 @@ def served_model_process(
         wait_healthy(f"http://127.0.0.1:{port}", proc)
         yield f"http://127.0.0.1:{port}/v1", proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)

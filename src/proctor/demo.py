@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,12 +39,6 @@ def _step(text: str) -> None:
 def _proctor_command() -> list[str]:
     """How to call the `proctor` command of this very installation."""
     return [sys.executable, "-m", "proctor"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _show(argv: Sequence[str]) -> str:
@@ -89,17 +81,6 @@ def wait_healthy(proc: subprocess.Popen[bytes], base_url: str, log_path: Path) -
         wait(base_url, proc, timeout_s=HEALTH_TIMEOUT_S, interval_s=0.2)
     except ServerNotReady as exc:
         raise DemoError(f"{exc}; see {log_path}:\n{_tail(log_path)}") from None
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -179,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The demo sends everything to 127.0.0.1; a proxy from the environment must not intercept it.
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
+    from proctor.serve.health import free_port, stop_process
+
     _say("Proctor demo: evaluate a model on benchmark questions, fully offline.")
     server: subprocess.Popen[bytes] | None = None
     try:
@@ -186,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = build_model(root)
 
         _step("Serving it as an OpenAI-compatible API with `proctor serve`")
-        port = _free_port()
+        port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         log_path = root / "serve.log"
         server = start_server(model, port, log_path)
@@ -212,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         if server is not None:
-            stop_server(server)
+            stop_process(server)
             _say(f"\n(the demo server on port {port} is stopped)")
 
 

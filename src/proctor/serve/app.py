@@ -6,16 +6,17 @@ import asyncio
 import hmac
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Awaitable, TypeVar
 
 from fastapi import FastAPI, Request as HttpRequest
 from fastapi.responses import JSONResponse, Response as HttpResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from proctor.core import Request, Response
+from proctor.core import Message, Request, Response
 from proctor.models.base import Backend, PromptLogprobs
 from proctor.serve.batcher import Batcher
+from proctor.serve.options import DEFAULT_MAX_TOKENS
 from proctor.serve.prompter import Prompter
 from proctor.serve.protocol import (
     ApiError,
@@ -32,6 +33,7 @@ from proctor.serve.protocol import (
 
 log = logging.getLogger("proctor.serve")
 T = TypeVar("T")
+B = TypeVar("B", ChatCompletionRequest, CompletionRequest)
 
 # How often a waiting non-streaming handler checks whether its client left.
 _DISCONNECT_POLL_S = 0.25
@@ -43,7 +45,7 @@ class AppSettings:
     api_key: str | None = field(default=None, repr=False)
     max_batch_size: int = 32
     batch_wait_s: float = 0.005
-    default_max_tokens: int = 256
+    default_max_tokens: int = DEFAULT_MAX_TOKENS
 
 
 class _ClientGone(Exception):
@@ -153,18 +155,26 @@ class ServeState:
     def chat_request(self, body: ChatCompletionRequest) -> tuple[Request, int | None]:
         """The backend Request for a chat body, and its prompt's token count when known."""
         messages = tuple(m.to_message(i) for i, m in enumerate(body.messages))
-        max_tokens = body.requested_max_tokens()
-        temperature = 1.0 if body.temperature is None else body.temperature
-        stop = body.stop_strings()
+        prompt, count = self._chat_prompt(messages)
+        request = Request(
+            kind="generate",
+            # An override template gives a plain prompt; otherwise the backend renders the messages.
+            messages=messages if prompt is None else None,
+            prompt=prompt,
+            max_tokens=self.budget(count, body.requested_max_tokens(), "messages"),
+            temperature=body.sampling_temperature(),
+            stop=body.stop_strings(),
+        )
+        return request, count
+
+    def _chat_prompt(self, messages: tuple[Message, ...]) -> tuple[str | None, int | None]:
+        """(plain prompt, or None to send the messages; the prompt's token count when known)."""
         prompter = self.prompter
         if prompter is None:
-            return Request(kind="generate", messages=messages, temperature=temperature, stop=stop,
-                           max_tokens=self.budget(None, max_tokens, "messages")), None
+            return None, None
         if not prompter.has_chat_template:
             # A base model: the backend sends the messages' text, one paragraph each.
-            count = prompter.count("\n\n".join(m.content for m in messages))
-            return Request(kind="generate", messages=messages, temperature=temperature, stop=stop,
-                           max_tokens=self.budget(count, max_tokens, "messages")), count
+            return None, prompter.count("\n\n".join(m.content for m in messages))
         try:
             rendered = prompter.render_chat(messages)
         except Exception as exc:  # a template that rejects this conversation (roles, order)
@@ -172,14 +182,19 @@ class ServeState:
         if prompter.chat_template is None:
             # The backend renders the tokenizer's template itself (as `proctor run --hf-path`
             # does); the rendered text holds the template's special tokens already.
-            count = prompter.count(rendered, add_special_tokens=False)
-            return Request(kind="generate", messages=messages, temperature=temperature, stop=stop,
-                           max_tokens=self.budget(count, max_tokens, "messages")), count
+            return None, prompter.count(rendered, add_special_tokens=False)
         # An override template: the backend gets the rendered text as a plain prompt.
         prompt = prompter.plain_prompt(rendered)
-        count = prompter.count(prompt)
-        return Request(kind="generate", prompt=prompt, temperature=temperature, stop=stop,
-                       max_tokens=self.budget(count, max_tokens, "messages")), count
+        return prompt, prompter.count(prompt)
+
+    async def read_body(self, http: HttpRequest, model: type[B]) -> B:
+        """The checks every generation endpoint starts with: key, JSON body, model name, n."""
+        self.authorize(http)
+        body = parse_body(await http.body(), model)
+        self.check_model(body.model)
+        if body.n != 1:
+            raise ApiError(400, f"n={body.n} is not supported: only n=1", param="n", code="invalid_value")
+        return body
 
 
 async def backend_call(work: Awaitable[T]) -> T:
@@ -191,11 +206,6 @@ async def backend_call(work: Awaitable[T]) -> T:
     except Exception as exc:
         log.warning("the backend failed a request: %s: %s", type(exc).__name__, exc)
         raise ApiError(500, f"the model failed on this request: {exc}", type="server_error") from None
-
-
-def _n_must_be_one(n: int) -> None:
-    if n != 1:
-        raise ApiError(400, f"n={n} is not supported: only n=1", param="n", code="invalid_value")
 
 
 async def wait_for_client(http: HttpRequest, work: Awaitable[T]) -> T:
@@ -270,16 +280,12 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(http: HttpRequest) -> dict[str, Any] | StreamingResponse:
-        state.authorize(http)
-        body: ChatCompletionRequest = parse_body(await http.body(), ChatCompletionRequest)
-        state.check_model(body.model)
-        _n_must_be_one(body.n)
+        body = await state.read_body(http, ChatCompletionRequest)
         if body.logprobs:
             raise ApiError(400, "logprobs are not supported on chat completions; use /v1/completions", param="logprobs")
         request, prompt_tokens = state.chat_request(body)
         if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _stream(_chat_chunks(state, http, request, prompt_tokens, include_usage))
+            return _stream(_chat_chunks(state, request, prompt_tokens, body.include_usage()))
         result = await wait_for_client(http, state.generate(request, prompt_tokens))
         return {
             "id": new_id("chatcmpl"),
@@ -299,10 +305,7 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
 
     @app.post("/v1/completions", response_model=None)
     async def completions(http: HttpRequest) -> dict[str, Any] | StreamingResponse:
-        state.authorize(http)
-        body: CompletionRequest = parse_body(await http.body(), CompletionRequest)
-        state.check_model(body.model)
-        _n_must_be_one(body.n)
+        body = await state.read_body(http, CompletionRequest)
         prompts = body.prompts()
         if body.logprobs is not None and not state.batcher.supports_logprobs:
             raise ApiError(400, "this backend cannot return logprobs", param="logprobs")
@@ -311,22 +314,19 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
         counts = [state.count(p, add_special_tokens=True) if prompter else None for p in prompts]
         budgets = [state.budget(c, body.max_tokens, "prompt") for c in counts]
         if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return _stream(_completion_chunks(state, http, body, prompts[0], budgets[0], counts[0], include_usage))
-        choices = await wait_for_client(
+            return _stream(_completion_chunks(state, body, prompts[0], budgets[0], counts[0]))
+        answers = await wait_for_client(
             http,
             asyncio.gather(*(_complete(state, body, p, m, c) for p, m, c in zip(prompts, budgets, counts))),
         )
-        for index, choice in enumerate(choices):
-            choice["index"] = index
         return {
             "id": new_id("cmpl"),
             "object": "text_completion",
             "created": now(),
             "model": settings.model_name,
-            "choices": [{k: v for k, v in c.items() if not k.startswith("_")} for c in choices],
+            "choices": [{**choice, "index": index} for index, (choice, _) in enumerate(answers)],
             "usage": usage(
-                sum(c["_prompt_tokens"] for c in choices), sum(c["_completion_tokens"] for c in choices)
+                sum(r.prompt_tokens for _, r in answers), sum(r.completion_tokens for _, r in answers)
             ),
         }
 
@@ -335,11 +335,11 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
 
 async def _complete(
     state: ServeState, body: CompletionRequest, prompt: str, max_tokens: int, prompt_tokens: int | None
-) -> dict[str, Any]:
-    """One choice of a completion: generate, then score the tokens when logprobs are asked."""
+) -> tuple[dict[str, Any], _Generated]:
+    """One choice of a completion (and its counts): generate, then score the tokens when logprobs are asked."""
     request = Request(
         kind="generate", prompt=prompt, max_tokens=max_tokens,
-        temperature=1.0 if body.temperature is None else body.temperature, stop=body.stop_strings(),
+        temperature=body.sampling_temperature(), stop=body.stop_strings(),
     )  # fmt: skip
     result = await state.generate(request, prompt_tokens)
     logprobs = None
@@ -347,75 +347,60 @@ async def _complete(
         scored: PromptLogprobs = await backend_call(state.batcher.prompt_logprobs(prompt + result.text))
         logprobs = completion_logprobs(scored, 0 if body.echo else len(prompt), len(prompt) + len(result.text))
         if prompt_tokens is None:  # the scorer tokenized the prompt; use its count
-            result = _Generated(
-                result.text, result.finish_reason,
-                sum(1 for o in scored.offsets if o < len(prompt)), result.completion_tokens,
-            )  # fmt: skip
-    return {
+            result = replace(result, prompt_tokens=sum(1 for o in scored.offsets if o < len(prompt)))
+    choice = {
         "index": 0,
         "text": (prompt if body.echo else "") + result.text,
         "logprobs": logprobs,
         "finish_reason": result.finish_reason,
-        "_prompt_tokens": result.prompt_tokens,
-        "_completion_tokens": result.completion_tokens,
     }
+    return choice, result
 
 
-def _stream(chunks: AsyncIterator[str]) -> StreamingResponse:
+def _stream(chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    """An SSE response of `chunks`, then `[DONE]`; an ApiError midway is sent as an error event."""
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            async for chunk in chunks:
+                yield sse(chunk)
+        except ApiError as exc:
+            yield sse(exc.body())
+        yield sse("[DONE]")
+
     return StreamingResponse(
-        chunks, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
 
 
 async def _chat_chunks(
-    state: ServeState, http: HttpRequest, request: Request, prompt_tokens: int | None, include_usage: bool
-) -> AsyncIterator[str]:
-    """SSE chunks of a chat completion. The backend answers whole, so the text comes in one chunk."""
+    state: ServeState, request: Request, prompt_tokens: int | None, include_usage: bool
+) -> AsyncIterator[dict[str, Any]]:
+    """Chunks of a chat completion. The backend answers whole, so the text comes in one chunk."""
     base = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk", "created": now(),
             "model": state.settings.model_name}  # fmt: skip
 
     def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
         return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
 
-    yield sse(chunk({"role": "assistant", "content": ""}, None))
-    try:
-        # No disconnect polling here: Starlette cancels a stream whose client left.
-        result = await state.generate(request, prompt_tokens)
-    except ApiError as exc:
-        yield sse(exc.body())
-        yield sse("[DONE]")
-        return
+    yield chunk({"role": "assistant", "content": ""}, None)
+    # No disconnect polling here: Starlette cancels a stream whose client left.
+    result = await state.generate(request, prompt_tokens)
     if result.text:
-        yield sse(chunk({"content": result.text}, None))
-    yield sse(chunk({}, result.finish_reason))
+        yield chunk({"content": result.text}, None)
+    yield chunk({}, result.finish_reason)
     if include_usage:
-        yield sse({**base, "choices": [], "usage": usage(result.prompt_tokens, result.completion_tokens)})
-    yield sse("[DONE]")
+        yield {**base, "choices": [], "usage": usage(result.prompt_tokens, result.completion_tokens)}
 
 
 async def _completion_chunks(
-    state: ServeState,
-    http: HttpRequest,
-    body: CompletionRequest,
-    prompt: str,
-    max_tokens: int,
-    prompt_tokens: int | None,
-    include_usage: bool,
-) -> AsyncIterator[str]:
-    """SSE chunks of a text completion (one prompt)."""
+    state: ServeState, body: CompletionRequest, prompt: str, max_tokens: int, prompt_tokens: int | None
+) -> AsyncIterator[dict[str, Any]]:
+    """Chunks of a text completion (one prompt)."""
     base = {"id": new_id("cmpl"), "object": "text_completion", "created": now(),
             "model": state.settings.model_name}  # fmt: skip
-    try:
-        choice = await _complete(state, body, prompt, max_tokens, prompt_tokens)
-    except ApiError as exc:
-        yield sse(exc.body())
-        yield sse("[DONE]")
-        return
-    text = {k: v for k, v in choice.items() if not k.startswith("_")}
-    yield sse({**base, "choices": [{**text, "finish_reason": None}]})
-    last = {"index": 0, "text": "", "logprobs": None, "finish_reason": choice["finish_reason"]}
-    yield sse({**base, "choices": [last]})
-    if include_usage:
-        yield sse({**base, "choices": [], "usage": usage(choice["_prompt_tokens"], choice["_completion_tokens"])})
-    yield sse("[DONE]")
-
+    choice, result = await _complete(state, body, prompt, max_tokens, prompt_tokens)
+    yield {**base, "choices": [{**choice, "finish_reason": None}]}
+    yield {**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": result.finish_reason}]}
+    if body.include_usage():
+        yield {**base, "choices": [], "usage": usage(result.prompt_tokens, result.completion_tokens)}

@@ -8,10 +8,9 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from proctor.errors import BackendError, ConfigError
-from proctor.serve.options import ServeOptions
+from proctor.serve.options import ServeOptions, check_model_path
 
 
 @dataclass(frozen=True)
@@ -96,8 +95,7 @@ def lmdeploy_command(options: ServeOptions) -> ExternalCommand:
 
 def external_command(options: ServeOptions) -> ExternalCommand:
     """The command for `options.backend` (vllm or lmdeploy)."""
-    if not Path(options.model_path).exists() and options.model_path.startswith((".", "/", "~")):
-        raise ConfigError(f"model directory {options.model_path} does not exist")
+    check_model_path(options.model_path)
     if options.backend == "vllm":
         return vllm_command(options)
     if options.backend == "lmdeploy":

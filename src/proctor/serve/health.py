@@ -1,7 +1,9 @@
-"""Waiting for a `proctor serve` process to answer GET /health."""
+"""Driving a `proctor serve` process from outside: a free port, waiting for GET /health, stopping it."""
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 import time
 from typing import Any
@@ -9,6 +11,13 @@ from typing import Any
 
 class ServerNotReady(Exception):
     """The server exited, or did not answer /health in time."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port of `host` that was free a moment ago (for a server in another process)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_healthy(
@@ -28,3 +37,15 @@ def wait_healthy(
             pass
         time.sleep(interval_s)
     raise ServerNotReady(f"proctor serve did not answer {base_url}/health within {timeout_s:.0f}s")
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 30.0) -> None:
+    """SIGTERM (the server finishes in-flight requests and closes the model), then kill after `timeout_s`."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,13 @@ DEFAULT_PORT = 23333
 DEFAULT_MAX_TOKENS = 256
 
 BackendName = Literal["hf", "vllm", "lmdeploy"]
+
+
+def check_model_path(path: str) -> None:
+    """A missing local directory is a one-line error; `org/name` may be a hub id."""
+    if Path(path).expanduser().is_dir() or re.fullmatch(r"[\w.-]+/[\w.-]+", path):
+        return
+    raise ConfigError(f"model directory {path} does not exist (give a local checkpoint directory)")
 
 
 @dataclass(frozen=True)
@@ -57,21 +65,13 @@ class ServeOptions:
             raise ConfigError(f"--max-seq-len must be >= 1, got {args.max_seq_len}")
         if not 0 <= args.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
-        # An empty env var means "no key", not "the empty key".
-        api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-        return cls(
-            model_path=args.path,
-            host=args.host,
-            port=args.port,
-            served_model_name=args.served_model_name or "",
-            api_key=api_key,
-            backend=args.backend,
-            max_batch_size=args.max_batch_size,
-            chat_template=args.chat_template,
-            dtype=args.dtype,
-            device=args.device,
-            max_seq_len=args.max_seq_len,
-            trust_remote_code=args.trust_remote_code,
-            batch_wait_s=args.batch_wait_ms / 1000.0,
-            log_level=args.log_level,
-        )
+        converted = {
+            "model_path": args.path,
+            "served_model_name": args.served_model_name or "",
+            # An empty env var means "no key", not "the empty key".
+            "api_key": args.api_key or os.environ.get(API_KEY_ENV) or None,
+            "batch_wait_s": args.batch_wait_ms / 1000.0,
+        }
+        # Every other field is the flag of the same name (see cli.add_arguments).
+        same = {f.name: getattr(args, f.name) for f in fields(cls) if f.name not in converted}
+        return cls(**same, **converted)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -113,11 +114,15 @@ class Prompter:
         """A rendered chat prompt as a plain-text prompt: without the template's BOS text
         when the tokenizer adds BOS to every plain prompt itself (no double BOS)."""
         bos = getattr(self.tokenizer, "bos_token", None)
-        if bos and rendered.startswith(bos):
-            ids = self.tokenizer("", add_special_tokens=True)["input_ids"]
-            if ids and ids[0] == self.tokenizer.bos_token_id:
-                return rendered[len(bos) :]
+        if bos and self._adds_bos and rendered.startswith(bos):
+            return rendered[len(bos) :]
         return rendered
+
+    @cached_property
+    def _adds_bos(self) -> bool:
+        """Whether the tokenizer puts BOS before every plain prompt (asked once, not per request)."""
+        ids = self.tokenizer("", add_special_tokens=True)["input_ids"]
+        return bool(ids) and ids[0] == self.tokenizer.bos_token_id
 
     def count(self, text: str, *, add_special_tokens: bool = True) -> int:
         """Number of tokens of `text`."""

@@ -103,6 +103,14 @@ class _Generation(_Body):
         stops = [self.stop] if isinstance(self.stop, str) else self.stop
         return tuple(s for s in stops if s)
 
+    def sampling_temperature(self) -> float:
+        """The temperature to use: OpenAI's default 1.0 when the client sent none (or null)."""
+        return 1.0 if self.temperature is None else self.temperature
+
+    def include_usage(self) -> bool:
+        """Whether a stream ends with a usage chunk (`stream_options.include_usage`)."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
 
 class ChatCompletionRequest(_Generation):
     messages: list[ChatMessage] = Field(min_length=1)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import signal
 import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 from proctor.errors import ConfigError
 from proctor.models.base import Backend
-from proctor.serve.options import DEFAULT_MAX_TOKENS, ServeOptions
+from proctor.serve.options import DEFAULT_MAX_TOKENS, ServeOptions, check_model_path
 
 
 def _uvicorn_server_class() -> type:
@@ -97,7 +95,7 @@ class ModelServer:
         from proctor.serve.prompter import Prompter, load_chat_template, model_context_length
 
         options = self.options
-        _check_model_path(options.model_path)
+        check_model_path(options.model_path)
         # User mistakes in the template show up before the (slow) model load.
         template = load_chat_template(options.chat_template) if options.chat_template else None
         max_seq_len = options.max_seq_len or model_context_length(options.model_path)
@@ -140,13 +138,6 @@ class ModelServer:
             await backend.close()
 
 
-def _check_model_path(path: str) -> None:
-    """A missing local directory is a one-line error; `org/name` may be a hub id."""
-    if Path(path).expanduser().is_dir() or re.fullmatch(r"[\w.-]+/[\w.-]+", path):
-        return
-    raise ConfigError(f"model directory {path} does not exist (give a local checkpoint directory)")
-
-
 def bind_socket(host: str, port: int) -> socket.socket:
     """A socket bound to host:port (port 0: a free one), or a one-line ConfigError.
 
@@ -171,7 +162,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def serve_forever(options: ServeOptions) -> int:
     """Run the built-in server in the foreground (the `proctor serve` command)."""
-    _check_model_path(options.model_path)
     sock = bind_socket(options.host, options.port)
     server = ModelServer(options)
     try:
