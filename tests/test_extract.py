@@ -125,3 +125,17 @@ def test_long_outputs_stay_fast() -> None:
     assert extract_choice("The answer is" + " \n" * 3000 + "C") == "C"
     reasoning = "Option A fails; option B fails too. " * 500 + "Therefore the answer is D."
     assert extract_choice(reasoning) == "D"
+
+
+@pytest.mark.timeout(10)
+def test_many_candidate_letters_stay_linear() -> None:
+    """Each stand-alone letter once rescanned the whole text for a negation before it."""
+    import time
+
+    text = "We weigh A against the rest, and A cat may B too. " * 2000  # ~100k chars
+    start = time.perf_counter()
+    assert extract_choice(text) is None  # A and B both stand alone: ambiguous
+    ruled_out = "We rule out not B here, and the cat is not D. " * 2000
+    assert extract_choice(ruled_out + "It must be C.") == "C"
+    # Quadratic work took seconds here; linear work takes milliseconds.
+    assert time.perf_counter() - start < 2.0

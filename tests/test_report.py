@@ -290,3 +290,15 @@ def test_summary_is_frozen() -> None:
     summary: Summary = build_summary(two_models(), INFOS, [], ["m1", "m2"])
     with pytest.raises(AttributeError):
         summary.rows = ()  # type: ignore[misc]
+
+
+def test_an_undecodable_summary_csv_is_rebuilt_from_results(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_run(run, {"m1": [make_record(0, correct=True), make_record(1, correct=False)]})
+    (run / "summary").mkdir()
+    (run / "summary" / "summary.csv").write_bytes(b"dataset,version,metric,mode,m1\n\xff\xfe,v\n")
+    with pytest.raises(DataError, match=r"summary\.csv: cannot read the summary .*delete the file"):
+        read_summary_csv(run / "summary" / "summary.csv")
+    page = write_html_report(run).read_text(encoding="utf-8")
+    assert "table rebuilt from results/" in page
+    assert "50.00" in page  # the value from results/, 1 of 2 correct

@@ -39,20 +39,14 @@ def fetch(benchmark: str | Benchmark, dest: str | Path | None = None) -> Path:
             f"and pass --data-dir"
         )
     top = root / PurePosixPath(family.layouts[0]).parts[0]
-    (top / SOURCE_FILE).write_text(
-        json.dumps(
-            {
-                "repo_id": family.archive.repo_id,
-                "filename": family.archive.filename,
-                "revision": revision,
-                "sha256": _sha256(archive),
-                "files": count,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
-    )
+    source = {
+        "repo_id": family.archive.repo_id,
+        "filename": family.archive.filename,
+        "revision": revision,
+        "sha256": _sha256(archive),
+        "files": count,
+    }
+    _write_atomic(top / SOURCE_FILE, (json.dumps(source, indent=2) + "\n").encode("utf-8"))
     return root
 
 

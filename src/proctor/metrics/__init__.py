@@ -5,6 +5,7 @@ from proctor.metrics.accuracy import (
     MEAN_OF_QUESTIONS,
     MEAN_OF_SUBJECTS,
     accuracy_result,
+    common_metric,
     group_results,
     proportion_stderr,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "accuracy_result",
     "choice_from_loglikelihoods",
     "choice_from_loglikelihoods_norm",
+    "common_metric",
     "extract_choice",
     "group_results",
     "match_option_text",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from proctor.core import Record, Result
 
@@ -53,9 +53,12 @@ def accuracy_result(records: Sequence[Record], model: str, dataset: str) -> Resu
     )
 
 
-def _common_metric(results: Sequence[Result]) -> str:
-    metrics = {r.metric for r in results}
-    return metrics.pop() if len(metrics) == 1 else "score"
+def common_metric(metrics: Iterable[str]) -> str:
+    """The metric a group average is named after: the members' one, "score" when they differ."""
+    distinct = set(metrics)
+    if not distinct:
+        return ACCURACY
+    return distinct.pop() if len(distinct) == 1 else "score"
 
 
 def group_results(name: str, results: Sequence[Result]) -> tuple[Result, Result]:
@@ -74,7 +77,7 @@ def group_results(name: str, results: Sequence[Result]) -> tuple[Result, Result]
     if len(models) != 1:
         raise ValueError(f"group {name!r} mixes models {sorted(models)}: average one model at a time")
     model = models.pop()
-    metric = _common_metric(results)
+    metric = common_metric(r.metric for r in results)
     k = len(results)
     n_total = sum(r.n for r in results)
     n_failed = sum(r.n_failed for r in results)

@@ -148,24 +148,32 @@ def _unique(letters: Iterable[str]) -> str | None:
 _NEGATION = re.compile(
     r"(?:\bnot|n't|\bnever|不是|不选|不应选|排除|除了|除)\s*(?:option\s+|选项)?$", re.IGNORECASE
 )
+# Longer than any text _NEGATION can match (whitespace runs are one character
+# after _normalise); searching only this far back keeps tier 6 linear in the text.
+_NEGATION_REACH = 32
+_WORD_AFTER_I = re.compile(r"\s+[a-z]|'")  # "I think", "I'm"
+_WORD_AFTER_A = re.compile(r"[ \t]+[A-Za-z]")  # "A cat"
 
 
 def _negated(text: str, match: re.Match[str]) -> bool:
     """True for a letter the text rules out: "not A", "不是A", "排除A"."""
-    return _NEGATION.search(text, 0, match.start()) is not None
+    start = match.start()
+    return _NEGATION.search(text, max(0, start - _NEGATION_REACH), start) is not None
 
 
 def _used_as_word(text: str, match: re.Match[str]) -> bool:
     """True for the English words "A" and "I" ("A cat is ...", "I think ..."), not options."""
-    letter, after = match.group(1), text[match.end() :]
+    letter = match.group(1)
     if letter == "I":
-        return re.match(r"\s+[a-z]|'", after) is not None
-    if letter == "A" and re.match(r"[ \t]+[A-Za-z]", after):
-        before = text[: match.start()]
-        stripped = before.rstrip()
+        return _WORD_AFTER_I.match(text, match.end()) is not None
+    if letter == "A" and _WORD_AFTER_A.match(text, match.end()):
         # Only a sentence-initial "A" is read as the article; mid-sentence
-        # "it is A because" names the option.
-        return stripped == "" or stripped[-1] in ".!?。!?:" or "\n" in before[len(stripped) :]
+        # "it is A because" names the option. Index arithmetic, not slices: a
+        # long output has many candidate letters.
+        start = i = match.start()
+        while i > 0 and text[i - 1].isspace():
+            i -= 1
+        return i == 0 or text[i - 1] in ".!?。!?:" or "\n" in text[i:start]
     return False
 
 

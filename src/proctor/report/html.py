@@ -18,7 +18,13 @@ from proctor.core import Record, Result, path_part
 from proctor.errors import DataError
 from proctor.metrics import MEAN_OF_SUBJECTS
 from proctor.report.summary import DatasetRowInfo, Summary, SummaryRow, build_summary
-from proctor.report.writers import format_value, read_summary_csv, summary_cells, summary_columns
+from proctor.report.writers import (
+    FIXED_COLUMNS,
+    format_value,
+    read_summary_csv,
+    summary_cells,
+    summary_columns,
+)
 
 MAX_SAMPLES = 200  # per (model, dataset): keeps the page small for large runs
 MAX_TEXT = 3000  # characters of one prompt or output shown
@@ -177,7 +183,7 @@ def _load_sections(
 
 def _summary_table(summary: Summary) -> str:
     columns = summary_columns(summary)
-    first_value = 4
+    first_value = len(FIXED_COLUMNS)  # model columns follow dataset, version, metric, mode
     head = "".join(f"<th>{_text(c)}</th>" for c in columns)
     body = []
     for row, cells in zip(summary.rows, summary_cells(summary)):

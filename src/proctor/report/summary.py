@@ -8,7 +8,7 @@ from typing import Literal, Sequence
 
 from proctor.core import Result
 from proctor.errors import ConfigError
-from proctor.metrics import MEAN_OF_QUESTIONS, MEAN_OF_SUBJECTS, group_results
+from proctor.metrics import MEAN_OF_QUESTIONS, MEAN_OF_SUBJECTS, common_metric, group_results
 
 MISSING = "-"
 RowKind = Literal["dataset", "group"]
@@ -148,9 +148,8 @@ def _group_rows(
 
     member_modes = {modes[leaf] for leaf in leaves if leaf in modes}
     mode = member_modes.pop() if len(member_modes) == 1 else ("mixed" if member_modes else MISSING)
-    # Same naming rule as group_results: the members' metric, or "score" when they differ.
-    metrics = {r.metric for m in models for leaf in leaves if (r := index.get((m, leaf)))}
-    base = metrics.pop() if len(metrics) == 1 else ("score" if metrics else "accuracy")
+    # Named as group_results names its Results, also for a group no model has complete.
+    base = common_metric(r.metric for m in models for leaf in leaves if (r := index.get((m, leaf))))
     subjects = [pair[0] if pair else None for pair in averaged]
     questions = [pair[1] if pair else None for pair in averaged]
     rows: list[SummaryRow] = []

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 FIXED_COLUMNS = ("dataset", "version", "metric", "mode")
 FAILED_COLUMN = "failed"
 GROUP_MARK = "(mean of "
+# What to do about a damaged summary.csv: it is derived data (see write_html_report).
+_REBUILD = "delete the file to rebuild it from results/"
 
 
 def format_value(value: float | None) -> str:
@@ -122,7 +124,7 @@ def _parse_value(text: str, where: str) -> float | None:
         return float(text)
     except ValueError:
         raise DataError(
-            f"{where}: value {text!r} is not a number: delete the file to rebuild it from results/"
+            f"{where}: value {text!r} is not a number: {_REBUILD}"
         ) from None
 
 
@@ -137,18 +139,24 @@ def _parse_failed(text: str, models: tuple[str, ...], where: str) -> tuple[int |
         pattern = " ".join(rf"{re.escape(m)}:(\d+|-)" for m in models)
     match = re.fullmatch(pattern, text.strip())
     if not match:
-        raise DataError(f"{where}: failed counts {text!r} do not match the models {list(models)}")
+        raise DataError(
+            f"{where}: failed counts {text!r} do not match the models {list(models)}: {_REBUILD}"
+        )
     return tuple(count(g) for g in match.groups())
 
 
 def read_summary_csv(path: Path | str) -> Summary:
     """Read back a summary.csv written by `write_summary` (stderrs and group members are not stored)."""
     path = Path(path)
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        # DataError, so write_html_report falls back to rebuilding the table.
+        raise DataError(f"{path}: cannot read the summary ({err.__class__.__name__}): {_REBUILD}") from None
     if not rows or tuple(rows[0][: len(FIXED_COLUMNS)]) != FIXED_COLUMNS:
         expected = ", ".join(FIXED_COLUMNS)
-        raise DataError(f"{path}: not a Proctor summary (expected columns {expected}, ...)")
+        raise DataError(f"{path}: not a Proctor summary (expected columns {expected}, ...): {_REBUILD}")
     header = rows[0]
     has_failed = header[-1] == FAILED_COLUMN
     models = tuple(header[len(FIXED_COLUMNS) : len(header) - (1 if has_failed else 0)])
@@ -156,7 +164,7 @@ def read_summary_csv(path: Path | str) -> Summary:
     for number, cells in enumerate(rows[1:], start=2):
         where = f"{path} row {number}"
         if len(cells) != len(header):
-            raise DataError(f"{where}: {len(cells)} cells, the header has {len(header)}")
+            raise DataError(f"{where}: {len(cells)} cells, the header has {len(header)}: {_REBUILD}")
         values = cells[len(FIXED_COLUMNS) : len(FIXED_COLUMNS) + len(models)]
         numbers = tuple(_parse_value(v, where) for v in values)
         if has_failed:
