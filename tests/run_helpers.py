@@ -1,4 +1,4 @@
-"""Helpers for end-to-end runs: a responder with known answers, and reading a run folder."""
+"""Helpers for end-to-end runs: a responder with known answers, `proctor run` argv, reading a run folder."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
+import pytest
 from openai_server import last_user_message
+from shared_data import SHARED_DATASETS
 
 from proctor.core import Sample
 
@@ -71,13 +73,62 @@ class KnownAnswers:
         return 100.0 * sum(self.is_right(s) for s in samples) / len(samples)
 
 
-def load_slices(subjects: Iterable[tuple[str, str, str]], limit: int) -> dict[str, list[Sample]]:
-    """`{"ceval-computer_network": first `limit` samples, ...}` from the real files."""
-    from shared_data import SHARED_DATASETS
+Subject = tuple[str, str, str]  # (benchmark, subject, split)
 
+
+def dataset_names(subjects: Iterable[Subject]) -> list[str]:
+    """The dataset names (`ceval-computer_network`, ...) of `(benchmark, subject, split)` triples."""
+    return [f"{b}-{s}" for b, s, _ in subjects]
+
+
+def load_slices(subjects: Iterable[Subject], limit: int) -> dict[str, list[Sample]]:
+    """`{"ceval-computer_network": first `limit` samples, ...}` from the real files."""
     from proctor.datasets import load_samples
 
     return {f"{b}-{s}": load_samples(b, s, split, SHARED_DATASETS)[:limit] for b, s, split in subjects}
+
+
+def slice_fixtures(subjects: Sequence[Subject], limit: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """Module-scoped `slices` and `answers` fixtures; use as `slices, answers = slice_fixtures(...)`."""
+
+    @pytest.fixture(scope="module", name="slices")
+    def _slices() -> dict[str, list[Sample]]:
+        return load_slices(subjects, limit)
+
+    @pytest.fixture(scope="module", name="answers")
+    def _answers(slices: dict[str, list[Sample]]) -> KnownAnswers:
+        return KnownAnswers.of_slices(slices)
+
+    return _slices, _answers
+
+
+def dataset_of(slices: dict[str, list[Sample]], sample: Sample) -> str:
+    """The dataset a sample of `slices` belongs to."""
+    return next(d for d, samples in slices.items() if sample in samples)
+
+
+def model_run_args(
+    model: Sequence[str], work: Path | None, datasets: Sequence[str], limit: int, *extra: str
+) -> list[str]:
+    """`proctor run <model flags> --datasets ... --limit N --data-dir <shared> [-w work] <extra>` as argv."""
+    work_args = ["-w", str(work)] if work is not None else []
+    return ["run", *model, "--datasets", *datasets, "--limit", str(limit), "--data-dir", str(SHARED_DATASETS),
+            *work_args, *extra]
+
+
+def run_args(base_url: str, work: Path | None, datasets: Sequence[str], limit: int, *extra: str) -> list[str]:
+    """argv of `proctor run --api-base base_url ...` (see `model_run_args`)."""
+    return model_run_args(["--api-base", base_url], work, datasets, limit, *extra)
+
+
+def run_new(argv: list[str], work: Path) -> Path:
+    """Run `proctor` with argv, which must succeed, and return the one run folder it made under `work`."""
+    from proctor.cli import main
+
+    before = set(work.iterdir()) if work.is_dir() else set()
+    assert main(argv) == 0
+    (run,) = set(work.iterdir()) - before
+    return run
 
 
 def only_run(work_dir: Path) -> Path:
@@ -85,10 +136,22 @@ def only_run(work_dir: Path) -> Path:
     return run
 
 
+def predictions_path(run: Path, model: str, dataset: str) -> Path:
+    return run / "predictions" / model / f"{dataset}.jsonl"
+
+
 def read_result(run: Path, model: str, dataset: str) -> dict[str, Any]:
     return json.loads((run / "results" / model / f"{dataset}.json").read_text(encoding="utf-8"))
 
 
 def read_records(run: Path, model: str, dataset: str) -> list[dict[str, Any]]:
-    path = run / "predictions" / model / f"{dataset}.jsonl"
+    path = predictions_path(run, model, dataset)
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def read_summary(run: Path) -> str:
+    return (run / "summary" / "summary.txt").read_text(encoding="utf-8")
+
+
+def read_manifest(run: Path) -> dict[str, Any]:
+    return json.loads((run / "manifest.json").read_text(encoding="utf-8"))

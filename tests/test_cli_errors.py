@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from openai_server import OpenAIServer, free_port
+from run_helpers import run_args
 from shared_data import SHARED_DATASETS, needs_shared_data
 
 from proctor.cli import main
@@ -24,7 +25,7 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    # The default work dir (outputs/) is relative: keep it in tmp_path. conftest isolates the cache.
     monkeypatch.chdir(tmp_path)
 
 
@@ -77,7 +78,7 @@ def test_missing_data_says_where_and_how(capsys: pytest.CaptureFixture[str], tmp
 @needs_shared_data
 def test_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
-    err = _error(capsys, ["run", "--api-base", url, "--datasets", "mmlu-anatomy", "--limit", "1", "--data-dir", str(SHARED_DATASETS)])
+    err = _error(capsys, run_args(url, None, ["mmlu-anatomy"], 1))
     assert url in err and "cannot reach" in err
 
 
@@ -91,8 +92,7 @@ def test_missing_or_wrong_api_key(capsys: pytest.CaptureFixture[str], monkeypatc
     else:
         monkeypatch.setenv("OPENAI_API_KEY", wrong)
     with OpenAIServer(api_key=secret) as server:
-        err = _error(capsys, ["run", "--api-base", server.base_url, "--datasets", "mmlu-anatomy", "--limit", "1",
-                              "--data-dir", str(SHARED_DATASETS)])
+        err = _error(capsys, run_args(server.base_url, None, ["mmlu-anatomy"], 1))
     assert "401" in err and "OPENAI_API_KEY" in err
     assert secret not in err and wrong not in err
 
@@ -105,8 +105,7 @@ def test_forbidden(capsys: pytest.CaptureFixture[str]) -> None:
         raise Reject(403, "this key may not use this model")
 
     with OpenAIServer(forbid) as server:
-        err = _error(capsys, ["run", "--api-base", server.base_url, "--datasets", "mmlu-anatomy", "--limit", "1",
-                              "--data-dir", str(SHARED_DATASETS)])
+        err = _error(capsys, run_args(server.base_url, None, ["mmlu-anatomy"], 1))
     assert "403" in err
 
 
@@ -139,12 +138,11 @@ def test_no_traceback_from_the_real_command(tmp_path: Path) -> None:
 def test_a_run_that_cannot_start_leaves_no_folder_for_r_latest(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     work = tmp_path / "out"
     url = f"http://127.0.0.1:{free_port()}/v1"
-    base = ["--datasets", "mmlu-anatomy", "--limit", "1", "--data-dir", str(SHARED_DATASETS), "-w", str(work)]
-    assert "cannot reach" in _error(capsys, ["run", "--api-base", url, *base])
+    assert "cannot reach" in _error(capsys, run_args(url, work, ["mmlu-anatomy"], 1))
     assert "no C-Eval data" in _error(capsys, ["run", "--api-base", url, "--datasets", "ceval-law", "--data-dir", str(tmp_path), "-w", str(work)])
     # An empty folder would become "latest" and hide the last real run from -r and --mode eval|report.
     assert not work.exists() or not any(work.iterdir())
-    err = _error(capsys, ["run", "--api-base", url, *base, "--mode", "eval"])
+    err = _error(capsys, run_args(url, work, ["mmlu-anatomy"], 1, "--mode", "eval"))
     assert err == f"error: --mode eval: no run to read in {work}; run the inference first (without --mode)"
 
 

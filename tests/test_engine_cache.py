@@ -10,27 +10,21 @@ from typing import Any
 
 import pytest
 from openai_server import OpenAIServer
-from run_helpers import KnownAnswers, read_records, read_result
-from shared_data import SHARED_DATASETS, needs_shared_data
+from run_helpers import KnownAnswers, dataset_names, read_records, read_result, run_args, run_new, slice_fixtures
+from shared_data import needs_shared_data
 
 from proctor.cli import main
 from proctor.core import Response
-from proctor.datasets import load_samples
 from proctor.engine.cache import ResponseCache
 
 pytestmark = needs_shared_data
 
 SUBJECTS = [("ceval", "computer_network", "val"), ("mmlu", "abstract_algebra", "test")]
-DATASETS = [f"{b}-{s}" for b, s, _ in SUBJECTS]
+DATASETS = dataset_names(SUBJECTS)
 LIMIT = 10
 TOTAL = LIMIT * len(DATASETS)
 
-
-@pytest.fixture(scope="module")
-def answers() -> KnownAnswers:
-    return KnownAnswers.of(
-        s for b, sub, split in SUBJECTS for s in load_samples(b, sub, split, SHARED_DATASETS)[:LIMIT]
-    )
+slices, answers = slice_fixtures(SUBJECTS, LIMIT)
 
 
 @pytest.fixture
@@ -41,12 +35,7 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _run(server: OpenAIServer, work: Path, *extra: str) -> Path:
     work = work / "outputs"
-    before = set(work.iterdir()) if work.is_dir() else set()
-    code = main(["run", "--api-base", server.base_url, "--datasets", *DATASETS, "--limit", str(LIMIT),
-                 "--data-dir", str(SHARED_DATASETS), "-w", str(work), *extra])
-    assert code == 0
-    (run,) = set(work.iterdir()) - before
-    return run
+    return run_new(run_args(server.base_url, work, DATASETS, LIMIT, *extra), work)
 
 
 def _outcome(run: Path) -> dict[str, Any]:

@@ -12,19 +12,29 @@ from pathlib import Path
 
 import pytest
 from openai_server import OpenAIServer, last_user_message
-from run_helpers import KnownAnswers, only_run, read_result
-from shared_data import SHARED_DATASETS, needs_shared_data
+from run_helpers import (
+    KnownAnswers,
+    dataset_names,
+    dataset_of,
+    only_run,
+    predictions_path,
+    read_result,
+    run_args,
+    slice_fixtures,
+)
+from shared_data import needs_shared_data
 
 from proctor.cli import main
 from proctor.core import Record
-from proctor.datasets import load_samples
 from proctor.engine.diskio import WriteError, write_text_atomic
 from proctor.engine.store import PredictionStore
 
 SUBJECTS = [("ceval", "computer_network", "val"), ("mmlu", "abstract_algebra", "test")]
-DATASETS = [f"{b}-{s}" for b, s, _ in SUBJECTS]
+DATASETS = dataset_names(SUBJECTS)
 LIMIT = 12
 FILE_SIZE_LIMIT = 12_000  # bytes: a predictions file reaches it after a few 5-shot records
+
+slices, answers = slice_fixtures(SUBJECTS, LIMIT)
 
 
 def _record(sample_id: str) -> Record:
@@ -74,14 +84,12 @@ def _limit_file_size() -> None:
 
 
 @needs_shared_data
-def test_file_size_limit_mid_run_then_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))
-    slices = {f"{b}-{s}": load_samples(b, s, split, SHARED_DATASETS)[:LIMIT] for b, s, split in SUBJECTS}
-    answers = KnownAnswers.of(s for samples in slices.values() for s in samples)
+def test_file_size_limit_mid_run_then_resume(
+    tmp_path: Path, answers: KnownAnswers, slices: dict[str, list]
+) -> None:
     work = tmp_path / "out"
     with OpenAIServer(answers, model_ids=["m"]) as server:
-        args = ["run", "--api-base", server.base_url, "--datasets", *DATASETS, "--limit", str(LIMIT),
-                "--data-dir", str(SHARED_DATASETS), "-w", str(work), "--no-cache", "--max-concurrency", "2"]
+        args = run_args(server.base_url, work, DATASETS, LIMIT, "--no-cache", "--max-concurrency", "2")
         proc = subprocess.run([sys.executable, "-m", "proctor", *args], capture_output=True, text=True,
                               preexec_fn=_limit_file_size, timeout=120)
         assert proc.returncode == 2, proc.stderr
@@ -93,7 +101,7 @@ def test_file_size_limit_mid_run_then_resume(tmp_path: Path, monkeypatch: pytest
         run = only_run(work)
         kept: dict[str, set[str]] = {}
         for dataset in DATASETS:
-            path = run / "predictions" / "m" / f"{dataset}.jsonl"
+            path = predictions_path(run, "m", dataset)
             data = path.read_bytes() if path.exists() else b""
             assert data == b"" or data.endswith(b"\n")  # no half-written line was left behind
             lines = data.splitlines()
@@ -107,8 +115,7 @@ def test_file_size_limit_mid_run_then_resume(tmp_path: Path, monkeypatch: pytest
         resent = [answers.sample_for(last_user_message(r.json)) for r in server.post_requests()]
     assert len(resent) == LIMIT * len(DATASETS) - n_kept
     for sample in resent:  # nothing that had a record was sent again
-        dataset = next(d for d, samples in slices.items() if sample in samples)
-        assert sample.id not in kept[dataset]
+        assert sample.id not in kept[dataset_of(slices, sample)]
     for dataset, samples in slices.items():
         result = read_result(run, "m", dataset)
         assert result["n"] == LIMIT and result["value"] == pytest.approx(answers.expected_accuracy(samples))

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from pathlib import Path
 
 import pytest
 from openai_server import OpenAIServer
-from run_helpers import only_run, read_records, read_result
-from shared_data import SHARED_DATASETS, needs_shared_data
+from run_helpers import model_run_args, only_run, read_manifest, read_records, read_result
+from shared_data import needs_shared_data
 
 from proctor.cli import main
 from proctor.config.schema import ApiModelConfig, HFModelConfig, RunConfig
@@ -156,19 +155,21 @@ def test_local_model_on_two_gpus_runs_two_pinned_replicas_with_the_same_answers(
 ) -> None:
     # CUDA_VISIBLE_DEVICES declares two GPUs; this machine has none, so each worker runs its copy
     # on the CPU, but the assignment is the real one.
-    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))
     datasets = ["ceval-computer_network", "mmlu-abstract_algebra"]
-    common = ["run", "--hf-path", str(tiny_model_dir), "--datasets", *datasets, "--limit", "2", "--fewshot", "0",
-              "--max-out-len", "3", "--data-dir", str(SHARED_DATASETS), "--no-cache"]
+
+    def args(work: Path, *extra: str) -> list[str]:
+        return model_run_args(["--hf-path", str(tiny_model_dir)], work, datasets, 2, "--fewshot", "0",
+                              "--max-out-len", "3", "--no-cache", *extra)
+
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     # Four one-sample tasks on two replicas: each worker loads the model once and serves two tasks.
-    assert main([*common, "-w", str(tmp_path / "pinned"), "--max-partition-size", "1"]) == 0
-    assert main([*common, "-w", str(tmp_path / "debug"), "--debug"]) == 0  # one process
+    assert main(args(tmp_path / "pinned", "--max-partition-size", "1")) == 0
+    assert main(args(tmp_path / "debug", "--debug")) == 0  # one process
     pinned, debug = only_run(tmp_path / "pinned"), only_run(tmp_path / "debug")
     name = tiny_model_dir.name
-    manifest = json.loads((pinned / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(pinned)
     assert manifest["models"][name]["devices"] == ["0", "1"]
-    assert "devices" not in json.loads((debug / "manifest.json").read_text(encoding="utf-8"))["models"][name]
+    assert "devices" not in read_manifest(debug)["models"][name]
     log = (pinned / "logs" / name / f"{datasets[0]}.log").read_text(encoding="utf-8")
     assert f"{name}/{datasets[0]}[0:1]" in log and f"{name}/{datasets[0]}[1:2]" in log
     for dataset in datasets:

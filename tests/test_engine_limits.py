@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from openai_server import OpenAIServer, RecordedRequest, last_user_message
-from run_helpers import KnownAnswers, load_slices, only_run, read_result
+from run_helpers import KnownAnswers, dataset_names, dataset_of, only_run, read_result, run_args, slice_fixtures
 from shared_data import SHARED_DATASETS, needs_shared_data
 
 from proctor.api import evaluate
@@ -15,24 +15,14 @@ from proctor.cli import main
 pytestmark = needs_shared_data
 
 SUBJECTS = [("ceval", "computer_network", "val"), ("cmmlu", "anatomy", "test"), ("mmlu", "abstract_algebra", "test")]
-DATASETS = [f"{b}-{s}" for b, s, _ in SUBJECTS]
+DATASETS = dataset_names(SUBJECTS)
 LIMIT = 8
 
-
-@pytest.fixture(scope="module")
-def slices() -> dict[str, list]:
-    return load_slices(SUBJECTS, LIMIT)
-
-
-@pytest.fixture(scope="module")
-def answers(slices: dict[str, list]) -> KnownAnswers:
-    return KnownAnswers.of_slices(slices)
-
+slices, answers = slice_fixtures(SUBJECTS, LIMIT)
 
 
 def _dataset_of(request: RecordedRequest, answers: KnownAnswers, slices: dict[str, list]) -> str:
-    sample = answers.sample_for(last_user_message(request.json))
-    return next(d for d, samples in slices.items() if sample in samples)
+    return dataset_of(slices, answers.sample_for(last_user_message(request.json)))
 
 
 def test_two_models_keep_their_own_limits_across_all_datasets(
@@ -77,10 +67,8 @@ def test_debug_runs_tasks_one_after_another_in_plan_order(
     tmp_path: Path, answers: KnownAnswers, slices: dict[str, list]
 ) -> None:
     with OpenAIServer(answers, latency=0.01, model_ids=["m"]) as server:
-        code = main(
-            ["run", "--api-base", server.base_url, "--datasets", *DATASETS, "--limit", str(LIMIT), "--debug",
-             "--data-dir", str(SHARED_DATASETS), "-w", str(tmp_path), "--no-cache", "--max-partition-size", "5"]
-        )
+        code = main(run_args(server.base_url, tmp_path, DATASETS, LIMIT, "--debug", "--no-cache",
+                             "--max-partition-size", "5"))
         requests = server.post_requests()
     assert code == 0
     order = [_dataset_of(r, answers, slices) for r in requests]

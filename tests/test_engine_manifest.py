@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from openai_server import OpenAIServer
-from run_helpers import only_run
+from run_helpers import only_run, read_manifest, run_args
 from shared_data import SHARED_DATASETS, needs_shared_data
 
 import proctor
@@ -32,12 +32,14 @@ def _sha256(path: Path) -> str:
 def test_manifest_records_versions_data_hashes_prompts_and_models(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PROCTOR_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MANIFEST_TEST_KEY", SECRET)
-    argv = ["run", "--api-key-env", "MANIFEST_TEST_KEY", "--datasets", "ceval-computer_network", "mmlu-anatomy_ppl",
-            "--limit", "3", "--fewshot", "2", "--data-dir", str(SHARED_DATASETS), "-w", str(tmp_path / "out")]
+
+    def argv(base_url: str, *extra: str) -> list[str]:
+        return run_args(base_url, tmp_path / "out", ["ceval-computer_network", "mmlu-anatomy_ppl"], 3,
+                        "--api-key-env", "MANIFEST_TEST_KEY", "--fewshot", "2", *extra)
+
     with OpenAIServer(lambda body: "A", api_key=SECRET, model_ids=["served"]) as server:
-        assert main(["run", "--api-base", server.base_url, *argv[1:]]) == 0
+        assert main(argv(server.base_url)) == 0
         base = server.base_url
     run = only_run(tmp_path / "out")
     text = (run / "manifest.json").read_text(encoding="utf-8")
@@ -80,8 +82,8 @@ def test_manifest_records_versions_data_hashes_prompts_and_models(
 
     # A resumed run keeps the first command and adds its own; the hashes of unchanged prompts stay.
     with OpenAIServer(lambda body: "A", api_key=SECRET, model_ids=["served"]) as server:
-        assert main(["run", "--api-base", server.base_url, *argv[1:], "-r", "latest"]) == 0
-    again = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+        assert main(argv(server.base_url, "-r", "latest")) == 0
+    again = read_manifest(run)
     assert len(again["invocations"]) == 2 and again["invocations"][0]["command"] == manifest["command"]
     assert again["requests_sha256"] == manifest["requests_sha256"]
 

@@ -7,32 +7,32 @@ from pathlib import Path
 
 import pytest
 from openai_server import OpenAIServer, free_port
-from run_helpers import KnownAnswers, load_slices, only_run, read_records, read_result
-from shared_data import SHARED_DATASETS, needs_shared_data
+from run_helpers import (
+    KnownAnswers,
+    dataset_names,
+    only_run,
+    predictions_path,
+    read_records,
+    read_result,
+    read_summary,
+    run_args,
+    slice_fixtures,
+)
+from shared_data import needs_shared_data
 
 from proctor.cli import main
 
 pytestmark = needs_shared_data
 
 SUBJECTS = [("ceval", "computer_network", "val"), ("mmlu", "abstract_algebra", "test")]
-DATASETS = [f"{b}-{s}" for b, s, _ in SUBJECTS]
+DATASETS = dataset_names(SUBJECTS)
 LIMIT = 10
 
-
-@pytest.fixture(scope="module")
-def slices() -> dict[str, list]:
-    return load_slices(SUBJECTS, LIMIT)
-
-
-@pytest.fixture(scope="module")
-def answers(slices: dict[str, list]) -> KnownAnswers:
-    return KnownAnswers.of_slices(slices)
-
+slices, answers = slice_fixtures(SUBJECTS, LIMIT)
 
 
 def _args(base_url: str, work: Path, *extra: str) -> list[str]:
-    return ["run", "--api-base", base_url, "--api-model", "m", "--datasets", *DATASETS, "--limit", str(LIMIT),
-            "--data-dir", str(SHARED_DATASETS), "-w", str(work), "--no-cache", *extra]
+    return run_args(base_url, work, DATASETS, LIMIT, "--api-model", "m", "--no-cache", *extra)
 
 
 def test_infer_then_eval_then_report_each_from_disk(
@@ -50,7 +50,7 @@ def test_infer_then_eval_then_report_each_from_disk(
     # eval needs no server: a closed port proves nothing is sent.
     closed = f"http://127.0.0.1:{free_port()}/v1"
     # Break one stored prediction: eval extracts the answers again from the raw outputs.
-    path = run / "predictions" / "m" / f"{DATASETS[0]}.jsonl"
+    path = predictions_path(run, "m", DATASETS[0])
     records = read_records(run, "m", DATASETS[0])
     records[0] = {**records[0], "prediction": "Z", "correct": False}
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
@@ -68,7 +68,7 @@ def test_infer_then_eval_then_report_each_from_disk(
         p.unlink()
     capsys.readouterr()
     assert main(_args(closed, work, "--mode", "report")) == 0  # no -r: the latest run
-    assert "12.34" in (run / "summary" / "summary.txt").read_text(encoding="utf-8")
+    assert "12.34" in read_summary(run)
     assert "12.34" in capsys.readouterr().out
 
 
@@ -99,7 +99,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(
     with OpenAIServer(answers, model_ids=["m"]) as server:
         assert main(_args(server.base_url, work)) == 0
         run = only_run(work)
-        path = run / "predictions" / "m" / f"{DATASETS[0]}.jsonl"
+        path = predictions_path(run, "m", DATASETS[0])
         lines = path.read_bytes().splitlines(keepends=True)
         path.write_bytes(b"".join(lines[:6]) + lines[6][:20])  # 6 records and a half-written line
         server.reset()

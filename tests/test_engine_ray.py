@@ -9,19 +9,29 @@ from typing import Any, Iterator
 
 import pytest
 from openai_server import OpenAIServer
-from run_helpers import KnownAnswers, only_run, read_records, read_result
-from shared_data import SHARED_DATASETS, needs_shared_data
+from run_helpers import (
+    KnownAnswers,
+    dataset_names,
+    model_run_args,
+    only_run,
+    predictions_path,
+    read_manifest,
+    read_records,
+    read_result,
+    run_args,
+    slice_fixtures,
+)
+from shared_data import needs_shared_data
 
 from proctor.cli import main
 from proctor.config.schema import ApiModelConfig, HFModelConfig
-from proctor.datasets import load_samples
 from proctor.engine.ray_runner import ray_gpu_request
 from proctor.errors import ConfigError
 
 pytestmark = needs_shared_data
 
 SUBJECTS = [("ceval", "computer_network", "val"), ("cmmlu", "anatomy", "test"), ("mmlu", "abstract_algebra", "test")]
-DATASETS = [f"{b}-{s}" for b, s, _ in SUBJECTS]
+DATASETS = dataset_names(SUBJECTS)
 LIMIT = 10
 SECRET = "sk-ray-test-0c1d2e3f"
 
@@ -34,12 +44,12 @@ def ray_instance() -> Iterator[Any]:
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def answers() -> KnownAnswers:
-    return KnownAnswers.of(
-        s for b, sub, split in SUBJECTS for s in load_samples(b, sub, split, SHARED_DATASETS)[:LIMIT]
-    )
+slices, answers = slice_fixtures(SUBJECTS, LIMIT)
 
+
+def _api_args(base_url: str, work: Path, *extra: str) -> list[str]:
+    return run_args(base_url, work, DATASETS, LIMIT, "--no-cache", "--max-concurrency", "3",
+                    "--max-partition-size", "4", "--api-key-env", "RAY_TEST_KEY", *extra)
 
 
 def _conclusions(run: Path, model: str, datasets: list[str]) -> dict[str, Any]:
@@ -58,19 +68,16 @@ def test_ray_runner_gives_the_local_runners_results_and_keeps_the_limit(
     tmp_path: Path, ray_instance: Any, answers: KnownAnswers, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RAY_TEST_KEY", SECRET)
-    common = ["--datasets", *DATASETS, "--limit", str(LIMIT), "--data-dir", str(SHARED_DATASETS), "--no-cache",
-              "--max-concurrency", "3", "--max-partition-size", "4", "--api-key-env", "RAY_TEST_KEY"]
     with OpenAIServer(answers, latency=0.05, model_ids=["m"], api_key=SECRET) as server:
-        assert main(["run", "--api-base", server.base_url, *common, "-w", str(tmp_path / "local")]) == 0
+        assert main(_api_args(server.base_url, tmp_path / "local")) == 0
         server.reset()
-        on_ray_args = ["-w", str(tmp_path / "ray"), "--runner", "ray"]
-        assert main(["run", "--api-base", server.base_url, *common, *on_ray_args]) == 0
+        assert main(_api_args(server.base_url, tmp_path / "ray", "--runner", "ray")) == 0
         stats = server.stats()
         # One actor per API model: all 9 tasks (3 datasets x 3 shards) share its 3 connections.
         assert stats.n_requests == LIMIT * len(DATASETS) and stats.max_in_flight == 3
     local, on_ray = only_run(tmp_path / "local"), only_run(tmp_path / "ray")
     assert _conclusions(on_ray, "m", DATASETS) == _conclusions(local, "m", DATASETS)
-    manifest = json.loads((on_ray / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(on_ray)
     assert manifest["runner"] == "ray" and manifest["models"]["m"]["identity"] == f"api|{server.base_url}|m|chat"
     # The same run folder layout.
     assert sorted(p.relative_to(on_ray).as_posix() for p in on_ray.rglob("*") if p.is_file()) == sorted(
@@ -81,12 +88,11 @@ def test_ray_runner_gives_the_local_runners_results_and_keeps_the_limit(
         assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
 
     # Resume on Ray: only what has no record is sent.
-    path = on_ray / "predictions" / "m" / f"{DATASETS[1]}.jsonl"
+    path = predictions_path(on_ray, "m", DATASETS[1])
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:3]))
     with OpenAIServer(answers, model_ids=["m"], api_key=SECRET) as server:
-        assert main(["run", "--api-base", server.base_url, *common, "-w", str(tmp_path / "ray"), "--runner", "ray",
-                     "-r", "latest"]) == 0
+        assert main(_api_args(server.base_url, tmp_path / "ray", "--runner", "ray", "-r", "latest")) == 0
         assert len(server.post_requests()) == LIMIT - 3
     assert _conclusions(on_ray, "m", DATASETS)[DATASETS[1]][1] == _conclusions(local, "m", DATASETS)[DATASETS[1]][1]
 
@@ -95,10 +101,13 @@ def test_local_model_on_ray_loads_in_an_actor_and_matches(
     tmp_path: Path, ray_instance: Any, tiny_model_dir: Path
 ) -> None:
     datasets = DATASETS[:2]
-    common = ["--hf-path", str(tiny_model_dir), "--datasets", *datasets, "--limit", "2", "--fewshot", "0",
-              "--max-out-len", "3", "--data-dir", str(SHARED_DATASETS), "--no-cache"]
-    assert main(["run", *common, "-w", str(tmp_path / "local")]) == 0
-    assert main(["run", *common, "-w", str(tmp_path / "ray"), "--runner", "ray"]) == 0
+
+    def args(work: Path, *extra: str) -> list[str]:
+        return model_run_args(["--hf-path", str(tiny_model_dir)], work, datasets, 2, "--fewshot", "0",
+                              "--max-out-len", "3", "--no-cache", *extra)
+
+    assert main(args(tmp_path / "local")) == 0
+    assert main(args(tmp_path / "ray", "--runner", "ray")) == 0
     name = tiny_model_dir.name
     assert _conclusions(only_run(tmp_path / "ray"), name, datasets) == _conclusions(
         only_run(tmp_path / "local"), name, datasets
@@ -109,8 +118,7 @@ def test_without_ray_installed_the_error_names_the_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as when it is absent
-    code = main(["run", "--api-base", "http://127.0.0.1:9/v1", "--api-model", "m", "--datasets", DATASETS[0],
-                 "--limit", "1", "--data-dir", str(SHARED_DATASETS), "-w", str(tmp_path), "--runner", "ray"])
+    code = main(run_args("http://127.0.0.1:9/v1", tmp_path, DATASETS[:1], 1, "--api-model", "m", "--runner", "ray"))
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "proctor[ray]" in err

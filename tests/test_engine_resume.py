@@ -12,10 +12,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 from openai_server import OpenAIServer, last_user_message
-from run_helpers import KnownAnswers, load_slices, only_run, read_records, read_result
-from shared_data import SHARED_DATASETS, needs_shared_data
+from run_helpers import (
+    KnownAnswers,
+    dataset_names,
+    dataset_of,
+    only_run,
+    predictions_path,
+    read_records,
+    read_result,
+    run_args,
+    slice_fixtures,
+)
+from shared_data import needs_shared_data
 
 from proctor.cli import main
 from proctor.engine.store import PredictionStore
@@ -23,27 +32,15 @@ from proctor.engine.store import PredictionStore
 pytestmark = needs_shared_data
 
 SUBJECTS = [("ceval", "computer_network", "val"), ("cmmlu", "anatomy", "test"), ("mmlu", "abstract_algebra", "test")]
-DATASETS = [f"{b}-{s}" for b, s, _ in SUBJECTS]
+DATASETS = dataset_names(SUBJECTS)
 LIMIT = 12
 CONCURRENCY = 3
 
-
-@pytest.fixture(scope="module")
-def slices() -> dict[str, list]:
-    return load_slices(SUBJECTS, LIMIT)
-
-
-@pytest.fixture(scope="module")
-def answers(slices: dict[str, list]) -> KnownAnswers:
-    return KnownAnswers.of_slices(slices)
-
+slices, answers = slice_fixtures(SUBJECTS, LIMIT)
 
 
 def _args(server: OpenAIServer, work: Path, *extra: str) -> list[str]:
-    return [
-        "run", "--api-base", server.base_url, "--datasets", *DATASETS, "--limit", str(LIMIT),
-        "--data-dir", str(SHARED_DATASETS), "-w", str(work), "--max-concurrency", str(CONCURRENCY), *extra,
-    ]
+    return run_args(server.base_url, work, DATASETS, LIMIT, "--max-concurrency", str(CONCURRENCY), *extra)
 
 
 def _body_key(body: Any) -> str:
@@ -89,7 +86,7 @@ def test_sigkill_mid_run_then_resume_resends_only_what_was_in_flight(
         first = server.post_requests()
         run = only_run(work)
         done_after_kill = {
-            d: {sid for sid, r in PredictionStore(run / "predictions" / "m" / f"{d}.jsonl").load().items()
+            d: {sid for sid, r in PredictionStore(predictions_path(run, "m", d)).load().items()
                 if not r.failed}
             for d in DATASETS
         }
@@ -115,8 +112,7 @@ def test_sigkill_mid_run_then_resume_resends_only_what_was_in_flight(
     # The resumed run sent nothing that already had a record.
     for r in second:
         sample = answers.sample_for(last_user_message(r.json))
-        dataset = next(d for d, samples in slices.items() if sample in samples)
-        assert sample.id not in done_after_kill[dataset]
+        assert sample.id not in done_after_kill[dataset_of(slices, sample)]
 
     # One record per sample, and the same answers and scores as an uninterrupted run.
     for dataset in DATASETS:
@@ -137,10 +133,10 @@ def test_resume_cuts_a_half_written_line_and_is_shard_safe(
         run = only_run(tmp_path)
         reference = _answers_by_sample(run, "m"), _results(run, "m")
         # Simulate crashes: keep the first 5 records of one file and half of the 6th; drop 7 of another.
-        path = run / "predictions" / "m" / f"{DATASETS[0]}.jsonl"
+        path = predictions_path(run, "m", DATASETS[0])
         lines = path.read_bytes().splitlines(keepends=True)
         path.write_bytes(b"".join(lines[:5]) + lines[5][: len(lines[5]) // 2])
-        other = run / "predictions" / "m" / f"{DATASETS[2]}.jsonl"
+        other = predictions_path(run, "m", DATASETS[2])
         other.write_bytes(b"".join(other.read_bytes().splitlines(keepends=True)[7:]))
         server.reset()
         # Resume with shards that cut across what is left: only the 7 + 7 missing samples are sent.

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 from openai_server import FailurePlan, OpenAIServer
-from run_helpers import KnownAnswers, load_slices, only_run, read_records, read_result
+from run_helpers import (
+    KnownAnswers,
+    dataset_names,
+    only_run,
+    read_records,
+    read_result,
+    read_summary,
+    run_args,
+    slice_fixtures,
+)
 from shared_data import SHARED_DATASETS, needs_shared_data
 
 from proctor.cli import main
@@ -16,34 +25,16 @@ pytestmark = needs_shared_data
 SUBJECTS = [("ceval", "computer_network", "val"), ("cmmlu", "anatomy", "test"), ("mmlu", "abstract_algebra", "test")]
 LIMIT = 12
 
-
-@pytest.fixture(scope="module")
-def slices() -> dict[str, list]:
-    return load_slices(SUBJECTS, LIMIT)
-
+slices, answers = slice_fixtures(SUBJECTS, LIMIT)
 
 
 def _run(server: OpenAIServer, work: Path, *extra: str) -> int:
-    return main(
-        [
-            "run",
-            "--api-base",
-            server.base_url,
-            "--datasets",
-            *[f"{b}-{s}" for b, s, _ in SUBJECTS],
-            "--limit",
-            str(LIMIT),
-            "--data-dir",
-            str(SHARED_DATASETS),
-            "-w",
-            str(work),
-            *extra,
-        ]
-    )
+    return main(run_args(server.base_url, work, dataset_names(SUBJECTS), LIMIT, *extra))
 
 
-def test_reports_exactly_the_accuracy_the_answers_imply(tmp_path: Path, slices: dict[str, list]) -> None:
-    answers = KnownAnswers.of(s for samples in slices.values() for s in samples)
+def test_reports_exactly_the_accuracy_the_answers_imply(
+    tmp_path: Path, slices: dict[str, list], answers: KnownAnswers
+) -> None:
     with OpenAIServer(answers, model_ids=["served-model"]) as server:
         assert _run(server, tmp_path) == 0
         assert len(server.post_requests()) == LIMIT * len(SUBJECTS)
@@ -62,15 +53,16 @@ def test_reports_exactly_the_accuracy_the_answers_imply(tmp_path: Path, slices: 
     first = read_records(run, "served-model", "ceval-computer_network")[0]["prompt"]
     assert [m["role"] for m in first] == ["user", "assistant"] * 5 + ["user"]
     assert first[0]["content"].startswith("以下是中国关于计算机网络考试的单项选择题")
-    summary = (run / "summary" / "summary.txt").read_text(encoding="utf-8")
+    summary = read_summary(run)
     assert "served-model" in summary and "ceval-computer_network" in summary
     for name in ("summary.csv", "summary.md"):
         assert (run / "summary" / name).is_file()
     assert (run / "report.html").is_file() and (run / "manifest.json").is_file()
 
 
-def test_injected_failures_lose_and_misscore_nothing(tmp_path: Path, slices: dict[str, list]) -> None:
-    answers = KnownAnswers.of(s for samples in slices.values() for s in samples)
+def test_injected_failures_lose_and_misscore_nothing(
+    tmp_path: Path, slices: dict[str, list], answers: KnownAnswers
+) -> None:
     plan = FailurePlan(rate_429=0.08, rate_500=0.08, rate_timeout=0.04, timeout_sleep=3.0, seed=7)
     with OpenAIServer(answers, failures=plan, model_ids=["flaky"]) as server:
         code = _run(server, tmp_path, "--retry", "6", "--timeout", "1")
@@ -94,9 +86,8 @@ def test_injected_failures_lose_and_misscore_nothing(tmp_path: Path, slices: dic
 
 
 def test_requests_that_keep_failing_are_recorded_failed_and_exit_nonzero(
-    tmp_path: Path, slices: dict[str, list], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, answers: KnownAnswers, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    answers = KnownAnswers.of(s for samples in slices.values() for s in samples)
     with OpenAIServer(answers, failures=FailurePlan(rate_500=1.0), model_ids=["down"]) as server:
         code = _run(server, tmp_path, "--retry", "1", "--datasets", "mmlu-abstract_algebra", "--limit", "3")
     assert code == 1
@@ -108,16 +99,14 @@ def test_requests_that_keep_failing_are_recorded_failed_and_exit_nonzero(
     assert all(r["error"] and r["attempts"] == 2 for r in read_records(run, "down", "mmlu-abstract_algebra"))
     # Resume retries only the failed samples; the server now answers.
     with OpenAIServer(answers, model_ids=["down"]) as server:
-        code = main(["run", "--api-base", server.base_url, "--datasets", "mmlu-abstract_algebra", "--limit", "3",
-                     "--data-dir", str(SHARED_DATASETS), "-w", str(tmp_path), "-r", "latest"])
+        code = main(run_args(server.base_url, tmp_path, ["mmlu-abstract_algebra"], 3, "-r", "latest"))
         assert code == 0 and len(server.post_requests()) == 3
     assert read_result(run, "down", "mmlu-abstract_algebra")["n"] == 3
 
 
-def test_api_key_reaches_no_file(tmp_path: Path, slices: dict[str, list], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_key_reaches_no_file(tmp_path: Path, answers: KnownAnswers, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "sk-proctor-test-4f1d9c2b7e"
     monkeypatch.setenv("PROCTOR_TEST_KEY", secret)
-    answers = KnownAnswers.of(s for samples in slices.values() for s in samples)
     with OpenAIServer(answers, api_key=secret, model_ids=["keyed"]) as server:
         assert _run(server, tmp_path, "--api-key-env", "PROCTOR_TEST_KEY", "--debug") == 0
         assert all(r.headers.get("authorization") == f"Bearer {secret}" for r in server.post_requests())
@@ -127,8 +116,7 @@ def test_api_key_reaches_no_file(tmp_path: Path, slices: dict[str, list], monkey
         assert secret.encode() not in path.read_bytes(), f"API key leaked into {path}"
 
 
-def test_completions_api_sends_plain_text(tmp_path: Path, slices: dict[str, list]) -> None:
-    answers = KnownAnswers.of(s for samples in slices.values() for s in samples)
+def test_completions_api_sends_plain_text(tmp_path: Path, slices: dict[str, list], answers: KnownAnswers) -> None:
     with OpenAIServer(answers, model_ids=["base"]) as server:
         assert _run(server, tmp_path, "--api-type", "completions", "--datasets", "mmlu-abstract_algebra", "--fewshot", "2") == 0
         bodies = [r.json for r in server.post_requests()]
@@ -150,8 +138,7 @@ def test_ppl_over_http_echo_logprobs(tmp_path: Path) -> None:
         return tokens, offsets, logprobs
 
     with OpenAIServer(logprob_fn=logprob_fn, model_ids=["scorer"]) as server:
-        code = main(["run", "--api-base", server.base_url, "--datasets", "mmlu-abstract_algebra_ppl", "--limit", "4",
-                     "--data-dir", str(SHARED_DATASETS), "-w", str(tmp_path)])
+        code = main(run_args(server.base_url, tmp_path, ["mmlu-abstract_algebra_ppl"], 4))
         assert code == 0
     records = read_records(only_run(tmp_path), "scorer", "mmlu-abstract_algebra_ppl")
     assert [r["prediction"] for r in records] == ["C"] * 4
@@ -197,14 +184,13 @@ def test_max_seq_len_drops_fewshot_examples_to_fit(tmp_path: Path, slices: dict[
     )
 
 
-def test_served_model_id_with_slash_and_colon_stays_one_folder(tmp_path: Path, slices: dict[str, list]) -> None:
-    answers = KnownAnswers.of_slices(slices)
+def test_served_model_id_with_slash_and_colon_stays_one_folder(tmp_path: Path, answers: KnownAnswers) -> None:
     with OpenAIServer(answers, model_ids=["Qwen/Qwen2.5-7B:v1"]) as server:
         assert _run(server, tmp_path, "--datasets", "mmlu-abstract_algebra", "--limit", "3") == 0
     run = only_run(tmp_path)
     assert [p.name for p in (run / "predictions").iterdir()] == ["Qwen_Qwen2.5-7B_v1"]
     assert read_result(run, "Qwen_Qwen2.5-7B_v1", "mmlu-abstract_algebra")["model"] == "Qwen/Qwen2.5-7B:v1"
-    assert "Qwen/Qwen2.5-7B:v1" in (run / "summary" / "summary.txt").read_text(encoding="utf-8")
+    assert "Qwen/Qwen2.5-7B:v1" in read_summary(run)
     html = (run / "report.html").read_text(encoding="utf-8")
     assert html.count("mmlu-abstract_algebra") >= 2 and "Qwen/Qwen2.5-7B:v1" in html
     # Resume and re-evaluation find the same folder.

@@ -48,9 +48,7 @@ def test_failed_response_is_never_scored() -> None:
 
 
 def test_option_continuations_end_to_end_report_acc_norm(tmp_path: Path, tiny_model_dir: Path) -> None:
-    import json
-
-    from run_helpers import only_run
+    from run_helpers import only_run, read_records, read_result, read_summary
 
     from proctor.cli import main
 
@@ -58,12 +56,11 @@ def test_option_continuations_end_to_end_report_acc_norm(tmp_path: Path, tiny_mo
                  "--limit", "3", "--fewshot", "1", "-w", str(tmp_path)])
     assert code == 0
     run = only_run(tmp_path)
-    result = json.loads((run / "results" / tiny_model_dir.name / "mmlu-astronomy_ppl_options.json").read_text())
+    result = read_result(run, tiny_model_dir.name, "mmlu-astronomy_ppl_options")
     assert "acc_norm" in result["extra_metrics"]
-    records = [json.loads(line) for line in
-               (run / "predictions" / tiny_model_dir.name / "mmlu-astronomy_ppl_options.jsonl").read_text().splitlines()]
+    records = read_records(run, tiny_model_dir.name, "mmlu-astronomy_ppl_options")
     assert all(len(r["prompt"]["continuations"]) == 4 and "correct_norm" in r["extra"] for r in records)
-    summary = (run / "summary" / "summary.txt").read_text(encoding="utf-8")
+    summary = read_summary(run)
     assert "acc_norm" in summary and "mmlu_ppl_options" in summary
 
 

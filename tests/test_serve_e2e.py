@@ -5,24 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from run_helpers import read_records, read_result
+from run_helpers import model_run_args, read_records, read_result, run_new
 from serve_helpers import served_model
-from shared_data import SHARED_DATASETS, needs_shared_data
-
-from proctor.cli import main
+from shared_data import needs_shared_data
 
 pytestmark = needs_shared_data
 
 DATASETS = ["ceval-computer_network", "mmlu-abstract_algebra"]
 
 
-
 def _run(work: Path, *model_args: str, datasets: list[str]) -> Path:
-    code = main(["run", *model_args, "--datasets", *datasets, "--limit", "2", "--fewshot", "1", "--max-out-len", "12",
-                 "--data-dir", str(SHARED_DATASETS), "-w", str(work), "--no-cache"])
-    assert code == 0
-    (run,) = [p for p in work.iterdir() if p.is_dir()]
-    return run
+    argv = model_run_args(model_args, work, datasets, 2, "--fewshot", "1", "--max-out-len", "12", "--no-cache")
+    return run_new(argv, work)
 
 
 @pytest.mark.parametrize("mode", ["gen", "ppl"])
