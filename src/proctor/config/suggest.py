@@ -1,4 +1,4 @@
-"""Close-match suggestions for unknown names."""
+"""Close-match suggestions for unknown names (datasets, subjects, models, benchmarks)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import difflib
 from typing import Iterable
 
 
+def close_matches(name: str, known: Iterable[str], *, n: int = 3) -> list[str]:
+    return difflib.get_close_matches(name, list(known), n=n, cutoff=0.6)
+
+
 def did_you_mean(name: str, known: Iterable[str], *, n: int = 3) -> str:
     """`; did you mean: a, b?` or an empty string."""
-    matches = difflib.get_close_matches(name, list(known), n=n, cutoff=0.6)
+    matches = close_matches(name, known, n=n)
     return f"; did you mean: {', '.join(matches)}?" if matches else ""

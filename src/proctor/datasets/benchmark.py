@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from proctor.config.suggest import close_matches
 from proctor.errors import ConfigError
 
 
@@ -77,7 +77,7 @@ class Benchmark:
 def unknown_name_error(what: str, name: str, known: Iterable[str]) -> ConfigError:
     """A one-line ConfigError for an unknown name, suggesting the closest known ones."""
     known = list(known)
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    close = close_matches(name, known)
     if close:
         hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
     else:
