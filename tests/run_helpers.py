@@ -43,7 +43,7 @@ class KnownAnswers:
 
     @classmethod
     def of(cls, samples: Iterable[Sample]) -> "KnownAnswers":
-        return cls({str(s.fields["question"]).strip(): s for s in samples})
+        return cls({str(s.question).strip(): s for s in samples})
 
     @classmethod
     def of_slices(cls, slices: dict[str, list[Sample]]) -> "KnownAnswers":
@@ -55,7 +55,7 @@ class KnownAnswers:
         return self.samples[best]
 
     def is_right(self, sample: Sample) -> bool:
-        return _digest(sample.fields["question"]) % 3 != 0
+        return _digest(sample.question) % 3 != 0
 
     def letter(self, sample: Sample) -> str:
         if self.is_right(sample):
@@ -65,7 +65,7 @@ class KnownAnswers:
     def __call__(self, body: dict[str, Any]) -> str:
         sample = self.sample_for(last_user_message(body))
         letter = self.letter(sample)
-        style = STYLES[_digest(sample.id + sample.fields["question"]) % len(STYLES)]
+        style = STYLES[_digest(sample.id + sample.question) % len(STYLES)]
         return style.format(L=letter, FW=_FULL_WIDTH[letter])
 
     def expected_accuracy(self, samples: Iterable[Sample]) -> float:
@@ -83,7 +83,7 @@ def dataset_names(subjects: Iterable[Subject]) -> list[str]:
 
 def load_slices(subjects: Iterable[Subject], limit: int) -> dict[str, list[Sample]]:
     """`{"ceval-computer_network": first `limit` samples, ...}` from the real files."""
-    from proctor.datasets import load_samples
+    from proctor.tasks import load_samples
 
     return {f"{b}-{s}": load_samples(b, s, split, SHARED_DATASETS)[:limit] for b, s, split in subjects}
 

@@ -9,7 +9,8 @@ import pytest
 from proctor.api import build_run_config
 from proctor.config.files import load_config_file
 from proctor.config.ranges import apply_range, parse_range
-from proctor.config.registry import resolve_datasets, resolve_model_preset
+from proctor.config.registry import resolve_model_preset
+from proctor.tasks import resolve_datasets
 from proctor.config.schema import ApiModelConfig, HFModelConfig
 from proctor.errors import ConfigError
 

@@ -150,7 +150,7 @@ def test_every_subject_loads_with_valid_targets(name: str, split: str) -> None:
         for s in samples:
             assert s.target in "ABCD" and len(s.target) == 1
             assert list(s.fields["options"]) == ["A", "B", "C", "D"]
-            assert s.fields["question"].strip()
+            assert s.question.strip()
             assert s.meta["subject"] == subject
         total += len(samples)
     assert total == README_TOTALS[(name, split)]
@@ -178,7 +178,7 @@ def test_fields_equal_an_independent_parse(name: str, subject: str, split: str, 
         else:  # C-Eval "id", CMMLU's unnamed pandas index
             expected_id, question, options, answer = row[0], row[1], row[2:6], row[6]
         assert sample.id == expected_id
-        assert sample.fields["question"] == question
+        assert sample.question == question
         assert list(sample.fields["options"].values()) == options
         assert sample.target == answer
         if name == "ceval":
@@ -194,7 +194,7 @@ def test_newlines_inside_fields_are_kept() -> None:
     assert len(math) == 5
     assert "\r\n" in math[2].fields["question"]
     physics = load_samples("mmlu", "college_physics", "val", data_dir=SHARED_DATASETS)
-    assert len(physics) == 11 and sum("\r\n" in s.fields["question"] for s in physics) == 2
+    assert len(physics) == 11 and sum("\r\n" in s.question for s in physics) == 2
     # C-Eval dev explanations are multi-line (CR LF inside the quoted field).
     ceval = load_samples("ceval", "computer_network", "dev", data_dir=SHARED_DATASETS)
     assert [s.meta["explanation"].count("\r\n") for s in ceval] == [1, 0, 0, 0, 2]
@@ -270,7 +270,7 @@ def test_bom_and_crlf_files_load(isolated: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_bytes(",Question,A,B,C,D,Answer\r\n0,问题,甲,乙,丙,丁,D\r\n".encode("utf-8-sig"))
     (sample,) = load_samples("cmmlu", "arts", "test", data_dir=isolated / "d")
-    assert (sample.id, sample.fields["question"], sample.target) == ("0", "问题", "D")
+    assert (sample.id, sample.question, sample.target) == ("0", "问题", "D")
     assert sample.fields["options"] == {"A": "甲", "B": "乙", "C": "丙", "D": "丁"}
 
 
@@ -353,7 +353,7 @@ def test_demo_data_loads(isolated: Path, name: str, subject: str) -> None:
 @pytest.mark.parametrize(("name", "subject"), DEMO)
 def test_demo_questions_are_not_benchmark_items(name: str, subject: str) -> None:
     bench = get_benchmark(name)
-    demo = {s.fields["question"] for split in (bench.eval_split, bench.fewshot_split)
+    demo = {s.question for split in (bench.eval_split, bench.fewshot_split)
             for s in load_samples(name, subject, split, data_dir=DEMO_DATA_DIR)}
     real = set().union(*(_real_questions(name, subject, split) for split in bench.splits))
     assert real and not demo & real
@@ -364,4 +364,4 @@ def _real_questions(name: str, subject: str, split: str) -> set[str]:
         path = SHARED_DATASETS / "ceval" / "test" / f"{subject}_test.csv"
         with open(path, encoding="utf-8", newline="") as handle:
             return {row["question"] for row in csv.DictReader(handle)}
-    return {s.fields["question"] for s in load_samples(name, subject, split, data_dir=SHARED_DATASETS)}
+    return {s.question for s in load_samples(name, subject, split, data_dir=SHARED_DATASETS)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proctor.metrics import extract_choice
+from proctor.scoring.extract import extract_choice, find_choice
 
 CASES: list[tuple[str, str | None]] = [
     # --- a bare letter, however wrapped
@@ -59,6 +59,12 @@ CASES: list[tuple[str, str | None]] = [
     ("answer: A ... wait, re-checking the units, the answer is B", "B"),
     ("<think>A? B? Probably D, since A and B ignore friction.</think>\n答案：D", "D"),
     ("The answer is B, not A.", "B"),
+    # --- the answer letter followed by talk of another option: not a list of options
+    ("正确答案是 B，A completely randomized design cannot control for the block effect.", "B"),
+    ("The answer is B. A completely randomized design is less precise here.", "B"),
+    ("答案：C，B项错误因为它混淆了概念。", "C"),
+    ("答案是A，B是错误的。", "A"),
+    ("The answer is A, B is only partly true.", "A"),
     # --- conclusions about one option
     ("B是正确的", "B"),
     ("经过分析，C项正确。", "C"),
@@ -84,6 +90,10 @@ CASES: list[tuple[str, str | None]] = [
     ("A.I. is a broad field.", None),
     ("The answer is not A.", None),
     ("Please choose A, B, C or D.", None),  # an echoed instruction lists every option
+    ("The answer is A or B because both hold.", None),  # two options named as one answer
+    ("答案是A、B两项", None),
+    ("答案是A，B", None),
+    ("The answer is A/B testing.", None),
     ("选项A和选项B都不对", None),  # two options, neither chosen
     ("这是一个A类问题和B类问题", None),
     ("The answer is E.", None),  # not one of the choices
@@ -92,11 +102,31 @@ CASES: list[tuple[str, str | None]] = [
 
 @pytest.mark.parametrize(("text", "expected"), CASES, ids=[repr(c[0])[:40] for c in CASES])
 def test_extract_choice(text: str, expected: str | None) -> None:
-    assert extract_choice(text) == expected
+    assert extract_choice(text, "ABCD") == expected
 
 
 def test_none_input_is_no_answer() -> None:
-    assert extract_choice(None) is None  # type: ignore[arg-type]
+    assert extract_choice(None, "ABCD") is None
+    assert find_choice(None, "ABCD") is None
+
+
+RULES: list[tuple[str, str, str]] = [
+    ("(B)", "B", "whole"),
+    ("答案是B。", "B", "explicit"),
+    ("$\\boxed{C}$", "C", "explicit"),
+    ("经过分析，C项正确。", "C", "conclusion"),
+    ("Therefore, A.", "A", "conclusion"),
+    ("B) Paris is the capital of France.", "B", "start"),
+    ("The capital of France is Paris (B).", "B", "bracketed"),
+    ("It must be C since the others contradict the data.", "C", "standalone"),
+    ("正确答案是 B，A completely randomized design ...", "B", "explicit"),
+]
+
+
+@pytest.mark.parametrize(("text", "letter", "rule"), RULES, ids=[r[2] + ":" + r[0][:20] for r in RULES])
+def test_find_choice_names_the_tier_that_fired(text: str, letter: str, rule: str) -> None:
+    found = find_choice(text, "ABCD")
+    assert found is not None and (found.letter, found.rule) == (letter, rule)
 
 
 def test_more_choices_and_the_pronoun_i() -> None:
@@ -113,18 +143,18 @@ def test_fewer_choices_reject_letters_outside_them() -> None:
 
 
 @pytest.mark.parametrize("bad", ["", "abcd", "AAB", "A1"])
-def test_invalid_choices_are_rejected(bad: str) -> None:
-    with pytest.raises(ValueError, match="choices"):
+def test_invalid_labels_are_rejected(bad: str) -> None:
+    with pytest.raises(ValueError, match="labels"):
         extract_choice("B", bad)
 
 
 @pytest.mark.timeout(10)
 def test_long_outputs_stay_fast() -> None:
     """Long blank runs once made the chained optional-space patterns backtrack for minutes."""
-    assert extract_choice("答案" + " " * 5000 + "？") is None
-    assert extract_choice("The answer is" + " \n" * 3000 + "C") == "C"
+    assert extract_choice("答案" + " " * 5000 + "？", "ABCD") is None
+    assert extract_choice("The answer is" + " \n" * 3000 + "C", "ABCD") == "C"
     reasoning = "Option A fails; option B fails too. " * 500 + "Therefore the answer is D."
-    assert extract_choice(reasoning) == "D"
+    assert extract_choice(reasoning, "ABCD") == "D"
 
 
 @pytest.mark.timeout(10)
@@ -134,8 +164,8 @@ def test_many_candidate_letters_stay_linear() -> None:
 
     text = "We weigh A against the rest, and A cat may B too. " * 2000  # ~100k chars
     start = time.perf_counter()
-    assert extract_choice(text) is None  # A and B both stand alone: ambiguous
+    assert extract_choice(text, "ABCD") is None  # A and B both stand alone: ambiguous
     ruled_out = "We rule out not B here, and the cat is not D. " * 2000
-    assert extract_choice(ruled_out + "It must be C.") == "C"
+    assert extract_choice(ruled_out + "It must be C.", "ABCD") == "C"
     # Quadratic work took seconds here; linear work takes milliseconds.
     assert time.perf_counter() - start < 2.0

@@ -171,7 +171,7 @@ def test_fetch_mmlu_falls_back_to_the_pinned_revision(hub: FakeHub, tmp_path: Pa
     assert not (root / "mmlu/data/auxiliary_train").exists()
     assert len(load_samples("mmlu", "astronomy", "test", data_dir=root)) == 152
     physics = load_samples("mmlu", "college_physics", "val", data_dir=root)
-    assert sum("\r\n" in s.fields["question"] for s in physics) == 2  # CR LF inside fields survives the trip
+    assert sum("\r\n" in s.question for s in physics) == 2  # CR LF inside fields survives the trip
     source = json.loads((root / "mmlu" / ".proctor-source.json").read_text(encoding="utf-8"))
     assert source["revision"] == MMLU_PINNED and source["files"] == 3
 

@@ -9,8 +9,6 @@ import pytest
 from proctor.core import Record, Result
 from proctor.metrics import (
     accuracy_result,
-    choice_from_loglikelihoods,
-    choice_from_loglikelihoods_norm,
     group_results,
     proportion_stderr,
 )
@@ -34,42 +32,6 @@ def records(n_correct: int, n_wrong: int) -> list[Record]:
     return [record(i, True) for i in range(n_correct)] + [
         record(n_correct + i, False) for i in range(n_wrong)
     ]
-
-
-# ---------------------------------------------------------------- log-likelihoods
-
-
-def test_argmax_picks_the_most_likely_option() -> None:
-    assert choice_from_loglikelihoods([-3.0, -1.0, -2.0, -5.0]) == "B"
-    assert choice_from_loglikelihoods((-9.0, -8.0, -7.0, -0.5)) == "D"
-
-
-def test_ties_go_to_the_first_option() -> None:
-    assert choice_from_loglikelihoods([-1.0, -0.5, -0.5, -0.5]) == "B"
-    assert choice_from_loglikelihoods([-2.0, -2.0, -2.0, -2.0]) == "A"
-
-
-def test_nan_never_wins() -> None:
-    assert choice_from_loglikelihoods([math.nan, -4.0, -3.0, math.nan]) == "C"
-
-
-def test_fewer_scores_than_letters_use_the_first_letters() -> None:
-    assert choice_from_loglikelihoods([-2.0, -1.0], "ABCD") == "B"
-    with pytest.raises(ValueError):
-        choice_from_loglikelihoods([-1.0] * 5, "ABCD")
-    with pytest.raises(ValueError):
-        choice_from_loglikelihoods([], "ABCD")
-
-
-def test_length_normalised_choice_can_differ_from_raw_argmax() -> None:
-    lls, lengths = [-4.0, -3.0, -9.0, -8.0], [4, 1, 3, 2]
-    assert choice_from_loglikelihoods(lls) == "B"  # -3.0 is the largest raw score
-    # per token: -1.0, -3.0, -3.0, -4.0 -> A
-    assert choice_from_loglikelihoods_norm(lls, lengths) == "A"
-    # ties after normalising go to the first: -1.0 == -2.0/2
-    assert choice_from_loglikelihoods_norm([-5.0, -1.0, -2.0, -9.0], [1, 1, 2, 1]) == "B"
-    with pytest.raises(ValueError, match="lengths"):
-        choice_from_loglikelihoods_norm([-1.0, -2.0], [1])
 
 
 # ---------------------------------------------------------------- accuracy

@@ -10,6 +10,9 @@ from proctor.config.models import model_from_dict, validation_message
 from proctor.config.schema import DatasetConfig, RunConfig
 from proctor.errors import ConfigError
 
+# Settings that `evaluate()` applies to every dataset (the rest are run options).
+DATASET_OPTIONS = ("limit", "range", "fewshot", "continuations", "circular", "num_samples")
+
 
 def build_run_config(
     *,
@@ -26,7 +29,8 @@ def build_run_config(
     Command-line values win over the file's run options; unset (None) values are ignored.
     """
     from proctor.config.files import load_config_file
-    from proctor.config.registry import resolve_datasets, resolve_model_preset, with_overrides
+    from proctor.config.registry import resolve_model_preset
+    from proctor.tasks import resolve_datasets, with_overrides
 
     overrides = {k: v for k, v in (dataset_overrides or {}).items() if v is not None}
     model_configs: list[Any] = []
@@ -73,6 +77,6 @@ def evaluate(models: Sequence[Any], datasets: Sequence[Any], **options: Any) -> 
     from proctor.engine.run import execute
 
     model_list = [model_from_dict(m, where=f"models[{i}]") if isinstance(m, dict) else m for i, m in enumerate(models)]
-    overrides = {k: options.pop(k) for k in ("limit", "range", "fewshot", "continuations") if k in options}
+    overrides = {k: options.pop(k) for k in DATASET_OPTIONS if k in options}
     config = build_run_config(models=model_list, datasets=datasets, dataset_overrides=overrides, run_options=options)
     return execute(config)

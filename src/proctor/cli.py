@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="download benchmark data")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     fetch = data_sub.add_parser("fetch", help="download a benchmark from the Hugging Face hub")
-    fetch.add_argument("benchmark", choices=["ceval", "cmmlu", "mmlu"])
+    # No argparse choices: the names come from the spec files, checked with a did-you-mean.
+    fetch.add_argument("benchmark", help="a benchmark with a download source, e.g. ceval, cmmlu, mmlu")
     fetch.add_argument("--dest", default=None, help="data root to write into (default: the user cache dir)")
     fetch.set_defaults(handler=_cmd_fetch)
 
@@ -125,7 +126,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-out-len", type=int, default=None, help="tokens to generate (default 256)")
     g.add_argument("--max-seq-len", type=int, default=None, help="prompt + answer tokens; few-shot examples are dropped to fit")
     d = p.add_argument_group("datasets")
-    d.add_argument("--datasets", nargs="+", default=[], metavar="NAME", help="e.g. ceval_gen cmmlu-anatomy mmlu_ppl")
+    d.add_argument("--datasets", nargs="+", default=[], metavar="NAME",
+                   help="e.g. ceval_gen cmmlu-anatomy mmlu_ppl ceval_gen_circular, or your own file: "
+                        "./my.jsonl, ./my.csv (multiple choice when it has A/B/... columns), ./mybench.yaml (a task spec)")
     d.add_argument("--limit", type=int, default=None, help="first N samples of each subject")
     d.add_argument("--range", dest="range_", default=None, metavar="[A:B]", help="slice of each subject, e.g. [0:10]")
     d.add_argument("--fewshot", type=int, default=None, help="few-shot examples from the dev split (default 5)")
@@ -135,6 +138,17 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="*_ppl datasets: score the letters (default) or the option texts (adds acc_norm)",
     )
+    d.add_argument("--circular", action="store_true", default=None,
+                   help="ask every multiple-choice question in its cyclic option orders (CircularEval)")
+    d.add_argument("--num-samples", type=int, default=None, metavar="N",
+                   help="answers per question (pass@k); needs --temperature > 0")
+    d.add_argument("--custom-dataset-path", default=None, metavar="FILE",
+                   help="OpenCompass-style custom dataset (.jsonl/.csv; FILE.meta.json beside it is read)")
+    d.add_argument("--custom-dataset-meta-path", default=None, metavar="FILE", help="its meta.json elsewhere")
+    d.add_argument("--custom-dataset-data-type", choices=["mcq", "qa"], default=None,
+                   help="override the detected type of the custom dataset")
+    d.add_argument("--custom-dataset-infer-method", choices=["gen", "ppl"], default=None,
+                   help="gen (default) or ppl for the custom dataset")
     d.add_argument("--data-dir", default=None, help="data root (default: $PROCTOR_DATA, ./data, the cache dir)")
     e = p.add_argument_group("execution")
     e.add_argument("-w", "--work-dir", default=None, help="outputs folder (default outputs/)")
@@ -163,7 +177,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     config = build_run_config(
         config_file=args.config,
         models=args.models,
-        datasets=args.datasets,
+        datasets=[*args.datasets, *_custom_dataset(args)],
         api=_cli_model(args, "api"),
         hf=_cli_model(args, "hf"),
         dataset_overrides={
@@ -171,6 +185,8 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             "range": args.range_,
             "fewshot": args.fewshot,
             "continuations": args.ppl_continuations,
+            "circular": args.circular,
+            "num_samples": args.num_samples,
         },
         run_options={
             "work_dir": args.work_dir,
@@ -250,6 +266,20 @@ def _cli_model(args: argparse.Namespace, kind: str) -> dict[str, Any] | None:
     return fields
 
 
+def _custom_dataset(args: argparse.Namespace) -> list[Any]:
+    """`--custom-dataset-path` (OpenCompass's flag) as one more dataset config."""
+    extras = {"meta": args.custom_dataset_meta_path, "data_type": args.custom_dataset_data_type,
+              "infer_method": args.custom_dataset_infer_method}
+    if not args.custom_dataset_path:
+        given = [k for k, v in extras.items() if v is not None]
+        if given:
+            raise ProctorError(f"--custom-dataset-{given[0].replace('_', '-')} needs --custom-dataset-path")
+        return []
+    from proctor.tasks.custom import custom_dataset_configs
+
+    return custom_dataset_configs(args.custom_dataset_path, **extras)
+
+
 def _batch_size(text: str) -> int | str:
     if text == "auto":
         return text
@@ -275,8 +305,9 @@ def _cmd_fetch(args: argparse.Namespace, argv: list[str]) -> int:
     from pathlib import Path
 
     from proctor.datasets import fetch
+    from proctor.tasks import get_spec
 
-    path = fetch(args.benchmark, Path(args.dest) if args.dest else None)
+    path = fetch(get_spec(args.benchmark).data_source(), Path(args.dest) if args.dest else None)
     print(f"{args.benchmark}: data in {path}")
     return EXIT_OK
 

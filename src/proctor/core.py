@@ -11,14 +11,85 @@ from typing import Any, Literal, Mapping
 RequestKind = Literal["generate", "loglikelihood"]
 
 
+# Option labels of a multiple-choice question, in order: 2 to 10 options.
+CHOICE_LABELS = "ABCDEFGHIJ"
+MAX_CHOICES = len(CHOICE_LABELS)
+
+
+def choice_labels(n: int) -> str:
+    """The labels of an n-option question: "ABCD" for 4."""
+    if not 2 <= n <= MAX_CHOICES:
+        raise ValueError(f"a multiple-choice question has 2 to {MAX_CHOICES} options, got {n}")
+    return CHOICE_LABELS[:n]
+
+
+Target = Any  # a letter ("B"), a string, a number, or a list of acceptable answers
+
+
 @dataclass(frozen=True)
 class Sample:
-    """One benchmark item: `fields` holds question/options/..., `target` the gold answer."""
+    """One benchmark question as read from its file.
+
+    `choices` holds the option texts of a multiple-choice question (labelled A, B, ...
+    in order; empty for free-form questions) and `target` the gold letter; a free-form
+    question's `target` is a string, a number or a list of acceptable answers.
+    `fields` keeps the row's other columns (for prompt templates), `meta` what
+    describes the sample (subject, explanation).
+    """
 
     id: str
-    fields: Mapping[str, Any]
-    target: str
+    question: str
+    target: Target
+    choices: tuple[str, ...] = ()
+    fields: Mapping[str, Any] = field(default_factory=dict)
     meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> str:
+        """The option labels ("ABCD"), or "" for a free-form question."""
+        return CHOICE_LABELS[: len(self.choices)]
+
+    def option(self, label: str) -> str:
+        """The text of the option labelled `label`."""
+        return self.choices[CHOICE_LABELS.index(label)]
+
+
+@dataclass(frozen=True)
+class Item:
+    """What one request is made for: a sample, or one variant of it (an option order, a repeat).
+
+    `id` is the sample id, plus `#r<k>` for the k-th option order and `#n<k>` for the
+    k-th of several samples; `sample` is the sample as asked (options reordered, target
+    relabelled), so scorers need nothing else.
+    """
+
+    id: str
+    sample: Sample
+    sample_id: str
+    variant: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Score:
+    """A scorer's verdict on one record.
+
+    `value` is 1.0/0.0 for right/wrong (or a partial credit); `answer` what was extracted
+    (None: no answer found); `rule` which extraction rule fired; `extra` further per-item
+    metrics (e.g. `correct_norm` for length-normalised log-likelihood scoring).
+    """
+
+    value: float
+    answer: Any = None
+    rule: str | None = None
+    explanation: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def correct(self) -> bool:
+        return self.value >= 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -113,15 +184,16 @@ class Response:
 
 @dataclass(frozen=True)
 class Record:
-    """One line of predictions/<model>/<dataset>.jsonl."""
+    """One line of predictions/<model>/<dataset>.jsonl: what the model returned for one item.
 
-    sample_id: str
+    Raw outputs only; scores are a separate stage (scores/<model>/<dataset>.jsonl), so they
+    can be recomputed without calling a model.
+    """
+
+    item_id: str
     prompt: Any  # the prompt as sent: a list of chat messages, a string, or context+continuations
     output: str | None
     loglikelihoods: list[float] | None
-    prediction: str | None
-    target: str
-    correct: bool | None  # None when the request failed: never scored
     error: str | None = None
     latency_s: float = 0.0
     prompt_tokens: int | None = None
@@ -129,8 +201,8 @@ class Record:
     attempts: int = 1
     cached: bool = False
     continuation_lengths: list[int] | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
     finish_reason: str | None = None
+    sample_id: str = ""  # the sample the item was made from ("" = item_id)
 
     @property
     def failed(self) -> bool:
@@ -142,6 +214,8 @@ class Record:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Record":
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        # Proctor 0.1 keyed records by sample id only (one item per sample).
+        known.setdefault("item_id", data.get("sample_id", ""))
         return cls(**known)
 
 

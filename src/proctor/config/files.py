@@ -18,14 +18,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from proctor.config.models import AnyModelConfig, model_from_dict, validation_message
-from proctor.config.registry import resolve_datasets, resolve_model_preset
+from proctor.config.registry import resolve_model_preset
 from proctor.config.schema import DatasetConfig, RunConfig
 from proctor.errors import ConfigError, ProctorError
 
 RUN_KEYS = set(RunConfig.model_fields) - {"models", "datasets"}
 # The command line's --limit/--range/--fewshot look like run options; in a file they belong to a
 # dataset entry. Named at the top level (even of a Python file) they would otherwise be ignored.
-DATASET_KEYS = {"limit", "range", "fewshot", "continuations"}
+DATASET_KEYS = {"limit", "range", "fewshot", "continuations", "circular", "num_samples"}
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,8 @@ def _model(entry: Any, where: str) -> AnyModelConfig:
 
 
 def _datasets(entry: Any, where: str) -> list[DatasetConfig]:
+    from proctor.tasks import resolve_datasets
+
     if isinstance(entry, str):
         return resolve_datasets([entry])
     if isinstance(entry, DatasetConfig):
@@ -127,12 +129,22 @@ def _datasets(entry: Any, where: str) -> list[DatasetConfig]:
     entry = dict(entry)
     if "name" in entry:
         name = entry.pop("name")
-        allowed = {"fewshot", "range", "limit", "data_dir", "max_out_len", "continuations"}
+        allowed = {"fewshot", "range", "limit", "data_dir", "max_out_len", "continuations", "circular",
+                   "variants", "mode", "num_samples", "abbr"}
         extra = sorted(set(entry) - allowed)
         if extra:
             raise ConfigError(f"{where}.{extra[0]}: unknown key; with `name` use {', '.join(sorted(allowed))}")
+        abbr = entry.pop("abbr", None)
         try:
-            return resolve_datasets([name], **entry)
+            configs = resolve_datasets([name], **entry)
+        except ValidationError as exc:
+            raise ConfigError(validation_message(exc, where)) from None
+        if abbr is None:
+            return configs
+        if len(configs) != 1:
+            raise ConfigError(f"{where}.abbr: {name!r} holds {len(configs)} datasets; an abbr names one")
+        try:
+            return [configs[0].model_copy(update={"abbr": str(abbr)})]
         except ValidationError as exc:
             raise ConfigError(validation_message(exc, where)) from None
     try:

@@ -1,56 +1,78 @@
-"""`proctor list`: dataset names and model presets."""
+"""`proctor list`: dataset names (from the task specs) and model presets."""
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, Sequence
+
+Row = tuple[str, ...]
+
+
+def _dataset_rows() -> list[Row]:
+    """(name, kind, scorer, what) for every collection, demo set and subset."""
+    from proctor.tasks import builtin_specs
+
+    rows: list[Row] = []
+    specs = builtin_specs().values()
+    for spec in specs:
+        kind = "multiple choice" if spec.multiple_choice else "free-form"
+        subsets = f"all {len(spec.subsets)} subjects, " if spec.subsets else ""
+        for mode in spec.modes:
+            how = "generation, answer extracted" if mode == "gen" else "log-likelihood of the options"
+            name = f"{spec.name}_{mode}" if spec.subsets or mode != "gen" else spec.name
+            rows.append((name, f"{kind}, {mode}", spec.scorer.name, f"{spec.display_title}: {subsets}{how}"))
+            if spec.multiple_choice:
+                rows.append((f"{name}_circular", f"{kind}, {mode}", spec.scorer.name,
+                             f"{spec.display_title}: every question in its 4 option rotations (CircularEval)"))
+    for mode in ("gen", "ppl"):
+        rows.append((f"demo_{mode}", f"multiple choice, {mode}", "choice", "the small demo set shipped with Proctor"))
+    for spec in specs:
+        kind = "multiple choice" if spec.multiple_choice else "free-form"
+        for s in spec.subsets:
+            title = s.title or s.name
+            title = f"{title} ({s.title_zh})" if s.title_zh else title
+            where = f", {s.category}" if s.category else ""
+            rows.append((f"{spec.name}-{s.name}", kind, spec.scorer.name, f"{spec.display_title} {title}{where}"))
+    return rows
+
+
+def _model_rows() -> list[Row]:
+    from proctor.config.registry import MODEL_PRESETS
+
+    return [(p.name, p.description) for p in MODEL_PRESETS.values()]
 
 
 def print_listing(what: str | None, pattern: str | None) -> None:
+    needle = (pattern or "").lower()
+    if what in (None, "datasets"):
+        rows = [r for r in _dataset_rows() if any(needle in cell.lower() for cell in r)]
+        _print("datasets (use with --datasets)", ("name", "kind", "scorer", "what"), rows, "dataset", pattern)
+        print("a subject name with the suffix _ppl is scored by log-likelihood (ceval-law_ppl), _circular asks "
+              "every option order; a file path (./my.jsonl, ./my.csv, ./mybench.yaml) runs your own data")
+    if what in (None, "models"):
+        rows = [r for r in _model_rows() if any(needle in cell.lower() for cell in r)]
+        _print("model presets (use with --models)", ("name", "what"), rows, "model preset", pattern)
+        if what == "models":
+            print("any OpenAI-compatible endpoint: --api-base URL; any local checkpoint: --hf-path PATH")
+
+
+def _print(title: str, columns: Sequence[str], rows: list[Row], what: str, pattern: str | None) -> None:
+    # An empty table with a wrapped title reads as broken output; say what matched nothing instead.
+    if not rows:
+        print(f"no {what} matches {pattern!r}")
+        return
+    if not sys.stdout.isatty():
+        # Piped (grep, a file): one whole line per name, never cut to a terminal's width.
+        print(f"# {title}")
+        for row in rows:
+            print("\t".join(row))
+        return
     from rich.console import Console
     from rich.table import Table
 
-    from proctor.config.registry import FAMILIES, MODEL_PRESETS, MODES
-    from proctor.datasets import get_benchmark
-
-    console = Console()
-    needle = (pattern or "").lower()
-    if what in (None, "datasets"):
-        table = Table(title="datasets (use with --datasets)")
-        table.add_column("name")
-        table.add_column("what")
-        for family in FAMILIES:
-            bench = get_benchmark(family)
-            for mode in MODES:
-                kind = "generation, answer extracted" if mode == "gen" else "log-likelihood of A/B/C/D"
-                _row(table, needle, f"{family}_{mode}", f"{bench.title}: all {len(bench.subjects)} subjects, {kind}")
-        for mode in MODES:
-            _row(table, needle, f"demo_{mode}", "the small demo set shipped with Proctor")
-        for family in FAMILIES:
-            bench = get_benchmark(family)
-            for s in bench.subjects:
-                title = f"{s.title} ({s.title_zh})" if s.title_zh else s.title
-                _row(table, needle, f"{family}-{s.name}", f"{bench.title} {title}, {s.category}")
-        _print_table(console, table, "dataset", pattern)
-        console.print("a subject name with the suffix _ppl is scored by log-likelihood, e.g. ceval-law_ppl")
-    if what in (None, "models"):
-        table = Table(title="model presets (use with --models)")
-        table.add_column("name")
-        table.add_column("what")
-        for preset in MODEL_PRESETS.values():
-            _row(table, needle, preset.name, preset.description)
-        _print_table(console, table, "model preset", pattern)
-        if what == "models":
-            console.print("any OpenAI-compatible endpoint: --api-base URL; any local checkpoint: --hf-path PATH")
-
-
-def _print_table(console: Any, table: Any, what: str, pattern: str | None) -> None:
-    # An empty table with a wrapped title reads as broken output; say what matched nothing instead.
-    if table.row_count == 0:
-        console.print(f"no {what} matches {pattern!r}", markup=False, highlight=False)
-    else:
-        console.print(table)
-
-
-def _row(table: object, needle: str, name: str, description: str) -> None:
-    if needle in name.lower() or needle in description.lower():
-        table.add_row(name, description)  # type: ignore[attr-defined]
+    table: Any = Table(title=title)
+    for i, column in enumerate(columns):
+        table.add_column(column, no_wrap=i == 0, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)

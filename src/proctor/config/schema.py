@@ -76,18 +76,26 @@ ModelConfig = Annotated[
 
 
 class DatasetConfig(_Config):
-    """One scored unit: a benchmark subject in one mode (a row of the summary table)."""
+    """One scored unit: a benchmark subset in one mode (a row of the summary table)."""
 
     abbr: str  # e.g. "ceval-computer_network"; unique within a run
-    benchmark: str  # e.g. "ceval"
-    subject: str
+    benchmark: str  # the task spec's name, e.g. "ceval"
+    subject: str = ""  # the subset; "" for a benchmark without subsets
+    # A user's spec file or data file (`./my.jsonl`); None: the built-in spec `benchmark`.
+    spec_path: str | None = None
+    # A data file's OpenCompass meta.json (default: `<file>.meta.json` beside it) and its type.
+    meta_path: str | None = None
+    data_type: Literal["mcq", "qa"] | None = None
     mode: Literal["gen", "ppl"] = "gen"
     # ppl only: score the letters (" A".." D") or the option texts (adds acc_norm, length-normalised).
     continuations: Literal["letters", "options"] = "letters"
-    fewshot: int = Field(5, ge=0)
+    # Multiple choice: ask each question in every cyclic option order (circular) or every order (all).
+    variants: Literal["none", "circular", "all"] = "none"
+    fewshot: int | None = Field(None, ge=0)  # None: the spec's default
     range: str | None = None  # OpenCompass-style slice of the eval split: "[0:10]", "[-5:]"
     limit: int | None = Field(None, ge=1)  # first N samples (after range)
     max_out_len: int | None = Field(None, ge=1)  # overrides the model's for this dataset
+    num_samples: int | None = Field(None, ge=1)  # answers per question (pass@k); None: the spec's
     data_dir: str | None = None  # overrides the run's data root (e.g. the bundled demo set)
 
 

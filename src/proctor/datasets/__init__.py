@@ -1,20 +1,20 @@
-"""Benchmark metadata and loaders: C-Eval, CMMLU and MMLU, from local files or the hub.
+"""The data side of a benchmark: readers by file format, the field map that turns rows into
+Samples, the data-root search, and downloads from the hub.
 
-Metadata (`BENCHMARKS`, `get_benchmark`) needs no data on disk. `load_samples`
-reads the official CSV layouts or OpenCompass's data bundle from the first data
-root that has the file: `data_dir`, $PROCTOR_DATA, ./data, the user cache dir
-(where `fetch` downloads to).
+Which benchmark a file belongs to is the business of `proctor.tasks`; this package only
+needs a `DataSource` (layouts, format, subsets, splits) and a `FieldMap`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from proctor.datasets.benchmark import Benchmark, Subject
 from proctor.datasets.fetch import fetch
-from proctor.datasets.load import data_files, load_samples
+from proctor.datasets.fields import FieldMap, row_choices, row_to_sample
+from proctor.datasets.load import data_files, load_samples, read_file_samples
 from proctor.datasets.locate import data_roots, default_data_root
-from proctor.datasets.registry import BENCHMARKS, get_benchmark
+from proctor.datasets.readers import FORMATS, format_of, read_rows
+from proctor.datasets.source import DataSource, HubArchive, SourceSpec
 
 # Original questions written for Proctor (not benchmark items), in the C-Eval
 # and MMLU file layouts: ceval computer_network / high_school_physics (dev, val),
@@ -22,14 +22,20 @@ from proctor.datasets.registry import BENCHMARKS, get_benchmark
 DEMO_DATA_DIR = Path(__file__).parent / "demo_data"
 
 __all__ = [
-    "BENCHMARKS",
     "DEMO_DATA_DIR",
-    "Benchmark",
-    "Subject",
+    "FORMATS",
+    "DataSource",
+    "FieldMap",
+    "HubArchive",
+    "SourceSpec",
     "data_files",
     "data_roots",
     "default_data_root",
     "fetch",
-    "get_benchmark",
+    "format_of",
     "load_samples",
+    "read_file_samples",
+    "read_rows",
+    "row_choices",
+    "row_to_sample",
 ]

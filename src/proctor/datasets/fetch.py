@@ -11,37 +11,37 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from proctor.datasets.benchmark import Benchmark
-from proctor.datasets.family import Family, HubArchive
 from proctor.datasets.locate import default_data_root
-from proctor.datasets.registry import get_family
+from proctor.datasets.source import DataSource, HubArchive
 from proctor.errors import DataError
 
 # Written next to the unpacked files: which archive they came from.
 SOURCE_FILE = ".proctor-source.json"
 
 
-def fetch(benchmark: str | Benchmark, dest: str | Path | None = None) -> Path:
-    """Download and unpack `benchmark` into `dest` (default: the user cache dir); return the data root.
+def fetch(data: DataSource, dest: str | Path | None = None) -> Path:
+    """Download and unpack a benchmark's archive into `dest` (default: the user cache dir); return the data root.
 
     The returned root can be passed as `data_dir` to `load_samples`. The hub
     endpoint follows $HF_ENDPOINT (e.g. a mirror); downloads are cached in the
     huggingface_hub cache ($HF_HOME), so a second fetch does not download again.
     """
-    family = get_family(benchmark)
+    spec = data.source.archive
+    if spec is None:
+        raise DataError(f"{data.title} has no download source; put its files under --data-dir yourself")
     root = Path(dest).expanduser() if dest is not None else default_data_root()
-    archive, revision = _download(family.archive)
-    count = _unpack(archive, family, root)
+    archive, revision = _download(spec)
+    count = _unpack(archive, data, root)
     if count == 0:
         raise DataError(
-            f"{archive}: no {family.benchmark.title} CSV files found in the archive "
-            f"from {family.archive.repo_id}; the hub file may have changed, download it yourself "
+            f"{archive}: no {data.title} data files found in the archive "
+            f"from {spec.repo_id}; the hub file may have changed, download it yourself "
             f"and pass --data-dir"
         )
-    top = root / PurePosixPath(family.layouts[0]).parts[0]
+    top = root / PurePosixPath(data.source.layouts[0]).parts[0]
     source = {
-        "repo_id": family.archive.repo_id,
-        "filename": family.archive.filename,
+        "repo_id": spec.repo_id,
+        "filename": spec.filename,
         "revision": revision,
         "sha256": _sha256(archive),
         "files": count,
@@ -106,18 +106,17 @@ def _download_error(url: str, spec: HubArchive, err: Exception) -> DataError:
     )
 
 
-def _unpack(archive: Path, family: Family, root: Path) -> int:
-    """Write the archive's CSVs into `root` in the family's first layout; return how many."""
-    bench = family.benchmark
-    layout = family.layouts[0]
-    file_pattern = PurePosixPath(layout).name  # e.g. "{subject}_{split}.csv"
+def _unpack(archive: Path, data: DataSource, root: Path) -> int:
+    """Write the archive's data files into `root` in the first layout; return how many."""
+    layout = data.source.layouts[0]
+    file_pattern = PurePosixPath(layout).name  # e.g. "{subset}_{split}.csv"
     # (split directory, file name) -> relative target path. Members are matched
     # by their last two path parts, so any top-level folder in the archive works
     # and no member name is ever used as a path (no writing outside `root`).
     targets = {
-        (split, file_pattern.format(subject=s, split=split)): layout.format(subject=s, split=split)
-        for s in bench.subject_names
-        for split in bench.splits
+        (split, file_pattern.format(subset=s, split=split)): layout.format(subset=s, split=split)
+        for s in data.subsets
+        for split in data.splits
     }
     count = 0
     try:

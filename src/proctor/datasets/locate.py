@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from proctor.datasets.benchmark import Benchmark
-from proctor.datasets.registry import get_family
+from proctor.datasets.source import DataSource
 from proctor.errors import DataError
 
 DATA_ENV = "PROCTOR_DATA"
@@ -41,23 +40,25 @@ def data_roots(data_dir: str | Path | None = None) -> list[Path]:
     return unique
 
 
-def find_file(
-    benchmark: str | Benchmark, subject: str, split: str, data_dir: str | Path | None = None
-) -> Path:
-    """The file holding (benchmark, subject, split): the first match over roots x layouts."""
-    family = get_family(benchmark)
-    bench = family.benchmark
-    bench.subject(subject)
-    bench.check_split(split)
+def find_file(data: DataSource, subset: str, split: str, data_dir: str | Path | None = None) -> Path:
+    """The file holding (subset, split): an absolute layout as it is, else the first match over
+    roots x layouts."""
+    relative = data.candidates(subset, split)
+    absolute = [Path(p) for p in relative if Path(p).is_absolute()]
+    for path in absolute:
+        if path.is_file():
+            return path
+    if absolute and len(absolute) == len(relative):
+        raise DataError(f"no {data.title} data file: {' or '.join(map(str, absolute))} does not exist")
     roots = data_roots(data_dir)
-    relative = family.candidates(subject, split)
     for root in roots:
         for rel in relative:
             path = root / rel
             if path.is_file():
                 return path
+    where = f"{subset}/{split}" if subset else split
+    how = f"run `proctor data fetch {data.name}` or " if data.source.archive else ""
     raise DataError(
-        f"no {bench.title} data for {subject}/{split}: looked for {' or '.join(relative)} under "
-        f"{', '.join(str(r) for r in roots)}; run `proctor data fetch {bench.name}` "
-        f"or pass --data-dir DIR (or set ${DATA_ENV})"
+        f"no {data.title} data for {where}: looked for {' or '.join(relative)} under "
+        f"{', '.join(str(r) for r in roots)}; {how}pass --data-dir DIR (or set ${DATA_ENV})"
     )

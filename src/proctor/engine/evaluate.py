@@ -1,55 +1,80 @@
-"""The eval and report stages: score the records on disk, write results/*.json, the summary and report."""
+"""The eval and report stages: score the records on disk, write scores, results, the summary and report."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any, Sequence
 
-from proctor.core import Result
-from proctor.engine.diskio import write_json_atomic
+from proctor.core import Item, Record, Result, Score
+from proctor.engine.diskio import write_json_atomic, write_text_atomic
 from proctor.engine.prepare import PreparedDataset
 from proctor.engine.rundir import RunDir
 from proctor.engine.store import PredictionStore
-from proctor.engine.task import count_unanswered
+from proctor.engine.task import count_unanswered, has_answer
 
 
 def count_unfinished(run: RunDir, model_names: Sequence[str], prepared: Sequence[PreparedDataset]) -> int:
-    """Samples without a successful record (failed or never answered): what `-r` would send again."""
+    """Items without a successful record (failed or never answered): what `-r` would send again."""
     return sum(
-        count_unanswered(dataset.samples, PredictionStore(run.predictions(model, dataset.config.abbr)).load())
+        count_unanswered(dataset.items, PredictionStore(run.predictions(model, dataset.config.abbr)).load())
         for model in model_names
         for dataset in prepared
     )
 
 
-def evaluate_run(
-    run: RunDir, model_names: Sequence[str], prepared: Sequence[PreparedDataset], *, rescore: bool = False
-) -> list[Result]:
-    """Score every (model, dataset) from the records on disk and write results/*.json.
+def _score_line(item: Item, record: Record | None, score: Score | None) -> str:
+    status = "scored" if score is not None else ("failed" if record is not None else "missing")
+    line: dict[str, Any] = {"item_id": item.id, "sample_id": item.sample_id, "status": status,
+                            "target": item.sample.target}
+    if score is not None:
+        line.update(answer=score.answer, value=score.value, correct=score.correct, rule=score.rule)
+        if score.explanation:
+            line["explanation"] = score.explanation
+        if score.extra:
+            line["extra"] = dict(score.extra)
+    elif record is not None:
+        line["error"] = record.error
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":"))
 
-    `rescore`: extract the answers again from the stored outputs (after changing extraction).
+
+def score_dataset(records: dict[str, Record], dataset: PreparedDataset) -> dict[str, Score]:
+    """Scores by item id for the items with a successful record."""
+    from proctor.scoring import get_scorer
+    from proctor.scoring.stage import score_records
+
+    task = dataset.task
+    scorer = get_scorer(task.scorer, task.scorer_params)
+    answered = [item for item in dataset.items if has_answer(records.get(item.id))]
+    scores = score_records(scorer, [(item.sample, records[item.id]) for item in answered])
+    return {item.id: score for item, score in zip(answered, scores)}
+
+
+def evaluate_run(run: RunDir, model_names: Sequence[str], prepared: Sequence[PreparedDataset]) -> list[Result]:
+    """Score every (model, dataset) from the records on disk; write scores/ and results/.
+
+    Scoring always starts from the stored raw outputs, so `--mode eval` after a change of
+    scorer gives the new scores without a single request.
     """
-    from proctor.engine.scoring import rescore as rescore_record
-    from proctor.metrics import accuracy_result
+    from proctor.metrics import accuracy_result, circular_result
 
     results = []
     for model in model_names:
         for dataset in prepared:
-            records = PredictionStore(run.predictions(model, dataset.config.abbr)).load()
-            kind = "loglikelihood" if dataset.config.mode == "ppl" else "generate"
-            selected = []
-            for sample in dataset.samples:
-                record = records.get(sample.id)
-                if record is None:
-                    continue
-                selected.append(rescore_record(record, kind, sample) if rescore else record)
-            result = accuracy_result(selected, model, dataset.config.abbr)
-            missing = len(dataset.samples) - len(selected)
-            if missing:
-                # A sample with no record at all (interrupted run) counts as not answered.
-                result = replace(result, n_failed=result.n_failed + missing)
-            write_json_atomic(run.result(model, dataset.config.abbr), result.to_json())
+            abbr = dataset.config.abbr
+            records = PredictionStore(run.predictions(model, abbr)).load()
+            scores = score_dataset(records, dataset)
+            lines = [_score_line(i, records.get(i.id), scores.get(i.id)) for i in dataset.items]
+            write_text_atomic(run.scores(model, abbr), "".join(line + "\n" for line in lines))
+            generated = dataset.task.kind == "generate"
+            if dataset.task.variants != "none":
+                result = circular_result(dataset.items, scores, model, abbr, generated=generated)
+            else:
+                # An item with no record at all (interrupted run) counts as not answered.
+                result = accuracy_result(
+                    [scores[i.id] for i in dataset.items if i.id in scores], model, abbr,
+                    n_failed=len(dataset.items) - len(scores), generated=generated,
+                )
+            write_json_atomic(run.result(model, abbr), result.to_json())
             results.append(result)
     return results
 
@@ -72,11 +97,11 @@ def write_reports(
     *,
     console: Any,
 ) -> Any:
-    from proctor.config.groups import summary_groups
+    from proctor.tasks.groups import summary_groups
     from proctor.report import DatasetRowInfo, build_summary, print_summary, write_html_report, write_summary
 
     rows = [DatasetRowInfo(p.config.abbr, p.version, p.config.mode) for p in prepared]
-    groups = summary_groups([p.config for p in prepared])
+    groups = summary_groups([(p.config, p.task) for p in prepared])
     summary = build_summary(results, rows, groups, list(model_names))
     write_summary(summary, run.summary_dir)
     print_summary(summary, console=console)

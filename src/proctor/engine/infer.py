@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from proctor.config.schema import ApiModelConfig, RunConfig
-from proctor.core import Record, Request, Sample
+from proctor.core import Item, Record, Request
 from proctor.engine.cache import CacheError, ResponseCache
 from proctor.engine.manifest import Manifest, model_info, requests_digest
 from proctor.engine.plan import DEFAULT_MAX_WORKERS, Task, make_plan
@@ -105,24 +105,29 @@ class _Requests:
     """Each dataset's requests rendered once per (chat, max_tokens, temperature, max_seq_len)."""
 
     def __init__(self) -> None:
-        self._memo: dict[tuple[str, bool, int, float, int | None], list[tuple[Sample, Request]]] = {}
+        self._memo: dict[tuple[str, bool, int, float, int | None], list[tuple[Item, Request]]] = {}
 
-    def of(self, dataset: PreparedDataset, chat: bool, config: Any) -> list[tuple[Sample, Request]]:
+    def of(self, dataset: PreparedDataset, chat: bool, config: Any) -> list[tuple[Item, Request]]:
         max_seq_len = getattr(config, "max_seq_len", None)
         key = (dataset.config.abbr, chat, config.max_out_len, config.temperature, max_seq_len)
         if key not in self._memo:
+            if dataset.task.n > 1 and config.temperature == 0:
+                raise ConfigError(
+                    f"dataset {dataset.config.abbr} asks for {dataset.task.n} answers per question, "
+                    "which would all be the same at temperature 0; set --temperature (e.g. 0.8)"
+                )
             self._memo[key] = [
                 (
-                    s,
+                    item,
                     dataset.request(
-                        s,
+                        item,
                         chat=chat,
                         max_tokens=config.max_out_len,
                         temperature=config.temperature,
                         max_seq_len=max_seq_len,
                     ),
                 )
-                for s in dataset.samples
+                for item in dataset.items
             ]
         return self._memo[key]
 
@@ -144,7 +149,7 @@ async def run_inference(
         check_unique(names, "model")
         plan = make_plan(
             names,
-            [(p.config.abbr, len(p.samples)) for p in prepared],
+            [(p.config.abbr, len(p.items)) for p in prepared],
             config.max_partition_size,
             {e.name: num_gpus_of(e.config) for e in entries},
         )

@@ -138,6 +138,13 @@ def model_info(config: Any, *, identity: str | None, chat: bool | None) -> dict[
     return info
 
 
+def scorer_info(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The scorer a dataset is scored with: name, parameters, and the version of its behaviour."""
+    from proctor.scoring import get_scorer
+
+    return {"name": name, "params": dict(params), "version": get_scorer(name, params).version}
+
+
 class Manifest:
     """Written when inference starts and again as each model starts (local models start late)."""
 
@@ -171,7 +178,10 @@ class Manifest:
                     "mode": p.config.mode,
                     "prompt_version": p.version,
                     "n": len(p.samples),
+                    "items": len(p.items),
+                    "variants": p.task.variants,
                     "fewshot": len(p.shots),
+                    "scorer": scorer_info(p.task.scorer, p.task.scorer_params),
                     "data_files": {str(path): files[str(path)] for path in p.files},
                 }
                 for p in datasets

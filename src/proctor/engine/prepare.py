@@ -1,72 +1,62 @@
-"""Loading a dataset config's samples and few-shot examples, and rendering its requests."""
+"""Loading a dataset config's samples and few-shot examples, and rendering its requests.
+
+The engine does not look inside a task spec: it asks `tasks` for the resolved task
+(samples, items, prompt plan, scorer) and passes it through.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from proctor.config.ranges import apply_range
 from proctor.config.schema import DatasetConfig
-from proctor.core import Request, Sample
-from proctor.prompts import build_request, prompt_version
+from proctor.core import Item, Request, Sample
+from proctor.tasks import ResolvedTask, resolve_task
 
 
 @dataclass(frozen=True)
 class PreparedDataset:
     config: DatasetConfig
+    task: ResolvedTask
     samples: tuple[Sample, ...]  # the selected eval samples, in file order
+    items: tuple[Item, ...]  # what requests are made for: one or more per sample
     shots: tuple[Sample, ...]
-    language: str
-    subject_title: str
-    version: str
     files: tuple[Path, ...]
 
-    def request(
-        self, sample: Sample, *, chat: bool, max_tokens: int, temperature: float, max_seq_len: int | None = None
-    ) -> Request:
-        """The sample's request; with `max_seq_len`, the last few-shot examples are dropped
-        until the prompt and its answer fit (as OpenCompass does), rather than cutting the prompt."""
-        from proctor.prompts.length import estimate_request_tokens
+    @property
+    def version(self) -> str:
+        return self.task.plan.version
 
+    def request(
+        self, item: Item, *, chat: bool, max_tokens: int, temperature: float, max_seq_len: int | None = None
+    ) -> Request:
+        """The item's request; with `max_seq_len`, the last few-shot examples are dropped
+        until the prompt and its answer fit (as OpenCompass does), rather than cutting the prompt."""
+        from proctor.prompts import estimate_request_tokens
+
+        max_tokens = self.config.max_out_len or max_tokens
         shots = self.shots
         while True:
-            request = build_request(
-                sample,
-                shots,
-                language=self.language,  # type: ignore[arg-type]
-                subject=self.subject_title,
-                mode=self.config.mode,
-                chat=chat,
-                continuations=self.config.continuations,
-                max_tokens=self.config.max_out_len or max_tokens,
-                temperature=temperature,
-            )
+            request = self.task.plan.request(item.sample, shots, chat=chat, max_tokens=max_tokens,
+                                             temperature=temperature)
             if not shots or max_seq_len is None or estimate_request_tokens(request) <= max_seq_len:
                 return request
             shots = shots[:-1]
 
 
 def prepare_dataset(config: DatasetConfig, data_dir: str | None) -> PreparedDataset:
-    from proctor.datasets import data_files, get_benchmark, load_samples
+    from proctor.config.ranges import apply_range
 
-    bench = get_benchmark(config.benchmark)
-    subject = bench.subject(config.subject)
+    task = resolve_task(config)
     root = config.data_dir or data_dir
-    samples = load_samples(bench.name, subject.name, bench.eval_split, root)
+    samples = task.load(task.spec.splits.eval, root)
     selected = apply_range(samples, config.range, config.limit, where=f"dataset {config.abbr}")
+    files = list(task.files(task.spec.splits.eval, root))
     shots: list[Sample] = []
-    files = list(data_files(bench.name, subject.name, bench.eval_split, root))
-    if config.fewshot:
-        shots = load_samples(bench.name, subject.name, bench.fewshot_split, root)[: config.fewshot]
-        files += data_files(bench.name, subject.name, bench.fewshot_split, root)
-    # Chinese benchmarks name the subject in Chinese, as their official prompts do.
-    title = (subject.title_zh or subject.title) if bench.language == "zh" else subject.title
+    if task.fewshot and task.spec.splits.fewshot:
+        shots = task.load(task.spec.splits.fewshot, root)[: task.fewshot]
+        files += task.files(task.spec.splits.fewshot, root)
+    items = tuple(item for sample in selected for item in task.items(sample))
     return PreparedDataset(
-        config=config,
-        samples=tuple(selected),
-        shots=tuple(shots),
-        language=bench.language,
-        subject_title=title,
-        version=prompt_version(bench.language, config.mode, config.continuations),  # type: ignore[arg-type]
-        files=tuple(files),
+        config=config, task=task, samples=tuple(selected), items=items, shots=tuple(shots), files=tuple(files)
     )

@@ -56,19 +56,19 @@ class RunProgress:
     def advance(self, task: Task, record: Record) -> None:
         if record.failed:
             self._failed[task.model] = self._failed.get(task.model, 0) + 1
-            log.warning("%s: sample %s failed: %s", task.label, record.sample_id, record.error)
+            log.warning("%s: item %s failed: %s", task.label, record.item_id, record.error)
         if self._progress is not None:
             failed = self._failed.get(task.model, 0)
             self._progress.update(self._bars[task], advance=1)
             self._progress.update(self._bars[task.model], advance=1, failed=f"[red]{failed} failed" if failed else "")
         else:
+            answer = record.output if record.output is not None else record.loglikelihoods
             log.info(
-                "%s %s: %s -> %s (target %s)",
+                "%s %s: %s -> %.80r",
                 task.label,
-                record.sample_id,
+                record.item_id,
                 "cached" if record.cached else f"{record.latency_s:.2f}s",
-                record.prediction,
-                record.target,
+                answer,
             )
 
     def finish(self, task: Task, stats: TaskStats) -> None:

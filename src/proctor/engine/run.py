@@ -96,7 +96,7 @@ async def _stages(
         if not outcome.results:
             raise ConfigError(f"--mode report: {run.root} has no results yet; run `--mode eval -r {run.run_id}` first")
     else:
-        outcome.results = evaluate_run(run, model_names, prepared, rescore=config.mode == "eval")
+        outcome.results = evaluate_run(run, model_names, prepared)
     outcome.failed = sum(r.n_failed for r in outcome.results)
     outcome.summary = write_reports(run, model_names, prepared, outcome.results, console=console)
     return outcome
@@ -113,7 +113,7 @@ async def _infer(
         log.warning("--debug runs everything in this process, sequentially: --runner ray is ignored")
     from proctor.engine.local_runner import local_entries
 
-    sizes = [(p.config.abbr, len(p.samples)) for p in prepared]
+    sizes = [(p.config.abbr, len(p.items)) for p in prepared]
     tasks_per_model = len(make_plan(["m"], sizes, config.max_partition_size))
     entries = local_entries(config, tasks_per_model)
     return await run_inference(config, run, prepared, entries, argv=argv, console=console, runner="local")
@@ -126,7 +126,7 @@ def _dry_run(config: RunConfig, run: RunDir, prepared: list[PreparedDataset], ou
     """
     names = _dry_run_names(config, run)
     gpus = {name: num_gpus_of(m) for name, m in zip(names, config.models)}
-    sizes = [(p.config.abbr, len(p.samples)) for p in prepared]
+    sizes = [(p.config.abbr, len(p.items)) for p in prepared]
     outcome.plan = make_plan(names, sizes, config.max_partition_size, gpus)
     if not config.reuse:
         return
@@ -136,8 +136,8 @@ def _dry_run(config: RunConfig, run: RunDir, prepared: list[PreparedDataset], ou
         key = (task.model, task.dataset)
         if key not in records:
             records[key] = PredictionStore(run.predictions(*key)).load(repair=False)
-        samples = by_abbr[task.dataset].samples[task.start : task.end]
-        outcome.to_do[task] = count_unanswered(samples, records[key])
+        items = by_abbr[task.dataset].items[task.start : task.end]
+        outcome.to_do[task] = count_unanswered(items, records[key])
 
 
 def _dry_run_names(config: RunConfig, run: RunDir) -> list[str]:

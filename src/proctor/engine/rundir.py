@@ -32,6 +32,9 @@ class RunDir:
     def result(self, model: str, dataset: str) -> Path:
         return self.root / "results" / path_part(model) / f"{path_part(dataset)}.json"
 
+    def scores(self, model: str, dataset: str) -> Path:
+        return self.root / "scores" / path_part(model) / f"{path_part(dataset)}.jsonl"
+
     def log(self, model: str, dataset: str) -> Path:
         return self.root / "logs" / path_part(model) / f"{path_part(dataset)}.log"
 

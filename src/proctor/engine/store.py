@@ -56,7 +56,7 @@ class PredictionStore:
         self._good_size = 0  # bytes of whole, valid lines: where a failed write is cut back to
 
     def load(self, *, repair: bool = True) -> dict[str, Record]:
-        """The records by sample id; `repair=False` leaves a half-written line in place (dry runs)."""
+        """The records by item id; `repair=False` leaves a half-written line in place (dry runs)."""
         if not self.path.exists():
             return {}
         if not self.path.is_file():  # a device or a folder: reading it could never end
@@ -71,7 +71,7 @@ class PredictionStore:
                     record = Record.from_json(json.loads(raw))
                 except (ValueError, TypeError):
                     break
-                records[record.sample_id] = record
+                records[record.item_id] = record
                 good_bytes += len(raw)
         size = self.path.stat().st_size
         if good_bytes < size and repair:

@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Mapping, Sequence
 
-from proctor.core import Record, Request, Response, Sample
+from proctor.core import Item, Record, Request, Response
 from proctor.engine.cache import ResponseCache
-from proctor.engine.scoring import make_record, prompt_as_sent
+from proctor.engine.records import make_record, prompt_as_sent
 from proctor.engine.store import PredictionStore
 from proctor.models.base import Backend
 
@@ -32,25 +32,25 @@ def has_answer(record: Record | None) -> bool:
     return record is not None and not record.failed
 
 
-def count_unanswered(samples: Iterable[Sample], records: Mapping[str, Record]) -> int:
-    """Samples without a successful record (failed or never answered): what `-r` sends again."""
-    return sum(1 for s in samples if not has_answer(records.get(s.id)))
+def count_unanswered(items: Iterable[Item], records: Mapping[str, Record]) -> int:
+    """Items without a successful record (failed or never answered): what `-r` sends again."""
+    return sum(1 for item in items if not has_answer(records.get(item.id)))
 
 
 def is_done(record: Record | None, request: Request) -> bool:
-    """A sample is done when it has a successful record made with exactly this prompt."""
+    """An item is done when it has a successful record made with exactly this prompt."""
     return has_answer(record) and record.prompt == prompt_as_sent(request)  # type: ignore[union-attr]
 
 
 def pending_items(
-    items: Sequence[tuple[Sample, Request]], existing: Mapping[str, Record]
-) -> list[tuple[Sample, Request]]:
-    return [(s, r) for s, r in items if not is_done(existing.get(s.id), r)]
+    items: Sequence[tuple[Item, Request]], existing: Mapping[str, Record]
+) -> list[tuple[Item, Request]]:
+    return [(item, r) for item, r in items if not is_done(existing.get(item.id), r)]
 
 
 async def run_task(
     backend: Backend,
-    items: Sequence[tuple[Sample, Request]],
+    items: Sequence[tuple[Item, Request]],
     store: PredictionStore,
     existing: Mapping[str, Record],
     cache: ResponseCache | None,
@@ -59,15 +59,15 @@ async def run_task(
     """Send the task's pending requests; cache hits become records without reaching the backend."""
     started = time.perf_counter()
     pending = pending_items(items, existing)
-    stale = sum(1 for s, _ in pending if has_answer(existing.get(s.id)))
+    stale = sum(1 for item, _ in pending if has_answer(existing.get(item.id)))
     if stale:
         # A resumed run whose prompts changed (few-shot count, template): old answers do not count.
         log.warning("%d records of %s were made with another prompt; sending them again", stale, store.path)
     failed = 0
 
-    def record(sample: Sample, request: Request, response: Response) -> None:
+    def record(item: Item, request: Request, response: Response) -> None:
         nonlocal failed
-        rec = make_record(sample, request, response)
+        rec = make_record(item, request, response)
         store.append(rec)
         failed += rec.failed
         on_record(rec)

@@ -1,4 +1,4 @@
-"""Answer extraction, choice scoring, accuracy with standard errors, group averages."""
+"""Aggregations: accuracy with standard errors, circular accuracy, extraction rate, group averages."""
 
 from proctor.metrics.accuracy import (
     ACCURACY,
@@ -9,20 +9,16 @@ from proctor.metrics.accuracy import (
     group_results,
     proportion_stderr,
 )
-from proctor.metrics.extract import extract_choice
-from proctor.metrics.option_text import match_option_text
-from proctor.metrics.loglikelihood import choice_from_loglikelihoods, choice_from_loglikelihoods_norm
+from proctor.metrics.circular import CIRCULAR, circular_result
 
 __all__ = [
     "ACCURACY",
+    "CIRCULAR",
     "MEAN_OF_QUESTIONS",
     "MEAN_OF_SUBJECTS",
     "accuracy_result",
-    "choice_from_loglikelihoods",
-    "choice_from_loglikelihoods_norm",
+    "circular_result",
     "common_metric",
-    "extract_choice",
     "group_results",
-    "match_option_text",
     "proportion_stderr",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Sequence
 
-from proctor.core import Record, Result
+from proctor.core import Result, Score
 
 ACCURACY = "accuracy"
 MEAN_OF_SUBJECTS = "mean of subjects"
@@ -20,33 +20,44 @@ def proportion_stderr(p: float, n: int) -> float:
     return math.sqrt(max(p * (1.0 - p), 0.0) / (n - 1)) * 100.0
 
 
-def _scored(record: Record) -> bool:
-    return record.error is None and record.correct is not None
+def mean_stderr(values: Sequence[float]) -> float:
+    """Standard error of the mean of `values` (scores in [0, 1]), in percent (0 for n <= 1)."""
+    n = len(values)
+    if n <= 1:
+        return 0.0
+    mean = sum(values) / n
+    variance = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return math.sqrt(variance / n) * 100.0
 
 
-def accuracy_result(records: Sequence[Record], model: str, dataset: str) -> Result:
-    """Percent correct over the records that were scored; failed ones only count in n_failed.
+def accuracy_result(
+    scores: Sequence[Score], model: str, dataset: str, *, n_failed: int = 0, generated: bool = False
+) -> Result:
+    """Mean score in percent over the scored items; failed ones only count in `n_failed`.
 
-    With no scored record the value is NaN (shown as "-"), never a fake 0.
-    When every scored record carries a boolean `extra["correct_norm"]` (ppl mode),
-    `extra_metrics["acc_norm"]` holds the length-normalised accuracy in percent.
+    With no scored item the value is NaN (shown as "-"), never a fake 0. Extra metrics:
+    `acc_norm` when every score carries a boolean `extra["correct_norm"]` (option texts
+    scored by log-likelihood), `extraction_rate` for generated answers (the share of
+    items where the scorer found an answer at all).
     """
-    scored = [r for r in records if _scored(r)]
-    n = len(scored)
-    n_failed = len(records) - n
-    extra: dict[str, float] = {}
+    n = len(scores)
     if n == 0:
         return Result(model, dataset, ACCURACY, math.nan, math.nan, 0, n_failed)
-    p = sum(1 for r in scored if r.correct) / n
-    norms = [r.extra.get("correct_norm") for r in scored]
+    values = [s.value for s in scores]
+    p = sum(values) / n
+    binary = all(v in (0.0, 1.0) for v in values)
+    extra: dict[str, float] = {}
+    norms = [s.extra.get("correct_norm") for s in scores]
     if all(isinstance(x, bool) for x in norms):
         extra["acc_norm"] = 100.0 * sum(1 for x in norms if x) / n
+    if generated:
+        extra["extraction_rate"] = 100.0 * sum(1 for s in scores if s.answer is not None) / n
     return Result(
         model=model,
         dataset=dataset,
         metric=ACCURACY,
         value=100.0 * p,
-        stderr=proportion_stderr(p, n),
+        stderr=proportion_stderr(p, n) if binary else mean_stderr(values),
         n=n,
         n_failed=n_failed,
         extra_metrics=extra,

@@ -1,5 +1,8 @@
-"""Turning Samples into Requests."""
+"""Turning Samples into Requests: presets (multiple choice, free form), few-shot, chat vs text, variants."""
 
-from proctor.prompts.multiple_choice import CHOICES, LETTER_CONTINUATIONS, build_request, prompt_version
+from proctor.prompts.length import estimate_request_tokens, estimate_tokens
+from proctor.prompts.render import PromptPlan
+from proctor.prompts.variants import items_of, option_orders
+from proctor.prompts.wording import Wording
 
-__all__ = ["CHOICES", "LETTER_CONTINUATIONS", "build_request", "prompt_version"]
+__all__ = ["PromptPlan", "Wording", "estimate_request_tokens", "estimate_tokens", "items_of", "option_orders"]

@@ -15,6 +15,9 @@ In tiers 2 and 3 the *last* statement wins, because chat models reason first
 ("A is tempting ... B fails ...") and conclude last. Tiers 5 and 6 are guesses,
 so they answer only when they see one distinct letter: an ambiguous output
 scores as no answer (None), never as a lucky one.
+
+`find_choice` also says which tier fired (its name is the score's `rule`);
+`extract_choice` gives the letter only.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 _THINK_CLOSE = re.compile(r"</think(?:ing)?>", re.IGNORECASE)
 _LATEX_TEXT = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
@@ -43,25 +46,39 @@ class _Tiers:
     standalone: re.Pattern[str]
 
 
-def _validate(choices: str) -> str:
-    letters = "".join(choices)
+class Choice(NamedTuple):
+    """An extracted option letter and the tier that found it."""
+
+    letter: str
+    rule: str  # "whole", "explicit", "conclusion", "start", "bracketed" or "standalone"
+
+
+def _validate(labels: str) -> str:
+    letters = "".join(labels)
     if not letters or not all("A" <= c <= "Z" for c in letters) or len(set(letters)) != len(letters):
-        raise ValueError(f"choices must be distinct capital letters like 'ABCD', got {choices!r}")
+        raise ValueError(f"labels must be distinct capital letters like 'ABCD', got {labels!r}")
     return letters
 
 
 @lru_cache(maxsize=32)
-def _tiers(choices: str) -> _Tiers:
-    up = f"[{choices}]"
-    lo = f"[{choices.lower()}]"
+def _tiers(labels: str) -> _Tiers:
+    up = f"[{labels}]"
+    lo = f"[{labels.lower()}]"
     # An upper-case letter must stand alone ("B", not the "B" of "Because")
     # ("A.I." is an abbreviation, not option A).
     upper = rf"(?<![A-Za-z0-9])({up})(?![A-Za-z0-9])(?!\.[A-Za-z])"
     # A lower-case letter is only trusted when nothing word-like follows it, so
     # "the answer is a cat" never reads as option A.
     lower = rf"(?<![A-Za-z0-9])({lo})(?=\s*(?:{_END}|$))"
-    # "A, B, C or D" is a list of options (an echoed instruction), not an answer.
-    not_list = rf"(?!\s*(?:[,、/]|or\b|and\b|或|和)\s*{up}(?![A-Za-z0-9]))"
+    # "A, B, C or D" and "A/B" are lists of options (an echoed instruction), not an answer.
+    # After a comma the next letter is a list item only when it ends like one: in "B, A
+    # completely randomized design ..." and "C，B项错误" the text goes on to discuss another
+    # option (or uses the article "A"), and the first letter is the answer.
+    item_end = r"[ \t]*(?:[,、/.;:!?。)\]】\n]|or\b|and\b|或|和|及|都|均|两|三|四|$)"
+    not_list = (
+        rf"(?!\s*(?:/|or\b|and\b|或|和)\s*{up}(?![A-Za-z0-9])"
+        rf"|\s*[,、]\s*{up}(?![A-Za-z0-9]){item_end})"
+    )
     letter = rf"[(\[【]?\s*(?:{upper}|{lower}){not_list}"
 
     cn_answer = (
@@ -196,9 +213,10 @@ def _normalise(text: str) -> str:
     return _SPACES.sub(lambda m: "\n" if "\n" in m.group() else " ", text)
 
 
-def extract_choice(text: str | None, choices: str = "ABCD") -> str | None:
-    """The option letter a model chose in `text`, or None when it names none (or is ambiguous)."""
-    letters = _validate(choices)
+def find_choice(text: str | None, labels: str) -> Choice | None:
+    """The option letter a model chose in `text` and the tier that found it; None when it
+    names none of `labels` (or is ambiguous)."""
+    letters = _validate(labels)
     if not text:
         return None
     tiers = _tiers(letters)
@@ -206,19 +224,26 @@ def extract_choice(text: str | None, choices: str = "ABCD") -> str | None:
 
     whole = tiers.whole.match(text)
     if whole:
-        return _letter(whole)
-    for group in (tiers.explicit, tiers.conclusion):
+        return Choice(_letter(whole), "whole")
+    for rule, group in (("explicit", tiers.explicit), ("conclusion", tiers.conclusion)):
         found = _last(group, text)
         if found:
-            return found
+            return Choice(found, rule)
     start = tiers.start.match(text)
     if start:
-        return _letter(start)
+        return Choice(_letter(start), "start")
     bracketed = _unique(m.group(1) for m in tiers.bracketed.finditer(text))
     if bracketed:
-        return bracketed
-    return _unique(
+        return Choice(bracketed, "bracketed")
+    standalone = _unique(
         m.group(1)
         for m in tiers.standalone.finditer(text)
         if not (_used_as_word(text, m) or _negated(text, m))
     )
+    return Choice(standalone, "standalone") if standalone else None
+
+
+def extract_choice(text: str | None, labels: str) -> str | None:
+    """The option letter a model chose in `text`, or None when it names none (or is ambiguous)."""
+    found = find_choice(text, labels)
+    return found.letter if found else None

@@ -1,0 +1,57 @@
+"""Where a benchmark's files are and how they are read (the `source` part of a task spec)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+
+class HubArchive(BaseModel):
+    """The official data archive of a benchmark on the Hugging Face hub (a dataset repo)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repo_id: str
+    filename: str
+    # Tried in order; a later one is used only when the file is not at an earlier one
+    # (e.g. an archive removed from `main` but kept in history).
+    revisions: tuple[str, ...] = ("main",)
+
+
+class SourceSpec(BaseModel):
+    """`layouts`: paths under a data root with `{split}` and `{subset}` placeholders, tried in
+    order (the first is what `proctor data fetch` writes); absolute paths are used as they are."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layouts: tuple[str, ...]
+    format: Literal["csv", "jsonl", "json", "jsonl.gz", "json.gz"] | None = None  # None: from the file name
+    header: bool = True
+    columns: tuple[str, ...] = ()  # field names of a csv without a header row, in order
+    records_key: str | None = None  # json: the key holding the list of rows
+    archive: HubArchive | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "SourceSpec":
+        if not self.layouts:
+            raise ValueError("`layouts` needs at least one path")
+        if not self.header and not self.columns:
+            raise ValueError("a csv without a header row needs `columns`")
+        return self
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """What the data side needs to know of a benchmark: its files, subsets and splits."""
+
+    name: str  # "ceval": used in `proctor data fetch <name>` hints
+    title: str  # "C-Eval"
+    source: SourceSpec
+    subsets: tuple[str, ...]  # ("",) for a benchmark without subsets
+    splits: tuple[str, ...]
+
+    def candidates(self, subset: str, split: str) -> tuple[str, ...]:
+        """The relative (or absolute) paths where the file of (subset, split) may be, in search order."""
+        return tuple(layout.format(subset=subset, split=split) for layout in self.source.layouts)

@@ -1,0 +1,45 @@
+"""One entry point for every preset: a sample (as asked) + examples -> Request, and the version hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+from proctor.core import Request, Sample
+from proctor.prompts import free_form, multiple_choice
+from proctor.prompts.wording import Wording
+
+
+@dataclass(frozen=True)
+class PromptPlan:
+    """Everything rendering needs, resolved from a task spec and a dataset config."""
+
+    preset: Literal["multiple_choice", "free_form"]
+    wording: Wording
+    subject: str  # the subject's title as the instruction names it
+    kind: Literal["generate", "loglikelihood"]
+    continuations: Literal["letters", "options"] = "letters"
+    format: Literal["auto", "chat", "text"] = "auto"
+    stop: tuple[str, ...] | None = None
+    max_out_len: int | None = None
+
+    @property
+    def version(self) -> str:
+        if self.preset == "multiple_choice":
+            return multiple_choice.version(self.wording, self.kind, self.continuations)
+        return free_form.version(self.wording)
+
+    def request(
+        self, sample: Sample, shots: Sequence[Sample], *, chat: bool, max_tokens: int, temperature: float
+    ) -> Request:
+        chat = {"auto": chat, "chat": True, "text": False}[self.format]
+        max_tokens = self.max_out_len or max_tokens
+        if self.preset == "multiple_choice":
+            return multiple_choice.build_request(
+                sample, shots, wording=self.wording, subject=self.subject, kind=self.kind, chat=chat,
+                continuations=self.continuations, max_tokens=max_tokens, temperature=temperature, stop=self.stop,
+            )
+        return free_form.build_request(
+            sample, shots, wording=self.wording, subject=self.subject, chat=chat,
+            max_tokens=max_tokens, temperature=temperature, stop=self.stop,
+        )

@@ -1,0 +1,78 @@
+"""Reading spec files: the built-in ones shipped in `tasks/builtin/` and a user's own."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from pydantic import ValidationError
+
+from proctor.errors import ConfigError
+from proctor.tasks.spec import TaskSpec
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+
+
+def spec_from_dict(data: Any, where: str) -> TaskSpec:
+    """A validated TaskSpec; ConfigError names `where` and the key of the first problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: a task spec must be a mapping, got {type(data).__name__}")
+    try:
+        return TaskSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_line(exc, where)) from None
+
+
+def _validation_line(exc: ValidationError, where: str) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{key}: {message}" if key else message)
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{where}: {problems[0]}{more}" if len(problems) == 1 else f"{where}: " + "; ".join(problems)
+
+
+def load_spec_file(path: str | Path) -> TaskSpec:
+    """A spec from a YAML (or JSON) file; layouts starting `./` or `../` are relative to its folder."""
+    import yaml
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"task spec {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}:" if mark is not None else ""
+        raise ConfigError(f"{path}:{at} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return _anchored(spec_from_dict(data, str(path)), path.parent)
+
+
+def _anchored(spec: TaskSpec, folder: Path) -> TaskSpec:
+    """Layouts written `./x` or `../x` are relative to the spec file; others to the data roots."""
+    layouts = tuple(
+        str((folder / layout).resolve()) if layout.startswith(("./", "../")) else layout
+        for layout in spec.source.layouts
+    )
+    if layouts == spec.source.layouts:
+        return spec
+    return spec.model_copy(update={"source": spec.source.model_copy(update={"layouts": layouts})})
+
+
+@lru_cache(maxsize=1)
+def builtin_specs() -> Mapping[str, TaskSpec]:
+    """Every built-in spec by name, in file-name order."""
+    specs: dict[str, TaskSpec] = {}
+    for path in sorted(BUILTIN_DIR.glob("*.yaml")):
+        spec = load_spec_file(path)
+        if spec.name != path.stem:
+            raise ConfigError(f"{path}: name {spec.name!r} must match the file name {path.stem!r}")
+        specs[spec.name] = spec
+    return MappingProxyType(specs)

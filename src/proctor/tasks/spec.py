@@ -1,0 +1,154 @@
+"""The TaskSpec: everything that makes a benchmark, as data (one YAML file per benchmark)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from proctor.datasets import DataSource, FieldMap, SourceSpec
+
+Language = Literal["zh", "en"]
+Mode = Literal["gen", "ppl"]
+Variants = Literal["none", "circular", "all"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SubsetSpec(_Spec):
+    """One subject (task) of a benchmark; `categories` lists the summary groups it counts in,
+    the official category first."""
+
+    name: str
+    title: str | None = None
+    title_zh: str | None = None
+    categories: tuple[str, ...] = ()
+
+    @property
+    def category(self) -> str | None:
+        return self.categories[0] if self.categories else None
+
+
+class GroupSpec(_Spec):
+    """An extra summary group over named subsets (C-Eval-Hard)."""
+
+    name: str
+    title: str | None = None
+    subsets: tuple[str, ...]
+
+
+class SplitsSpec(_Spec):
+    eval: str = "test"  # the split that is scored
+    fewshot: str | None = None  # where few-shot examples come from (None: none)
+    available: tuple[str, ...] = ()  # every split the benchmark has (default: eval + fewshot)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.available or tuple(s for s in (self.fewshot, self.eval) if s)
+
+
+class PromptTexts(_Spec):
+    """The wording of a preset: an instruction (formatted with {subject}) and the cue that the
+    answer follows; `template` formats a free-form question (`{question}` and any field)."""
+
+    instruction: str = ""
+    answer_cue: str = ""
+    template: str | None = None
+    # The few-shot answer format of a free-form question ({answer}, or {explanation} and {answer}).
+    shot_answer: str | None = None
+    shot_separator: str = "\n\n"
+
+
+class PromptSpec(_Spec):
+    preset: Literal["multiple_choice", "free_form"] = "multiple_choice"
+    language: Language = "en"
+    texts: dict[str, PromptTexts] = Field(default_factory=dict)  # by language; the spec's language is used
+    fewshot: int = Field(5, ge=0)
+    format: Literal["auto", "chat", "text"] = "auto"  # auto: chat for chat models
+    stop: tuple[str, ...] | None = None  # None: the preset's default
+    max_out_len: int | None = Field(None, ge=1)
+
+    @property
+    def wording(self) -> PromptTexts:
+        return self.texts.get(self.language) or PromptTexts()
+
+
+class RequestSpec(_Spec):
+    kind: Literal["generate", "loglikelihood"] = "generate"
+    # loglikelihood over a multiple-choice question: score the letters or the option texts.
+    continuations: Literal["letters", "options"] = "letters"
+    n: int = Field(1, ge=1)  # samples per question (pass@k); n > 1 needs temperature > 0
+
+
+class ScorerSpec(_Spec):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskSpec(_Spec):
+    """A benchmark. Built-in ones live in `proctor/tasks/builtin/*.yaml`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.]*$")
+    title: str | None = None
+    description: str = ""
+    subsets: tuple[SubsetSpec, ...] = ()  # none: one unnamed subset
+    categories: tuple[str, ...] = ()  # official category names, in order
+    groups: tuple[GroupSpec, ...] = ()
+    source: SourceSpec
+    splits: SplitsSpec = SplitsSpec()
+    fields: FieldMap = FieldMap()
+    prompt: PromptSpec = PromptSpec()
+    request: RequestSpec = RequestSpec()
+    modes: tuple[Mode, ...] = ("gen",)  # which of gen / ppl the benchmark offers
+    variants: Variants = "none"
+    scorer: ScorerSpec = ScorerSpec(name="choice")
+    metrics: tuple[str, ...] = ("accuracy",)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TaskSpec":
+        names = [s.name for s in self.subsets]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate:
+            raise ValueError(f"subset {duplicate!r} is listed twice")
+        if self.categories:
+            unknown = sorted({c for s in self.subsets for c in s.categories} - set(self.categories))
+            if unknown:
+                raise ValueError(f"subsets use categories not in `categories`: {unknown}")
+        for group in self.groups:
+            missing = [s for s in group.subsets if s not in names]
+            if missing:
+                raise ValueError(f"group {group.name!r} names unknown subset {missing[0]!r}")
+        if self.splits.available and not {self.splits.eval, *filter(None, [self.splits.fewshot])} <= set(
+            self.splits.available
+        ):
+            raise ValueError(f"splits.eval/fewshot not among splits.available {list(self.splits.available)}")
+        if self.prompt.preset == "free_form" and ("ppl" in self.modes or self.variants != "none"):
+            raise ValueError("a free-form benchmark has no options: ppl mode and circular variants need multiple choice")
+        return self
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.name
+
+    @property
+    def subset_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.subsets) or ("",)
+
+    def subset(self, name: str) -> SubsetSpec:
+        for subset in self.subsets:
+            if subset.name == name:
+                return subset
+        if not self.subsets and name == "":
+            return SubsetSpec(name="", title=self.title)
+        from proctor.config.suggest import unknown_name_error
+
+        raise unknown_name_error(f"{self.display_title} subset", name, self.subset_names)
+
+    def data_source(self) -> DataSource:
+        return DataSource(self.name, self.display_title, self.source, self.subset_names, self.splits.all)
+
+    @property
+    def multiple_choice(self) -> bool:
+        return self.prompt.preset == "multiple_choice"
