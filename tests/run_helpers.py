@@ -144,9 +144,25 @@ def read_result(run: Path, model: str, dataset: str) -> dict[str, Any]:
     return json.loads((run / "results" / model / f"{dataset}.json").read_text(encoding="utf-8"))
 
 
+def read_scores(run: Path, model: str, dataset: str) -> dict[str, dict[str, Any]]:
+    """scores/<model>/<dataset>.jsonl by item id (written by the eval stage)."""
+    path = run / "scores" / model / f"{dataset}.jsonl"
+    if not path.is_file():
+        return {}
+    return {s["item_id"]: s for s in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+
+
 def read_records(run: Path, model: str, dataset: str) -> list[dict[str, Any]]:
+    """The prediction lines, each with its score merged in when the eval stage has run:
+    `prediction` (the extracted answer), `correct` (None when not scored) and `target`."""
     path = predictions_path(run, model, dataset)
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    scores = read_scores(run, model, dataset)
+    for record in records:
+        score = scores.get(record["item_id"])
+        if score is not None:
+            record.update(prediction=score.get("answer"), correct=score.get("correct"), target=score["target"])
+    return records
 
 
 def read_summary(run: Path) -> str:

@@ -38,8 +38,7 @@ slices, answers = slice_fixtures(SUBJECTS, LIMIT)
 
 
 def _record(sample_id: str) -> Record:
-    return Record(sample_id=sample_id, prompt="p" * 100, output="A", loglikelihoods=None, prediction="A",
-                  target="A", correct=True)
+    return Record(item_id=sample_id, prompt="p" * 100, output="A", loglikelihoods=None)
 
 
 def test_disk_full_on_append_is_one_line_and_nothing_is_half_written(tmp_path: Path) -> None:

@@ -17,9 +17,7 @@ from shared_data import SHARED_DATASETS, needs_shared_data
 import proctor
 from proctor.cli import main
 from proctor.config.schema import HFModelConfig
-from proctor.datasets import data_files, get_benchmark
 from proctor.engine.manifest import model_info, public_url
-from proctor.prompts import prompt_version
 
 SECRET = "sk-manifest-test-9d8e7f6a5b"
 
@@ -59,18 +57,23 @@ def test_manifest_records_versions_data_hashes_prompts_and_models(
 
     # Each data file the run read, with the sha256 of its bytes.
     expected_files = {}
-    for abbr, bench, subject in (("ceval-computer_network", "ceval", "computer_network"),
-                                 ("mmlu-anatomy_ppl", "mmlu", "anatomy")):
-        b = get_benchmark(bench)
-        files = [*data_files(bench, subject, b.eval_split, SHARED_DATASETS),
-                 *data_files(bench, subject, b.fewshot_split, SHARED_DATASETS)]
+    # Written out, not asked of the code under test: the scored split, then the few-shot one.
+    read = {
+        "ceval-computer_network": ["ceval/val/computer_network_val.csv", "ceval/dev/computer_network_dev.csv"],
+        "mmlu-anatomy_ppl": ["mmlu/data/test/anatomy_test.csv", "mmlu/data/dev/anatomy_dev.csv"],
+    }
+    for abbr, relative in read.items():
+        files = [(SHARED_DATASETS / rel).resolve() for rel in relative]
         entry = manifest["datasets"][abbr]
         assert entry["data_files"] == {str(p): _sha256(Path(p)) for p in files}
         assert entry["n"] == 3 and entry["fewshot"] == 2
         expected_files.update(entry["data_files"])
     assert manifest["data_files"] == expected_files
-    assert manifest["datasets"]["ceval-computer_network"]["prompt_version"] == prompt_version("zh", "gen")
-    assert manifest["datasets"]["mmlu-anatomy_ppl"]["prompt_version"] == prompt_version("en", "ppl")
+    # The versions Proctor 0.1 printed (tests/data/prompt_pins.json): specs changed no prompt.
+    assert manifest["datasets"]["ceval-computer_network"]["prompt_version"] == "e50e26g"
+    assert manifest["datasets"]["mmlu-anatomy_ppl"]["prompt_version"] == "2eda45p"
+    assert manifest["datasets"]["ceval-computer_network"]["scorer"]["name"] == "choice"
+    assert manifest["datasets"]["ceval-computer_network"]["items"] == 3
 
     model = manifest["models"]["served"]
     assert model["type"] == "api" and model["model_id"] == "served" and model["api_base"] == base

@@ -1,4 +1,4 @@
-"""proctor.datasets.fetch: real downloads with huggingface_hub from a local hub-like HTTP server."""
+"""proctor.datasets.fetch on the specs' data sources: real downloads from a local hub-like HTTP server."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from shared_data import SHARED_DATASETS, needs_shared_data
 
-from proctor.datasets import fetch, load_samples
+from proctor.datasets import DataSource, fetch
 from proctor.errors import DataError
+from proctor.tasks import get_spec, load_samples
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 MMLU_PINNED = "7a00892cd331d78a88c8c869d0224a5cdd149848"  # the fallback revision of cais/mmlu
@@ -113,6 +114,10 @@ def _tar(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def _source(name: str) -> DataSource:
+    return get_spec(name).data_source()
+
+
 def _shared(relative: str) -> bytes:
     return (SHARED_DATASETS / relative).read_bytes()
 
@@ -129,7 +134,7 @@ def test_fetch_ceval_end_to_end(hub: FakeHub, tmp_path: Path) -> None:
     hub.add("ceval/ceval-exam", "ceval-exam.zip", archive)
     dest = tmp_path / "data"
 
-    root = fetch("ceval", dest=dest)
+    root = fetch(_source("ceval"), dest=dest)
 
     assert root == dest
     for name, data in members.items():
@@ -149,7 +154,7 @@ def test_fetch_ceval_end_to_end(hub: FakeHub, tmp_path: Path) -> None:
     assert not list(dest.rglob("*.part"))
     # The download sits in the hub cache under HF_HOME: a second fetch does not download again.
     assert list((tmp_path / "hf-home" / "hub").glob("datasets--ceval--ceval-exam/snapshots/*/ceval-exam.zip"))
-    fetch("ceval", dest=dest)
+    fetch(_source("ceval"), dest=dest)
     assert hub.count("GET", "ceval-exam.zip") == 1
 
 
@@ -164,7 +169,7 @@ def test_fetch_mmlu_falls_back_to_the_pinned_revision(hub: FakeHub, tmp_path: Pa
     }
     hub.add("cais/mmlu", "data.tar", _tar(members), revision=MMLU_PINNED)
 
-    root = fetch("mmlu", dest=tmp_path / "data")
+    root = fetch(_source("mmlu"), dest=tmp_path / "data")
 
     assert hub.count("HEAD", "data.tar") == 2  # main (404), then the pinned commit
     assert (root / "mmlu/data/test/astronomy_test.csv").read_bytes() == members["data/test/astronomy_test.csv"]
@@ -188,7 +193,7 @@ def test_fetch_cmmlu_ignores_folders_and_unsafe_names(hub: FakeHub, tmp_path: Pa
     hub.add("haonan-li/cmmlu", "cmmlu_v1_0_1.zip", archive)
     dest = tmp_path / "deep" / "data"
 
-    root = fetch("cmmlu", dest=dest)
+    root = fetch(_source("cmmlu"), dest=dest)
 
     assert (root / "cmmlu/data/test/anatomy.csv").read_bytes() == data
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.csv") if "hf-home" not in p.parts) == [
@@ -200,7 +205,7 @@ def test_fetch_cmmlu_ignores_folders_and_unsafe_names(hub: FakeHub, tmp_path: Pa
 
 def test_missing_archive_is_a_data_error(hub: FakeHub, tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
-        fetch("cmmlu", dest=tmp_path / "data")
+        fetch(_source("cmmlu"), dest=tmp_path / "data")
     message = str(info.value)
     assert f"{hub.url}/datasets/haonan-li/cmmlu/resolve/main/cmmlu_v1_0_1.zip" in message
     assert "haonan-li/cmmlu" in message and "HF_ENDPOINT" in message and "\n" not in message
@@ -225,7 +230,7 @@ def test_dropped_connection_is_a_data_error(tmp_path: Path, hub_env: pytest.Monk
     try:
         archive_url = f"{url}/datasets/ceval/ceval-exam/resolve/main/ceval-exam.zip"
         with pytest.raises(DataError, match=rf"^could not download {re.escape(archive_url)} .*HF_ENDPOINT"):
-            fetch("ceval", dest=tmp_path / "data")
+            fetch(_source("ceval"), dest=tmp_path / "data")
     finally:
         listener.close()
     assert not (tmp_path / "data").exists()
@@ -247,7 +252,7 @@ def test_endpoint_that_is_not_a_hub_is_a_data_error(tmp_path: Path, hub_env: pyt
         hub_env.setenv("HF_ENDPOINT", f"http://127.0.0.1:{plain.server_address[1]}")
         try:
             with pytest.raises(DataError, match="X-Repo-Commit.*HF_ENDPOINT"):
-                fetch("mmlu", dest=tmp_path / "data")
+                fetch(_source("mmlu"), dest=tmp_path / "data")
         finally:
             plain.shutdown()
 
@@ -255,7 +260,17 @@ def test_endpoint_that_is_not_a_hub_is_a_data_error(tmp_path: Path, hub_env: pyt
 def test_corrupt_or_foreign_archive_is_a_data_error(hub: FakeHub, tmp_path: Path) -> None:
     hub.add("ceval/ceval-exam", "ceval-exam.zip", b"<html>a proxy error page</html>")
     with pytest.raises(DataError, match="not a readable archive"):
-        fetch("ceval", dest=tmp_path / "data")
+        fetch(_source("ceval"), dest=tmp_path / "data")
     hub.add("haonan-li/cmmlu", "cmmlu_v1_0_1.zip", _zip({"README.md": b"nothing here"}))
-    with pytest.raises(DataError, match="no CMMLU CSV files found"):
-        fetch("cmmlu", dest=tmp_path / "data")
+    with pytest.raises(DataError, match="no CMMLU data files found in the archive"):
+        fetch(_source("cmmlu"), dest=tmp_path / "data")
+
+
+def test_benchmark_without_an_archive_is_a_data_error(tmp_path: Path, hub_env: pytest.MonkeyPatch) -> None:
+    # A spec whose `source` has no `archive` (a user's own benchmark) cannot be fetched.
+    from proctor.tasks import spec_from_dict
+
+    spec = spec_from_dict({"name": "mine", "title": "My Bench", "source": {"layouts": ["mine/{split}.jsonl"]}}, "mine.yaml")
+    with pytest.raises(DataError, match=r"^My Bench has no download source; put its files under --data-dir yourself$"):
+        fetch(spec.data_source(), dest=tmp_path / "data")
+    assert not (tmp_path / "data").exists()

@@ -6,29 +6,28 @@ import math
 
 import pytest
 
-from proctor.core import Record, Result
+from proctor.core import Item, Result, Sample, Score
 from proctor.metrics import (
-    accuracy_result,
+    accuracy_result as _accuracy_result,
+    circular_result,
     group_results,
     proportion_stderr,
 )
 
 
-def record(i: int, correct: bool | None, *, error: str | None = None, **extra: object) -> Record:
-    return Record(
-        sample_id=f"s{i}",
-        prompt="Q",
-        output=None if error else "答案：A",
-        loglikelihoods=None,
-        prediction=None if error else "A",
-        target="A" if correct else "B",
-        correct=correct,
-        error=error,
-        extra=extra,
-    )
+def record(i: int, correct: bool | None, *, error: str | None = None, **extra: object) -> Score | None:
+    """The score of item i, or None for a failed item (never scored)."""
+    if error is not None:
+        return None
+    return Score(1.0 if correct else 0.0, answer="A" if correct else "B", rule="explicit", extra=extra)
 
 
-def records(n_correct: int, n_wrong: int) -> list[Record]:
+def accuracy_result(data: list[Score | None], model: str, dataset: str, **kw: object) -> Result:
+    scores = [s for s in data if s is not None]
+    return _accuracy_result(scores, model, dataset, n_failed=len(data) - len(scores), **kw)  # type: ignore[arg-type]
+
+
+def records(n_correct: int, n_wrong: int) -> list[Score | None]:
     return [record(i, True) for i in range(n_correct)] + [
         record(n_correct + i, False) for i in range(n_wrong)
     ]
@@ -51,7 +50,7 @@ def test_accuracy_value_and_sample_stderr_in_percent() -> None:
 def test_failed_records_are_never_scored() -> None:
     data = records(1, 1) + [
         record(10, None, error="HTTP 500 after 3 attempts"),
-        record(11, None),  # not scored for another reason: also left out
+        record(11, None, error="no response"),
         record(12, False, error="timeout"),  # an error wins over a stale 'correct'
     ]
     result = accuracy_result(data, "m1", "d")
@@ -82,6 +81,48 @@ def test_acc_norm_is_reported_when_records_carry_it() -> None:
     assert result.extra_metrics == {"acc_norm": pytest.approx(75.0)}
     partial = accuracy_result([record(0, True, correct_norm=True), record(1, True)], "m", "d")
     assert "acc_norm" not in partial.extra_metrics  # a value over part of the data would mislead
+
+
+def test_extraction_rate_counts_answers_found_among_scored_items() -> None:
+    data = [Score(1.0, answer="A"), Score(0.0, answer=None), Score(0.0, answer="C"), None]
+    result = accuracy_result(data, "m", "d", generated=True)
+    assert result.value == pytest.approx(100 / 3)
+    assert result.extra_metrics["extraction_rate"] == pytest.approx(200 / 3)  # 2 of the 3 scored
+    assert "extraction_rate" not in accuracy_result(data, "m", "d").extra_metrics  # ppl: no extraction
+
+
+def test_partial_credit_uses_the_sample_standard_error() -> None:
+    result = accuracy_result([Score(0.5), Score(1.0), Score(0.0)], "m", "d")
+    assert result.value == pytest.approx(50.0)
+    assert result.stderr == pytest.approx(math.sqrt(0.25 / 3) * 100)  # sd 0.5, n 3
+
+
+# ---------------------------------------------------------------- circular
+
+
+def _rotations(sample_id: str, right: list[bool | None]) -> tuple[list[Item], dict[str, Score]]:
+    sample = Sample(id=sample_id, question="q", target="A", choices=("w", "x", "y", "z"))
+    items = [Item(id=f"{sample_id}#r{k}", sample=sample, sample_id=sample_id) for k in range(len(right))]
+    scores = {i.id: Score(1.0 if ok else 0.0, answer="A") for i, ok in zip(items, right) if ok is not None}
+    return items, scores
+
+
+def test_circular_counts_a_question_only_when_every_order_is_right() -> None:
+    items: list[Item] = []
+    scores: dict[str, Score] = {}
+    for sid, right in (("q1", [True] * 4), ("q2", [True, True, True, False]), ("q3", [True, False, False, False]),
+                       ("q4", [True, True, None, True])):  # q4: one order failed
+        more_items, more_scores = _rotations(sid, right)
+        items += more_items
+        scores.update(more_scores)
+    result = circular_result(items, scores, "m", "ceval-x_circular", generated=True)
+    assert (result.metric, result.n, result.n_failed) == ("circular", 3, 1)
+    assert result.value == pytest.approx(100 / 3)  # q1 only
+    extra = result.extra_metrics
+    assert extra["accuracy"] == pytest.approx(100 * 8 / 12)
+    assert [extra[f"acc_r{k}"] for k in range(4)] == pytest.approx([100.0, 200 / 3, 200 / 3, 100 / 3])
+    assert [extra[f"more_{j}_4"] for j in (1, 2, 3, 4)] == pytest.approx([100.0, 200 / 3, 200 / 3, 100 / 3])
+    assert extra["extraction_rate"] == pytest.approx(100.0)
 
 
 # ---------------------------------------------------------------- groups

@@ -11,7 +11,7 @@ import pytest
 from rich.cells import cell_len
 from rich.console import Console
 
-from proctor.core import Record, Result
+from proctor.core import Record, Result, Score
 from proctor.errors import ConfigError, DataError
 from proctor.metrics import accuracy_result
 from proctor.report import (
@@ -187,29 +187,39 @@ def test_a_malformed_csv_names_the_file_and_row(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- report.html
 
 
-def make_record(i: int, *, correct: bool | None, output: str = "答案：A", error: str | None = None) -> Record:
-    return Record(
-        sample_id=f"{NET}-{i}",
+Scored = tuple[Record, Score | None]
+
+
+def make_record(i: int, *, correct: bool | None, output: str = "答案：A", error: str | None = None) -> Scored:
+    """A prediction line and its score (None: failed, never scored)."""
+    record = Record(
+        item_id=f"{NET}-{i}",
         prompt=[{"role": "user", "content": f"问题 {i}：TCP 属于哪一层？\nA. 传输层\nB. 网络层"}],
         output=None if error else output,
         loglikelihoods=None,
-        prediction=None if error else ("A" if correct else "B"),
-        target="A",
-        correct=correct,
         error=error,
     )
+    score = None if error else Score(1.0 if correct else 0.0, answer="A" if correct else "B", rule="explicit")
+    return record, score
 
 
-def write_run(run_dir: Path, per_model: dict[str, list[Record]], dataset: str = NET) -> list[Result]:
-    """A run directory laid out like the engine's: predictions/, results/, summary/."""
+def write_run(run_dir: Path, per_model: dict[str, list[Scored]], dataset: str = NET) -> list[Result]:
+    """A run directory laid out like the engine's: predictions/, scores/, results/, summary/."""
     results = []
     for model, recs in per_model.items():
-        (run_dir / "predictions" / model).mkdir(parents=True, exist_ok=True)
-        (run_dir / "results" / model).mkdir(parents=True, exist_ok=True)
+        for folder in ("predictions", "scores", "results"):
+            (run_dir / folder / model).mkdir(parents=True, exist_ok=True)
         with (run_dir / "predictions" / model / f"{dataset}.jsonl").open("w", encoding="utf-8") as f:
-            for rec in recs:
+            for rec, _ in recs:
                 f.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
-        res = accuracy_result(recs, model, dataset)
+        with (run_dir / "scores" / model / f"{dataset}.jsonl").open("w", encoding="utf-8") as f:
+            for rec, score in recs:
+                line = {"item_id": rec.item_id, "target": "A", "status": "failed" if score is None else "scored"}
+                if score is not None:
+                    line.update(answer=score.answer, correct=score.correct, value=score.value, rule=score.rule)
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
+        scores = [s for _, s in recs if s is not None]
+        res = accuracy_result(scores, model, dataset, n_failed=len(recs) - len(scores))
         (run_dir / "results" / model / f"{dataset}.json").write_text(json.dumps(res.to_json()), encoding="utf-8")
         results.append(res)
     return results

@@ -11,8 +11,7 @@ from proctor.engine.store import PredictionStore
 
 
 def _record(sample_id: str, error: str | None = None) -> Record:
-    return Record(sample_id=sample_id, prompt="p", output=None if error else "A", loglikelihoods=None,
-                  prediction=None if error else "A", target="A", correct=None if error else True, error=error)
+    return Record(item_id=sample_id, prompt="p", output=None if error else "A", loglikelihoods=None, error=error)
 
 
 def test_store_appends_and_last_record_wins(tmp_path: Path) -> None:

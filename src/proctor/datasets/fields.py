@@ -67,9 +67,20 @@ def _option_columns(row: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _stray_option_column(row: Mapping[str, Any], found: tuple[str, ...]) -> str | None:
+    """An upper-case letter column after the run `found` (`E` after A-C, `K` after A-J), which
+    would otherwise be dropped from the options without a word."""
+    return next((c for c in _LETTERS[len(found) :] if c in row), None)
+
+
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
 def row_choices(row: Mapping[str, Any], fields: FieldMap, where: str) -> tuple[str, ...]:
     """The option texts of a row, in label order (empty: a free-form question)."""
     spec = fields.choices
+    if spec == ():  # `choices: []`: a free-form question, whatever columns the row has
+        return ()
     if isinstance(spec, tuple):
         missing = [c for c in spec if _column(row, c, ()) is None]
         if missing:
@@ -82,6 +93,15 @@ def row_choices(row: Mapping[str, Any], fields: FieldMap, where: str) -> tuple[s
         if column is None:
             letters = _option_columns(row)
             if len(letters) >= 2:
+                stray = _stray_option_column(row, letters)
+                if stray is not None:
+                    if len(letters) == MAX_CHOICES:
+                        n = next((i for i in range(MAX_CHOICES, len(_LETTERS)) if _LETTERS[i] not in row),
+                                 len(_LETTERS))
+                        raise DataError(f"{where}: {n} options (columns A-{_LETTERS[n - 1]}); "
+                                        f"a question needs 2 to {MAX_CHOICES}")
+                    raise DataError(f"{where}: option column {stray!r} follows {letters[-1]!r} without "
+                                    f"{_LETTERS[len(letters)]!r} between them")
                 texts = [_text(row[c]) for c in letters]
                 return _checked(texts, where)
             column = _column(row, None, CHOICES_COLUMNS)

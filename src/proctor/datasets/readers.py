@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,75 +52,89 @@ def read_rows(
     (or its only list value, e.g. BBH's `examples`).
     """
     fmt = format_of(path, fmt)
+    text = _read_text(path, fmt.endswith(".gz"))
+    if fmt == "csv":
+        return list(_csv_rows(path, text, header, columns))
+    if fmt in ("jsonl", "jsonl.gz"):
+        return list(_jsonl_rows(path, text))
+    return _json_rows(path, text, records_key)
+
+
+def _read_text(path: Path, gz: bool) -> str:
+    """The file's text (gunzipped when `gz`); DataError names the line of bytes that are not UTF-8."""
     try:
-        if fmt == "csv":
-            return list(_csv_rows(path, header, columns))
-        if fmt in ("jsonl", "jsonl.gz"):
-            return list(_jsonl_rows(path, fmt.endswith(".gz")))
-        return _json_rows(path, fmt.endswith(".gz"), records_key)
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        if isinstance(err, FileNotFoundError):
-            raise DataError(f"{path}: no such file") from None
+        data = path.read_bytes()
+        if gz:
+            data = gzip.decompress(data)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path}: cannot be read ({err})") from None
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # an editor may add one
+    try:
+        return data[bom:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        start = bom + err.start
+        line = data.count(b"\n", 0, start) + 1
+        bad = data[start : bom + err.end].hex(" ")
+        raise DataError(
+            f"{path}: line {line}: not UTF-8 text ({err.reason}: byte {bad} at offset {start}); "
+            "save the file as UTF-8"
+        ) from None
 
 
-def _csv_rows(path: Path, header: bool, columns: tuple[str, ...]) -> Iterator[Row]:
-    # utf-8-sig drops a BOM if an editor added one; newline="" lets the csv module keep
-    # newlines and CR LF inside quoted fields exactly as written.
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        try:
-            names = next(reader) if header else list(columns)
-        except StopIteration:
-            raise DataError(f"{path}: the file is empty (no header row)") from None
-        except csv.Error as err:
-            raise DataError(f"{path}: not a readable CSV file ({err})") from None
-        names = [n.strip() for n in names]
-        index = 0
-        try:
-            for fields in reader:
-                if not fields:  # a blank line, e.g. a trailing one
-                    continue
-                # Row as a spreadsheet counts it (header = row 1), plus the physical line,
-                # which differs once fields hold newlines.
-                where = f"{path}: row {index + 1 + header} (line {reader.line_num})"
-                if len(fields) != len(names):
-                    raise DataError(f"{where}: {len(fields)} fields, expected {len(names)}")
-                yield Row(index, where, dict(zip(names, fields)))
-                index += 1
-        except csv.Error as err:
-            raise DataError(f"{path}: line {reader.line_num}: not readable as CSV ({err})") from None
-
-
-def _open_text(path: Path, gz: bool) -> Any:
-    return gzip.open(path, "rt", encoding="utf-8") if gz else open(path, encoding="utf-8-sig")
-
-
-def _jsonl_rows(path: Path, gz: bool) -> Iterator[Row]:
-    with _open_text(path, gz) as handle:
-        index = 0
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
+def _csv_rows(path: Path, text: str, header: bool, columns: tuple[str, ...]) -> Iterator[Row]:
+    # newline="" lets the csv module keep newlines and CR LF inside quoted fields exactly as written.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        names = next(reader) if header else list(columns)
+    except StopIteration:
+        raise DataError(f"{path}: the file is empty (no header row)") from None
+    except csv.Error as err:
+        raise DataError(f"{path}: not a readable CSV file ({err})") from None
+    names = [n.strip() for n in names]
+    duplicate = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if duplicate is not None:
+        raise DataError(f"{path}: row 1: the header names column {duplicate!r} twice")
+    index = 0
+    try:
+        for fields in reader:
+            if not fields:  # a blank line, e.g. a trailing one
                 continue
-            where = f"{path}: line {number}"
-            try:
-                data = json.loads(line)
-            except ValueError as err:
-                raise DataError(f"{where}: not valid JSON ({err})") from None
-            if not isinstance(data, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(data).__name__}")
-            yield Row(index, where, data)
+            # Row as a spreadsheet counts it (header = row 1), plus the physical line,
+            # which differs once fields hold newlines.
+            where = f"{path}: row {index + 1 + header} (line {reader.line_num})"
+            if len(fields) != len(names):
+                raise DataError(f"{where}: {len(fields)} fields, expected {len(names)}")
+            yield Row(index, where, dict(zip(names, fields)))
             index += 1
+    except csv.Error as err:
+        raise DataError(f"{path}: line {reader.line_num}: not readable as CSV ({err})") from None
 
 
-def _json_rows(path: Path, gz: bool, records_key: str | None) -> list[Row]:
-    with _open_text(path, gz) as handle:
+def _jsonl_rows(path: Path, text: str) -> Iterator[Row]:
+    index = 0
+    # Only "\n" ends a JSON Lines record (JSON strings hold no raw newlines); U+2028 and
+    # other characters `str.splitlines` breaks at can appear inside a record.
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        where = f"{path}: line {number}"
         try:
-            data = json.load(handle)
+            data = json.loads(line)
         except ValueError as err:
-            raise DataError(f"{path}: not valid JSON ({err})") from None
+            raise DataError(f"{where}: not valid JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise DataError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        yield Row(index, where, data)
+        index += 1
+
+
+def _json_rows(path: Path, text: str, records_key: str | None) -> list[Row]:
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from None
     if isinstance(data, dict):
         if records_key is not None:
             if records_key not in data:
@@ -127,7 +143,8 @@ def _json_rows(path: Path, gz: bool, records_key: str | None) -> list[Row]:
         else:
             lists = [k for k, v in data.items() if isinstance(v, list)]
             if len(lists) != 1:
-                raise DataError(f"{path}: expected a list of rows, or an object with one list of rows; found keys {sorted(data)}")
+                raise DataError(f"{path}: expected a list of rows, or an object with one list of rows; found keys "
+                                f"{sorted(data)} (name the one holding the rows in source.records_key)")
             data = data[lists[0]]
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a list of rows, got {type(data).__name__}")

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from proctor.core import Record, Result, path_part
 from proctor.errors import DataError
@@ -59,6 +59,7 @@ class _Section:
     records: tuple[Record, ...]
     total: int
     bad_lines: int
+    scores: Mapping[str, Mapping[str, Any]]  # scores/<model>/<dataset>.jsonl lines by item id
 
 
 def _text(value: Any) -> str:
@@ -174,8 +175,26 @@ def _load_sections(
         except OSError as exc:
             notes.append(f"{found[key].relative_to(run_dir)}: unreadable ({exc.__class__.__name__})")
             continue
-        sections.append(_Section(key[0], key[1], tuple(records), total, bad))
+        scores_path = run_dir / "scores" / found[key].parent.name / found[key].name
+        scores = _read_scores(scores_path, {r.item_id for r in records})
+        sections.append(_Section(key[0], key[1], tuple(records), total, bad, scores))
     return sections
+
+
+def _read_scores(path: Path, wanted: set[str]) -> dict[str, Mapping[str, Any]]:
+    """The score lines of the shown records (none when the eval stage has not run)."""
+    scores: dict[str, Mapping[str, Any]] = {}
+    if not path.is_file():
+        return scores
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(data, dict) and data.get("item_id") in wanted:
+                scores[data["item_id"]] = data
+    return scores
 
 
 # ---------------------------------------------------------------- rendering
@@ -284,26 +303,31 @@ def _charts(summary: Summary) -> str:
     return "".join(charts)
 
 
-def _status(record: Record) -> tuple[str, str]:
+def _status(record: Record, score: Mapping[str, Any] | None) -> tuple[str, str]:
     if record.error is not None:
         return "failed", f"failed: {record.error}"
-    if record.correct is None:
+    if score is None or score.get("status") != "scored":
         return "unscored", "not scored"
-    return ("correct", "correct") if record.correct else ("wrong", "wrong")
+    return ("correct", "correct") if score.get("correct") else ("wrong", "wrong")
 
 
-def _sample_row(number: int, record: Record) -> str:
-    css, status = _status(record)
+def _sample_row(number: int, record: Record, score: Mapping[str, Any] | None) -> str:
+    css, status = _status(record, score)
     prompt = _prompt_text(record.prompt)
     prompt_html = (
         f"<details><summary>prompt ({len(prompt)} chars)</summary>"
         f"<pre>{_text(_tail(prompt))}</pre></details>"
     )
-    prediction = "-" if record.prediction is None else record.prediction
+    answer = (score or {}).get("answer")
+    prediction = "-" if answer is None else answer
+    target = (score or {}).get("target", "-")
+    rule = (score or {}).get("rule")
+    if rule:
+        status = f"{status} ({rule})"
     return (
-        f'<tr class="{css}"><td>{number}</td><td>{_text(record.sample_id)}</td>'
+        f'<tr class="{css}"><td>{number}</td><td>{_text(record.item_id)}</td>'
         f"<td>{prompt_html}</td><td><pre>{_text(_head(_output_text(record)))}</pre></td>"
-        f"<td>{_text(prediction)}</td><td>{_text(record.target)}</td>"
+        f"<td>{_text(prediction)}</td><td>{_text(target)}</td>"
         f'<td class="status">{_text(status)}</td></tr>'
     )
 
@@ -324,7 +348,7 @@ def _section(section: _Section, result: Result | None, limit: int) -> str:
     if section.bad_lines:
         notes.append(f"{section.bad_lines} unreadable line(s) skipped.")
     note_html = "".join(f'<p class="note">{_text(n)}</p>' for n in notes)
-    rows = "".join(_sample_row(i, r) for i, r in enumerate(section.records, start=1))
+    rows = "".join(_sample_row(i, r, section.scores.get(r.item_id)) for i, r in enumerate(section.records, start=1))
     table = (
         '<table class="samples"><colgroup><col style="width:3em"><col style="width:9em"><col>'
         '<col><col style="width:6em"><col style="width:5em"><col style="width:9em"></colgroup>'

@@ -31,11 +31,22 @@ def spec_of_path(name: str, meta_path: str | None = None, data_type: str | None 
     if not path.is_file():
         raise ConfigError(f"dataset file {name} does not exist")
     meta = str(Path(meta_path).expanduser().resolve()) if meta_path else None
-    return _spec_of(path, meta, data_type), path
+    # The files' modification times are part of the cache key: an edited file (in a notebook,
+    # between two `proctor.evaluate` calls) is read again.
+    meta_file = Path(meta) if meta else path.with_name(path.name + META_SUFFIX)
+    stamps = (_mtime(path), _mtime(meta_file))
+    return _spec_of(path, meta, data_type, stamps), path
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 @lru_cache(maxsize=64)
-def _spec_of(path: Path, meta_path: str | None, data_type: str | None) -> TaskSpec:
+def _spec_of(path: Path, meta_path: str | None, data_type: str | None, _stamps: Any = None) -> TaskSpec:
     if path.name.lower().endswith((".yaml", ".yml")):
         return load_spec_file(path)
     meta = _read_meta(path, meta_path)
@@ -76,7 +87,16 @@ def _read_meta(path: Path, meta_path: str | None) -> dict[str, Any]:
         raise ConfigError(f"{meta_file}: expected a JSON object")
     unknown = sorted(set(meta) - _META_KEYS)
     if unknown:
-        raise ConfigError(f"{meta_file}: unknown key {unknown[0]!r}; expected some of {', '.join(sorted(_META_KEYS))}")
+        from proctor.config.suggest import did_you_mean
+
+        raise ConfigError(f"{meta_file}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], _META_KEYS)}; "
+                          f"expected some of {', '.join(sorted(_META_KEYS))}")
+    for key in ("abbr", "human_prompt", "bot_prompt", "output_column"):
+        if key in meta and not isinstance(meta[key], str):
+            raise ConfigError(f"{meta_file}: {key} must be a string, got {type(meta[key]).__name__}")
+    for key in ("input_columns", "options"):
+        if key in meta and not (isinstance(meta[key], list) and all(isinstance(v, str) for v in meta[key])):
+            raise ConfigError(f"{meta_file}: {key} must be a list of column names")
     for key in ("data_type", "infer_method"):
         allowed = {"data_type": ("mcq", "qa"), "infer_method": ("gen", "ppl")}[key]
         if key in meta and meta[key] not in allowed:

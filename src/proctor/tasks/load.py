@@ -17,6 +17,8 @@ BUILTIN_DIR = Path(__file__).parent / "builtin"
 
 def spec_from_dict(data: Any, where: str) -> TaskSpec:
     """A validated TaskSpec; ConfigError names `where` and the key of the first problem."""
+    if data is None:
+        raise ConfigError(f"{where}: the spec is empty; it needs at least `name` and `source`")
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: a task spec must be a mapping, got {type(data).__name__}")
     try:
@@ -31,10 +33,47 @@ def _validation_line(exc: ValidationError, where: str) -> str:
         key = ".".join(str(part) for part in error["loc"])
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = "unknown key" + _close_keys(error["loc"])
         problems.append(f"{key}: {message}" if key else message)
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return f"{where}: {problems[0]}{more}" if len(problems) == 1 else f"{where}: " + "; ".join(problems)
+
+
+def _close_keys(loc: tuple[Any, ...]) -> str:
+    """`; did you mean: prompt?` for a misspelt key, from the keys of the section it is in."""
+    from proctor.config.suggest import did_you_mean
+
+    from typing import get_origin
+
+    model: Any = TaskSpec
+    keyed = False  # the next part is a key of a mapping (`texts: {en: ...}`), not a field
+    for part in loc[:-1]:
+        if isinstance(part, int) or keyed:
+            keyed = False
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        model = _model_in(field.annotation)
+        if model is None:
+            return ""
+        keyed = get_origin(field.annotation) is dict
+    return did_you_mean(str(loc[-1]), getattr(model, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model an annotation holds (`X`, `tuple[X, ...]`, `X | None`, `dict[str, X]`), or None."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def load_spec_file(path: str | Path) -> TaskSpec:

@@ -108,25 +108,46 @@ class TaskSpec(_Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> "TaskSpec":
+        # Each message starts with the key at fault, as pydantic's own messages do.
         names = [s.name for s in self.subsets]
-        duplicate = next((n for n in names if names.count(n) > 1), None)
-        if duplicate:
-            raise ValueError(f"subset {duplicate!r} is listed twice")
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"subsets.{i}.name: subset {name!r} is listed twice")
         if self.categories:
-            unknown = sorted({c for s in self.subsets for c in s.categories} - set(self.categories))
-            if unknown:
-                raise ValueError(f"subsets use categories not in `categories`: {unknown}")
-        for group in self.groups:
+            for i, subset in enumerate(self.subsets):
+                unknown = [c for c in subset.categories if c not in self.categories]
+                if unknown:
+                    raise ValueError(f"subsets.{i}.categories: {unknown[0]!r} is not one of `categories` "
+                                     f"{list(self.categories)}")
+        for i, group in enumerate(self.groups):
             missing = [s for s in group.subsets if s not in names]
             if missing:
-                raise ValueError(f"group {group.name!r} names unknown subset {missing[0]!r}")
+                from proctor.config.suggest import did_you_mean
+
+                raise ValueError(f"groups.{i}.subsets: group {group.name!r} names unknown subset {missing[0]!r}"
+                                 + did_you_mean(missing[0], names))
         if self.splits.available and not {self.splits.eval, *filter(None, [self.splits.fewshot])} <= set(
             self.splits.available
         ):
-            raise ValueError(f"splits.eval/fewshot not among splits.available {list(self.splits.available)}")
+            raise ValueError(f"splits: eval/fewshot not among splits.available {list(self.splits.available)}")
         if self.prompt.preset == "free_form" and ("ppl" in self.modes or self.variants != "none"):
-            raise ValueError("a free-form benchmark has no options: ppl mode and circular variants need multiple choice")
+            key = "modes" if "ppl" in self.modes else "variants"
+            raise ValueError(f"{key}: a free-form benchmark has no options: ppl mode and circular variants "
+                             "need multiple choice")
+        if self.request.kind == "loglikelihood" and "ppl" not in self.modes:
+            raise ValueError("request.kind: loglikelihood needs `ppl` among `modes`")
+        self._check_scorer()
         return self
+
+    def _check_scorer(self) -> None:
+        """An unknown scorer or a bad param fails when the spec is read, not after inference."""
+        from proctor.errors import ConfigError
+        from proctor.scoring import get_scorer
+
+        try:
+            get_scorer(self.scorer.name, self.scorer.params)
+        except ConfigError as err:
+            raise ValueError(f"scorer: {err}") from None
 
     @property
     def display_title(self) -> str:
