@@ -172,3 +172,15 @@ def test_flags_of_another_kind_of_model_are_not_silently_ignored(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
     assert message in _error(capsys, ["run", *argv, "--datasets", "mmlu-anatomy"])
+
+
+def test_list_shows_specs_whole_when_piped(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "datasets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split("\t")[0]: line.split("\t") for line in lines if "\t" in line}
+    # Never cut to a terminal's width: the longest subject name is there whole, with kind and scorer.
+    assert rows["ceval-environmental_impact_assessment_engineer"][1:3] == ["multiple choice", "choice"]
+    assert rows["ceval_gen"][1:3] == ["multiple choice, gen", "choice"]
+    assert rows["mmlu_ppl"][1] == "multiple choice, ppl" and "cmmlu_gen_circular" in rows
+    assert "环境影响评价工程师" in rows["ceval-environmental_impact_assessment_engineer"][3]
+    assert len([n for n in rows if n.startswith("cmmlu-")]) == 67

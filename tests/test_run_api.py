@@ -43,6 +43,8 @@ def test_reports_exactly_the_accuracy_the_answers_imply(
         result = read_result(run, "served-model", dataset)
         assert result["value"] == pytest.approx(answers.expected_accuracy(samples))
         assert result["n"] == LIMIT and result["n_failed"] == 0
+        # Every answer style of the server names a letter: all were extracted.
+        assert result["extra_metrics"]["extraction_rate"] == pytest.approx(100.0)
         records = read_records(run, "served-model", dataset)
         assert [r["sample_id"] for r in records] == [s.id for s in samples] or len(records) == LIMIT
         for record in records:
