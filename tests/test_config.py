@@ -59,10 +59,17 @@ def test_range_then_limit() -> None:
     assert apply_range(list(range(20)), "[5:]", 3, where="x") == [5, 6, 7]
 
 
-@pytest.mark.parametrize("text", ["0:10", "[a:b]", "[1:2:3]", "[]"])
+@pytest.mark.parametrize("text", ["0:10", "[a:b]", "[1:2:3:4]", "[]"])
 def test_bad_range_names_where(text: str) -> None:
     with pytest.raises(ConfigError, match=r"dataset ceval-law: bad range"):
         parse_range(text, where="dataset ceval-law")
+
+
+def test_ranges_take_a_step_as_opencompass_does() -> None:
+    assert apply_range(list(range(20)), "[0:10:2]", None, where="x") == [0, 2, 4, 6, 8]
+    assert apply_range(list(range(20)), "[::5]", 3, where="x") == [0, 5, 10]
+    with pytest.raises(ConfigError, match="step 0"):
+        parse_range("[0:5:0]", where="x")
 
 
 def test_model_presets() -> None:

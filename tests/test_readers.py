@@ -363,6 +363,11 @@ def test_unreadable_files(tmp_path: Path) -> None:
     assert error_of(empty) == f"{empty}: the file is empty (no header row)"
     twice = write_csv(tmp_path / "t.csv", [["question", "answer", "answer"], ["q", "1", "2"]])
     assert error_of(twice) == f"{twice}: row 1: the header names column 'answer' twice"
+    header_only = write_csv(tmp_path / "h.csv", [["question", "answer"]])
+    assert read_rows(header_only) == []
+    assert error_of(header_only) == f"{header_only}: the file holds no rows"
+    (tmp_path / "none.json").write_text("[]", encoding="utf-8")
+    assert error_of(tmp_path / "none.json") == f"{tmp_path / 'none.json'}: the file holds no rows"
     short = write_csv(tmp_path / "s.csv", [["question", "answer"], ["q", "1", "extra"]])
     assert error_of(short) == f"{short}: row 2 (line 2): 3 fields, expected 2"
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from openai_server import OpenAIServer, default_logprob_fn, last_user_message
 from run_helpers import only_run, read_records, read_result
+from shared_data import SHARED_DATASETS, needs_shared_data
 
 from proctor.cli import main
 from proctor.errors import ConfigError
@@ -270,3 +271,68 @@ def test_spec_path_expands_to_every_subset(tmp_path: Path) -> None:
         (f"mybench-{s}", s, "gen", str(spec.resolve())) for s in ("physics", "chemistry", "music")]
     assert [c.abbr for c in resolve_datasets([str(spec)], mode="ppl")] == [
         "mybench-physics_ppl", "mybench-chemistry_ppl", "mybench-music_ppl"]
+
+
+# ---------------------------------------------------------------- a free-form benchmark on real data
+
+GSM8K_SPEC = """\
+name: gsm8k_mine
+title: GSM8K (my spec)
+source:
+  layouts: ["gsm8k/grade_school_math/data/{split}.jsonl"]
+splits: {eval: test, fewshot: train}
+fields: {answer_after: "####"}
+prompt:
+  preset: free_form
+  texts:
+    en:
+      template: "Question: {question}"
+      answer_cue: "Answer:"
+      shot_answer: "{answer}"
+  fewshot: 2
+  max_out_len: 64
+scorer: {name: numeric}
+"""
+
+
+@needs_shared_data
+def test_free_form_benchmark_on_real_gsm8k(tmp_path: Path) -> None:
+    spec = tmp_path / "gsm8k_mine.yaml"
+    spec.write_text(GSM8K_SPEC, encoding="utf-8")
+    test = [json.loads(line) for line in (SHARED_DATASETS / "gsm8k/grade_school_math/data/test.jsonl").read_text("utf-8").splitlines()[:5]]
+    finals = {row["question"]: row["answer"].split("####")[-1].strip() for row in test}
+    wrong = test[1]["question"]  # the server gets this one wrong
+
+    def respond(body: dict[str, Any]) -> str:
+        prompt = last_user_message(body)
+        question = next(q for q in finals if q in prompt)
+        return f"Let me think. The answer is {int(finals[question]) + (1 if question == wrong else 0)}."
+
+    with OpenAIServer(respond, model_ids=["m"]) as server:
+        code = main(["run", "--api-base", server.base_url, "--datasets", str(spec), "--limit", "5",
+                     "--data-dir", str(SHARED_DATASETS), "-w", str(tmp_path / "out")])
+        bodies = [r.json for r in server.post_requests()]
+    assert code == 0
+    run = only_run(tmp_path / "out")
+    result = read_result(run, "m", "gsm8k_mine")
+    assert (result["value"], result["n"]) == (80.0, 5)
+    scores = [json.loads(line) for line in (run / "scores" / "m" / "gsm8k_mine.jsonl").read_text("utf-8").splitlines()]
+    assert [s["correct"] for s in scores] == [True, False, True, True, True]
+    assert scores[0]["answer"] in ("18", 18) and scores[0]["rule"] == "answer_is"
+    # Two worked examples from the train split as prior turns, answered with their final number.
+    messages = bodies[0]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert messages[-1]["content"] == f"Question: {test[0]['question']}\nAnswer:"
+    assert messages[0]["content"].startswith("Question: Natalia sold clips to 48 of her friends in April")
+    assert messages[1]["content"] == "72"
+    assert all(b["max_tokens"] == 64 for b in bodies)
+
+
+def test_benchmark_file_without_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "data.csv").write_text("question,answer\n", encoding="utf-8")
+    spec = tmp_path / "mybench.yaml"
+    spec.write_text("name: mybench\nsource: {layouts: [./data.csv]}\nprompt: {preset: free_form}\nscorer: {name: exact}\n",
+                    encoding="utf-8")
+    code = main(["run", "--api-base", "http://127.0.0.1:9/v1", "--datasets", str(spec), "-w", str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'data.csv'}: the file holds no rows\n"

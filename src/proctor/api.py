@@ -26,7 +26,9 @@ def build_run_config(
 ) -> RunConfig:
     """Merge a config file, named presets, `--api-base`/`--hf-path` models and dataset names.
 
-    Command-line values win over the file's run options; unset (None) values are ignored.
+    The command line overrides the file: models given on it (`--models`, `--api-base`,
+    `--hf-path`) replace the file's models, `--datasets` replaces its datasets, and run
+    options win over the file's. Unset (None) values are ignored.
     """
     from proctor.config.files import load_config_file
     from proctor.config.registry import resolve_model_preset
@@ -38,8 +40,10 @@ def build_run_config(
     options: dict[str, Any] = {}
     if config_file:
         loaded = load_config_file(config_file)
-        model_configs += loaded.models
-        dataset_configs += [with_overrides(d, overrides) for d in loaded.datasets]
+        if not (models or api or hf):
+            model_configs += loaded.models
+        if not datasets:
+            dataset_configs += [with_overrides(d, overrides) for d in loaded.datasets]
         options.update(loaded.run_options)
     for model in models:
         model_configs.append(resolve_model_preset(model) if isinstance(model, str) else model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Mapping
@@ -233,11 +234,19 @@ class Result:
     extra_metrics: Mapping[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-able data; a missing value (NaN) is written as null, since NaN is not JSON."""
+        data = asdict(self)
+        for key in ("value", "stderr"):
+            if isinstance(data[key], float) and math.isnan(data[key]):
+                data[key] = None
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Result":
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for key in ("value", "stderr"):
+            if known.get(key) is None:
+                known[key] = math.nan
         return cls(**known)
 
 

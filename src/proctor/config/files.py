@@ -11,6 +11,7 @@ RUN_KEYS) sets a run option such as `work_dir` or `max_num_workers`.
 from __future__ import annotations
 
 import runpy
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,14 +91,23 @@ def _read(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path.name}: expected a mapping with `models` and `datasets` at the top")
         return data
     if path.suffix == ".py":
+        # The config's folder is importable while it runs, so a config can compose others
+        # (`from models_cfg import models`), as OpenCompass configs do with read_base().
+        folder = str(path.resolve().parent)
+        sys.path.insert(0, folder)
         try:
             namespace = runpy.run_path(str(path))
         except ProctorError:
             raise
+        except SystemExit as exc:
+            raise ConfigError(f"{path.name}: the config called sys.exit({exc.code})") from None
         except SyntaxError as exc:
             raise ConfigError(f"{path.name}: line {exc.lineno}: {exc.msg}") from None
         except Exception as exc:  # the user's code failed; say where, without our frames
             raise ConfigError(f"{path.name}: running the config raised {type(exc).__name__}: {exc}") from None
+        finally:
+            if folder in sys.path:
+                sys.path.remove(folder)
         return {k: v for k, v in namespace.items() if not k.startswith("_")}
     raise ConfigError(f"{path}: unsupported config type; use a .py or .yaml file")
 

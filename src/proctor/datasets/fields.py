@@ -36,7 +36,7 @@ class FieldMap(BaseModel):
     answer_format: Literal["auto", "letter", "index", "text"] = "auto"
     id: str | None = None
     meta: tuple[str, ...] = ()
-    # A transform of the answer text: "after:####" keeps what follows the last "####"
+    # A transform of a free-form answer: "####" keeps what follows the last "####"
     # (GSM8K's "reasoning #### 42"), stripped; None keeps it as written.
     answer_after: str | None = None
 

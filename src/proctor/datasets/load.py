@@ -22,6 +22,9 @@ def read_file_samples(path: Path, data: DataSource, fields: FieldMap, subset: st
     source = data.source
     rows = read_rows(path, source.format, header=source.header, columns=source.columns,
                      records_key=source.records_key)
+    if not rows:
+        # A header and nothing else (a failed export): scoring it would report no score and exit 0.
+        raise DataError(f"{path}: the file holds no rows")
     samples: list[Sample] = []
     seen: set[str] = set()
     meta = {"subject": subset} if subset else {}

@@ -94,11 +94,20 @@ async def start_eager(entries: Sequence[ModelEntry]) -> None:
 
 
 def check_unique(names: Sequence[str], what: str) -> None:
-    seen = set()
+    """Refuse two names that are the same, or that become the same file name (`team/m1` and
+    `team_m1` both write `team_m1`): they would share one predictions file and one score."""
+    from proctor.core import path_part
+
+    seen: dict[str, str] = {}
     for name in names:
-        if name in seen:
-            raise ConfigError(f"two {what}s are named {name!r}; give one a different abbr")
-        seen.add(name)
+        part = path_part(name)
+        if part in seen:
+            if seen[part] == name:
+                raise ConfigError(f"two {what}s are named {name!r}; give one a different abbr")
+            raise ConfigError(
+                f"{what}s {seen[part]!r} and {name!r} would write the same files ({part}); give one a different abbr"
+            )
+        seen[part] = name
 
 
 class _Requests:

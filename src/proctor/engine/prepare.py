@@ -6,12 +6,16 @@ The engine does not look inside a task spec: it asks `tasks` for the resolved ta
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from proctor.config.schema import DatasetConfig
 from proctor.core import Item, Request, Sample
+from proctor.errors import DataError
 from proctor.tasks import ResolvedTask, resolve_task
+
+log = logging.getLogger("proctor.engine")
 
 
 @dataclass(frozen=True)
@@ -52,10 +56,18 @@ def prepare_dataset(config: DatasetConfig, data_dir: str | None) -> PreparedData
     samples = task.load(task.spec.splits.eval, root)
     selected = apply_range(samples, config.range, config.limit, where=f"dataset {config.abbr}")
     files = list(task.files(task.spec.splits.eval, root))
+    if not selected:
+        # A score over no question would be a `-` cell and exit code 0: a mistake, not a result.
+        what = f"range {config.range} selects none of its {len(samples)} samples" if samples else "has no samples"
+        raise DataError(f"dataset {config.abbr}: {what} ({files[0]})")
     shots: list[Sample] = []
     if task.fewshot and task.spec.splits.fewshot:
-        shots = task.load(task.spec.splits.fewshot, root)[: task.fewshot]
+        available = task.load(task.spec.splits.fewshot, root)
+        shots = available[: task.fewshot]
         files += task.files(task.spec.splits.fewshot, root)
+        if len(shots) < task.fewshot:
+            log.warning("dataset %s: %d few-shot examples asked for, the %s split has %d; using %d",
+                        config.abbr, task.fewshot, task.spec.splits.fewshot, len(available), len(shots))
     items = tuple(item for sample in selected for item in task.items(sample))
     return PreparedDataset(
         config=config, task=task, samples=tuple(selected), items=items, shots=tuple(shots), files=tuple(files)

@@ -19,7 +19,7 @@ from proctor.config.secrets import public_url
 from proctor.engine.manifest import read_manifest, read_model_names
 from proctor.engine.plan import Task, make_plan
 from proctor.engine.prepare import PreparedDataset, prepare_dataset
-from proctor.engine.rundir import RunDir, find_run_dir, new_run_dir, write_config
+from proctor.engine.rundir import RunDir, find_run_dir, locked, new_run_dir, write_config
 from proctor.engine.store import PredictionStore
 from proctor.engine.task import TaskStats, count_unanswered
 from proctor.errors import ConfigError, ProctorError, RunInterrupted
@@ -45,6 +45,8 @@ def execute(config: RunConfig, *, argv: Sequence[str] | None = None, console: An
 
 async def _execute(config: RunConfig, *, argv: Sequence[str] | None, console: Any) -> RunOutcome:
     check_unique([d.abbr for d in config.datasets], "dataset")
+    # Names known before any model starts (an API model's id may only be read from its server).
+    check_unique([model_abbr(m) for m in config.models if not _discovered_name(m)], "model")
     if config.runner == "ray" and not config.debug and not config.dry_run and config.mode in ("all", "infer"):
         from proctor.engine.ray_runner import import_ray
 
@@ -56,7 +58,10 @@ async def _execute(config: RunConfig, *, argv: Sequence[str] | None, console: An
     prepared = [prepare_dataset(d, config.data_dir) for d in config.datasets]
     run = found or _run_dir(config)
     try:
-        return await _stages(config, run, prepared, argv=redact_argv(argv), console=console)
+        if config.dry_run:
+            return await _stages(config, run, prepared, argv=redact_argv(argv), console=console)
+        with locked(run):
+            return await _stages(config, run, prepared, argv=redact_argv(argv), console=console)
     except asyncio.CancelledError:
         # Ctrl-C: asyncio.run cancels this task; name the run so the user can resume exactly it.
         if run.config_path.is_file():
@@ -95,6 +100,12 @@ async def _stages(
         outcome.results = load_results(run, model_names, prepared)
         if not outcome.results:
             raise ConfigError(f"--mode report: {run.root} has no results yet; run `--mode eval -r {run.run_id}` first")
+        expected = len(model_names) * len(prepared)
+        if len(outcome.results) < expected:
+            log.warning(
+                "--mode report: %d of %d results are missing in %s (shown as -); `--mode eval -r %s` makes them",
+                expected - len(outcome.results), expected, run.root, run.run_id,
+            )
     else:
         outcome.results = evaluate_run(run, model_names, prepared)
     outcome.failed = sum(r.n_failed for r in outcome.results)
@@ -155,6 +166,11 @@ def _dry_run_names(config: RunConfig, run: RunDir) -> list[str]:
             name = same[0] if len(same) == 1 else name
         names.append(name)
     return names
+
+
+def _discovered_name(model: Any) -> bool:
+    """True for an API model named by its server at start (no abbr, no model id configured)."""
+    return isinstance(model, ApiModelConfig) and not (model.abbr or model.model)
 
 
 def _discard_if_unused(run: RunDir) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from proctor.config.schema import RunConfig
 from proctor.core import path_part
@@ -16,6 +18,7 @@ from proctor.engine.diskio import write_json_atomic
 from proctor.errors import ConfigError
 
 LAYOUT_VERSION = 1
+LOCK_FILE = ".lock"
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,9 @@ def find_run_dir(work_dir: str | Path, run_id: str, *, mode: str | None = None) 
     `mode`: `--mode eval|report` without -r looks for the latest run; its error names that flag.
     """
     base = Path(work_dir)
+    if run_id != "latest" and (Path(run_id).name != run_id or run_id in (".", "..")):
+        # A path would reach another folder than -w; a run is named by its id only.
+        raise ConfigError(f"-r {run_id}: give a run id under {base} (e.g. 20250101_120000), not a path; use -w for the folder")
     runs = sorted((p for p in base.glob("*") if (p / "config.json").is_file()), key=_started) if base.is_dir() else []
     if run_id == "latest":
         if not runs and mode:
@@ -107,6 +113,34 @@ def _check_version(run: RunDir) -> RunDir:
             "start a new run instead of -r"
         )
     return run
+
+
+@contextmanager
+def locked(run: RunDir) -> Iterator[None]:
+    """Hold the run folder for this process: a second `proctor run -r` on it would send every
+    pending request again. It gets one line naming the holder's pid instead."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; nothing to hold
+        yield
+        return
+    run.root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(
+            f"run {run.run_id} is in use by process {holder}; wait for it to finish (or stop it), then run again"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode("ascii"))
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def write_config(run: RunDir, config: RunConfig, argv: list[str] | None = None) -> None:

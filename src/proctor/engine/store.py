@@ -63,16 +63,25 @@ class PredictionStore:
             raise ProctorError(f"{self.path} is not a regular file; move it away and run again")
         records: dict[str, Record] = {}
         good_bytes = 0
+        damaged: list[int] = []
         with self.path.open("rb") as f:
-            for raw in f:
+            for number, raw in enumerate(f, 1):
                 if not raw.endswith(b"\n"):
                     break  # a half-written last line
                 try:
                     record = Record.from_json(json.loads(raw))
                 except (ValueError, TypeError):
-                    break
+                    # A damaged line in the middle (an editor, a disk error) costs that line
+                    # only: its item has no record and is sent again by -r.
+                    damaged.append(number)
+                    good_bytes += len(raw)
+                    continue
                 records[record.item_id] = record
                 good_bytes += len(raw)
+        if damaged:
+            shown = ", ".join(map(str, damaged[:5])) + (", ..." if len(damaged) > 5 else "")
+            log.warning("%s: skipped %d damaged line(s) (line %s); their items count as not answered",
+                        self.path, len(damaged), shown)
         size = self.path.stat().st_size
         if good_bytes < size and repair:
             log.warning("%s: dropping %d bytes of a record cut short by a crash", self.path, size - good_bytes)

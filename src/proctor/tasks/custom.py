@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from proctor.config.schema import DatasetConfig
-from proctor.datasets import FieldMap, SourceSpec, format_of, read_rows, row_choices
+from proctor.core import CHOICE_LABELS
+from proctor.datasets import FieldMap, SourceSpec, format_of, read_rows, row_choices, row_to_sample
+from proctor.datasets.fields import QUESTION_COLUMNS
+from proctor.datasets.readers import Row
 from proctor.errors import ConfigError, DataError
 from proctor.tasks.load import load_spec_file, spec_from_dict
 from proctor.tasks.spec import TaskSpec
@@ -127,14 +131,21 @@ def data_file_spec(path: Path, meta: dict[str, Any]) -> TaskSpec:
     if meta.get("output_column"):
         fields["answer"] = meta["output_column"]
     input_columns = meta.get("input_columns") or []
-    if input_columns:
+    # OpenCompass lists every column the prompt uses (`[context, question, A, B]`): the question
+    # column is the usual one when it is listed, else the first.
+    if input_columns and not any(c.lower() in QUESTION_COLUMNS for c in input_columns):
         fields["question"] = input_columns[0]
     if options:
         fields["choices"] = list(options)
-    data_type = meta.get("data_type") or _detect(path, source, FieldMap(**fields))
+    first = _first_row(path, source)
+    where = meta.get("_file", str(path))
+    choices = row_choices(first.data, FieldMap(**fields), first.where)
+    data_type = meta.get("data_type") or ("mcq" if choices else "qa")
+    if data_type == "mcq" and not choices:
+        raise ConfigError(f"{where}: data_type mcq, but {first.where} has no options "
+                          "(columns A, B, ... or a `choices` list; or name the option columns in `options`)")
     if data_type == "qa":
         fields["choices"] = []
-    where = meta.get("_file", str(path))
     prompt: dict[str, Any] = {"language": "en", "fewshot": 0}
     texts: dict[str, Any] = {}
     if data_type == "mcq":
@@ -143,10 +154,10 @@ def data_file_spec(path: Path, meta: dict[str, Any]) -> TaskSpec:
     else:
         prompt["preset"] = "free_form"
         texts = {"template": "{question}"}
-    if meta.get("human_prompt"):
-        texts["template"] = meta["human_prompt"]
-    if meta.get("bot_prompt"):
-        texts["shot_answer"] = meta["bot_prompt"]
+    labels = CHOICE_LABELS[: len(choices)] if data_type == "mcq" else ""
+    for key, text_key in (("human_prompt", "template"), ("bot_prompt", "shot_answer")):
+        if meta.get(key):
+            texts[text_key] = _template(meta[key], f"{where}: {key}", first, FieldMap(**fields), labels)
     prompt["texts"] = {"en": texts}
     infer = meta.get("infer_method", "gen")
     if infer == "ppl" and data_type != "mcq":
@@ -166,10 +177,36 @@ def data_file_spec(path: Path, meta: dict[str, Any]) -> TaskSpec:
     return spec_from_dict(data, where)
 
 
-def _detect(path: Path, source: SourceSpec, fields: FieldMap) -> str:
-    """"mcq" when the first row has options, else "qa"."""
+def _first_row(path: Path, source: SourceSpec) -> Row:
     rows = read_rows(path, source.format, header=source.header, columns=source.columns)
     if not rows:
         raise DataError(f"{path}: the file holds no rows")
-    return "mcq" if row_choices(rows[0].data, fields, rows[0].where) else "qa"
+    return rows[0]
 
+
+def _template(template: str, where: str, first: Row, fields: FieldMap, labels: str) -> str:
+    """An OpenCompass prompt as a Proctor template: `{<question column>}` becomes `{question}`, the
+    output column `{answer}`, option columns their labels; a placeholder the rows lack is an error."""
+    sample = row_to_sample(first.data, first.index, fields, first.where)
+    renames: dict[str, str] = {}
+    for fixed, column in (("question", fields.question), ("answer", fields.answer)):
+        if column:
+            renames[column] = fixed
+    if isinstance(fields.choices, tuple):
+        renames.update(zip(fields.choices, labels))
+    known = {"question", "answer", *labels, *sample.fields}
+    out: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ConfigError(f"{where}: not a valid template ({err}); write a literal brace as {{{{ or }}}}") from None
+    for literal, field_name, spec, conversion in parsed:
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field_name is None:
+            continue
+        name = renames.get(field_name, field_name)
+        if field_name and name not in known:
+            raise ConfigError(f"{where}: names {{{field_name}}}, which {first.where} does not have; "
+                              f"its fields: {', '.join(sorted(known))}")
+        out.append("{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}")
+    return "".join(out)
