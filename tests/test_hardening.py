@@ -150,3 +150,18 @@ def test_r_cannot_reach_outside_the_work_dir(tmp_path: Path, capsys: pytest.Capt
     (tmp_path / "elsewhere" / "RUN").mkdir(parents=True)
     err = _error(capsys, run_args("http://127.0.0.1:9/v1", tmp_path / "w", ["ceval-law"], 1, "-r", "../elsewhere/RUN"))
     assert "not a path" in err
+
+
+def test_a_config_names_its_data_files_relative_to_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "quiz.jsonl").write_text('{"question": "1+1?", "A": "2", "B": "3", "answer": "A"}\n', encoding="utf-8")
+    (project / "eval.yaml").write_text(
+        "models: [{api_base: 'http://127.0.0.1:9/v1', abbr: m}]\ndatasets: [./quiz.jsonl, {name: ./quiz.jsonl, mode: ppl}]\n",
+        encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    assert main(["run", "project/eval.yaml", "--dry-run", "-w", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "m/quiz  (1 samples)" in out and "m/quiz_ppl  (1 samples)" in out

@@ -47,7 +47,7 @@ def load_config_file(path: str | Path) -> FileConfig:
     models = [_model(entry, f"{where}: models[{i}]") for i, entry in enumerate(_as_list(raw, "models", where))]
     datasets: list[DatasetConfig] = []
     for i, entry in enumerate(_as_list(raw, "datasets", where)):
-        datasets.extend(_datasets(entry, f"{where}: datasets[{i}]"))
+        datasets.extend(_datasets(entry, f"{where}: datasets[{i}]", path.resolve().parent))
     per_dataset = sorted(k for k in raw if k in DATASET_KEYS and not _used_by_entries(path, raw, k))
     if per_dataset:
         key = per_dataset[0]
@@ -127,18 +127,30 @@ def _model(entry: Any, where: str) -> AnyModelConfig:
     return model_from_dict(entry, where=where)
 
 
-def _datasets(entry: Any, where: str) -> list[DatasetConfig]:
+def _anchored(name: Any, folder: Path) -> Any:
+    """A relative file name in a config is relative to the config's folder (where it usually
+    lies beside it), else to the current directory."""
+    from proctor.tasks.names import is_path_name
+
+    if isinstance(name, str) and is_path_name(name) and not Path(name).expanduser().is_absolute():
+        beside = folder / name
+        if beside.exists():
+            return str(beside)
+    return name
+
+
+def _datasets(entry: Any, where: str, folder: Path) -> list[DatasetConfig]:
     from proctor.tasks import resolve_datasets
 
     if isinstance(entry, str):
-        return resolve_datasets([entry])
+        return resolve_datasets([_anchored(entry, folder)])
     if isinstance(entry, DatasetConfig):
         return [entry]
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a dataset name or mapping, got {type(entry).__name__}")
     entry = dict(entry)
     if "name" in entry:
-        name = entry.pop("name")
+        name = _anchored(entry.pop("name"), folder)
         allowed = {"fewshot", "range", "limit", "data_dir", "max_out_len", "continuations", "circular",
                    "variants", "mode", "num_samples", "abbr"}
         extra = sorted(set(entry) - allowed)
