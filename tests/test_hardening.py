@@ -94,6 +94,7 @@ def test_a_second_process_on_a_run_is_refused_naming_the_holder(
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
             sent = len(server.post_requests())
+            capsys.readouterr()
             err = _error(capsys, [*argv, "-r", "latest", "--no-cache"])
             assert f"is in use by process {holder.pid}" in err
             assert len(server.post_requests()) == sent

@@ -134,7 +134,8 @@ def _anchored(name: Any, folder: Path) -> Any:
 
     if isinstance(name, str) and is_path_name(name) and not Path(name).expanduser().is_absolute():
         beside = folder / name
-        if beside.exists():
+        here = Path(name).expanduser()
+        if beside.exists() and not (here.exists() and here.resolve() == beside.resolve()):
             return str(beside)
     return name
 

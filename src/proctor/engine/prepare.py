@@ -6,7 +6,6 @@ The engine does not look inside a task spec: it asks `tasks` for the resolved ta
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +13,6 @@ from proctor.config.schema import DatasetConfig
 from proctor.core import Item, Request, Sample
 from proctor.errors import DataError
 from proctor.tasks import ResolvedTask, resolve_task
-
-log = logging.getLogger("proctor.engine")
 
 
 @dataclass(frozen=True)
@@ -26,6 +23,7 @@ class PreparedDataset:
     items: tuple[Item, ...]  # what requests are made for: one or more per sample
     shots: tuple[Sample, ...]
     files: tuple[Path, ...]
+    base_shots: tuple[Sample, ...] = ()  # the base-model prompt's examples, when it has its own
 
     @property
     def version(self) -> str:
@@ -38,11 +36,11 @@ class PreparedDataset:
         until the prompt and its answer fit (as OpenCompass does), rather than cutting the prompt."""
         from proctor.prompts import estimate_request_tokens
 
+        plan = self.task.plan.for_model(chat)
+        shots = self.shots if plan is self.task.plan else self.base_shots
         max_tokens = self.config.max_out_len or max_tokens
-        shots = self.shots
         while True:
-            request = self.task.plan.request(item.sample, shots, chat=chat, max_tokens=max_tokens,
-                                             temperature=temperature)
+            request = plan.request(item.sample, shots, chat=chat, max_tokens=max_tokens, temperature=temperature)
             if not shots or max_seq_len is None or estimate_request_tokens(request) <= max_seq_len:
                 return request
             shots = shots[:-1]
@@ -51,8 +49,8 @@ class PreparedDataset:
 def prepare_dataset(config: DatasetConfig, data_dir: str | None) -> PreparedDataset:
     from proctor.config.ranges import apply_range
 
-    task = resolve_task(config)
     root = config.data_dir or data_dir
+    task = resolve_task(config, root)
     samples = task.load(task.spec.splits.eval, root)
     selected = apply_range(samples, config.range, config.limit, where=f"dataset {config.abbr}")
     files = list(task.files(task.spec.splits.eval, root))
@@ -60,15 +58,16 @@ def prepare_dataset(config: DatasetConfig, data_dir: str | None) -> PreparedData
         # A score over no question would be a `-` cell and exit code 0: a mistake, not a result.
         what = f"range {config.range} selects none of its {len(samples)} samples" if samples else "has no samples"
         raise DataError(f"dataset {config.abbr}: {what} ({files[0]})")
-    shots: list[Sample] = []
-    if task.fewshot and task.spec.splits.fewshot:
-        available = task.load(task.spec.splits.fewshot, root)
-        shots = available[: task.fewshot]
-        files += task.files(task.spec.splits.fewshot, root)
-        if len(shots) < task.fewshot:
-            log.warning("dataset %s: %d few-shot examples asked for, the %s split has %d; using %d",
-                        config.abbr, task.fewshot, task.spec.splits.fewshot, len(available), len(shots))
+    shots, shot_files = task.shots(root)
+    base_shots: list[Sample] = []
+    if task.spec.prompt.base is not None:
+        base_shots, base_files = task.shots(root, base=True)
+        shot_files += base_files
+    for path in [*shot_files, *([task.prefix_file] if task.prefix_file else [])]:
+        if path not in files:
+            files.append(path)
     items = tuple(item for sample in selected for item in task.items(sample))
     return PreparedDataset(
-        config=config, task=task, samples=tuple(selected), items=items, shots=tuple(shots), files=tuple(files)
+        config=config, task=task, samples=tuple(selected), items=items, shots=tuple(shots), files=tuple(files),
+        base_shots=tuple(base_shots),
     )

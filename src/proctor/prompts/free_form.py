@@ -16,12 +16,12 @@ from proctor.prompts.wording import Wording, fill
 
 def version(wording: Wording) -> str:
     parts = [wording.instruction, wording.answer_cue, wording.template or "", wording.shot_answer or "",
-             wording.shot_separator]
+             wording.shot_separator, wording.prefix]
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:6] + "g"
 
 
 def _block(sample: Sample, wording: Wording) -> str:
-    block = fill(wording.template or "{question}", sample, {})
+    block = fill(wording.template or "{question}", sample, {}, prefix=wording.prefix)
     return f"{block}\n{wording.answer_cue}" if wording.answer_cue else block
 
 

@@ -23,6 +23,8 @@ def version(wording: Wording, kind: str, continuations: str = "letters") -> str:
     parts = [wording.instruction, wording.answer_cue, wording.shot_separator, _VERSION_SALT]
     if wording.template is not None:  # a user's template (OpenCompass human/bot prompt)
         parts += [wording.template, wording.shot_answer or ""]
+    if wording.prefix:
+        parts.append(wording.prefix)
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:6]
     suffix = "g" if kind != "loglikelihood" else ("p" if continuations == "letters" else "o")
     return f"{digest}{suffix}"
@@ -41,7 +43,7 @@ def option_continuations(sample: Sample) -> tuple[str, ...]:
 def question_block(sample: Sample, wording: Wording) -> str:
     if wording.template is not None:
         options = dict(zip(sample.labels, sample.choices))
-        return fill(wording.template, sample, options)
+        return fill(wording.template, sample, options, prefix=wording.prefix)
     lines = [sample.question.strip()]
     lines += [f"{label}. {text.strip()}" for label, text in zip(sample.labels, sample.choices)]
     lines.append(wording.answer_cue)

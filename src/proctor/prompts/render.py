@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -22,16 +23,31 @@ class PromptPlan:
     format: Literal["auto", "chat", "text"] = "auto"
     stop: tuple[str, ...] | None = None
     max_out_len: int | None = None
+    # The prompt for base (non-chat) models where it differs (8-shot chain of thought, say).
+    base: PromptPlan | None = None
 
     @property
     def version(self) -> str:
         if self.preset == "multiple_choice":
-            return multiple_choice.version(self.wording, self.kind, self.continuations)
-        return free_form.version(self.wording)
+            own = multiple_choice.version(self.wording, self.kind, self.continuations)
+        else:
+            own = free_form.version(self.wording)
+        if self.base is None:
+            return own
+        # One version for the pair: a change to either prompt shows in the table.
+        both = hashlib.sha256(f"{own}|{self.base.version}".encode()).hexdigest()[:6]
+        return both + own[-1]
+
+    def for_model(self, chat: bool) -> PromptPlan:
+        """The plan a model gets: the base prompt for a base model, when there is one."""
+        if self.base is not None and not {"auto": chat, "chat": True, "text": False}[self.format]:
+            return self.base
+        return self
 
     def request(
         self, sample: Sample, shots: Sequence[Sample], *, chat: bool, max_tokens: int, temperature: float
     ) -> Request:
+        """The request for `sample`; call it on `for_model(chat)` (shots differ between the two)."""
         chat = {"auto": chat, "chat": True, "text": False}[self.format]
         max_tokens = self.max_out_len or max_tokens
         if self.preset == "multiple_choice":

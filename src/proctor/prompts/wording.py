@@ -17,6 +17,7 @@ class Wording:
     template: str | None = None  # a question block template ({question}, {A}, any field)
     shot_answer: str | None = None  # how an example answers ({answer}, any field)
     shot_separator: str = "\n\n"
+    prefix: str = ""  # fills {prefix}: e.g. the task's exemplars read from a file (BBH)
 
 
 def _names(template: str) -> set[str]:

@@ -61,18 +61,39 @@ class PromptTexts(_Spec):
     shot_separator: str = "\n\n"
 
 
-class PromptSpec(_Spec):
-    preset: Literal["multiple_choice", "free_form"] = "multiple_choice"
-    language: Language = "en"
+class _PromptParts(_Spec):
     texts: dict[str, PromptTexts] = Field(default_factory=dict)  # by language; the spec's language is used
-    fewshot: int = Field(5, ge=0)
-    format: Literal["auto", "chat", "text"] = "auto"  # auto: chat for chat models
+    # Few-shot examples written in the spec (rows with the data's field names); when given they are
+    # used instead of the few-shot split (e.g. the 8 chain-of-thought exemplars of Wei et al.).
+    examples: tuple[dict[str, Any], ...] = ()
     stop: tuple[str, ...] | None = None  # None: the preset's default
     max_out_len: int | None = Field(None, ge=1)
 
+
+class BasePrompt(_PromptParts):
+    """The prompt for base (non-chat) models, where it differs from the chat one."""
+
+    fewshot: int = Field(0, ge=0)
+
+
+class PromptSpec(_PromptParts):
+    preset: Literal["multiple_choice", "free_form"] = "multiple_choice"
+    language: Language = "en"
+    fewshot: int = Field(5, ge=0)
+    format: Literal["auto", "chat", "text"] = "auto"  # auto: chat for chat models
+    # A file under the data roots ({subset} placeholder) whose text fills {prefix} in the template,
+    # e.g. BBH's chain-of-thought exemplars per task; lines up to `prefix_after` are dropped (a
+    # canary header).
+    prefix_file: str | None = None
+    prefix_after: str | None = None
+    base: BasePrompt | None = None
+
+    def texts_for(self, parts: _PromptParts) -> PromptTexts:
+        return parts.texts.get(self.language) or PromptTexts()
+
     @property
     def wording(self) -> PromptTexts:
-        return self.texts.get(self.language) or PromptTexts()
+        return self.texts_for(self)
 
 
 class RequestSpec(_Spec):
@@ -105,6 +126,8 @@ class TaskSpec(_Spec):
     variants: Variants = "none"
     scorer: ScorerSpec = ScorerSpec(name="choice")
     metrics: tuple[str, ...] = ("accuracy",)
+    # Sample fields whose values split the score into extra rows (MATH: subject, level).
+    breakdown: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> "TaskSpec":
