@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Sequence
 
 from proctor.core import Item, Record, Result, Score
@@ -49,6 +50,21 @@ def score_dataset(records: dict[str, Record], dataset: PreparedDataset) -> dict[
     return {item.id: score for item, score in zip(answered, scores)}
 
 
+def _breakdown(dataset: PreparedDataset, scores: dict[str, Score]) -> dict[str, float]:
+    """Accuracy per value of each breakdown field (MATH-500: per subject and per level)."""
+    from proctor.metrics import breakdown_metrics
+
+    extra: dict[str, float] = {}
+    for name in dataset.task.spec.breakdown:
+        groups: dict[str, list[Score]] = {}
+        for item in dataset.items:
+            value = item.sample.fields.get(name, item.sample.meta.get(name))
+            if value is not None and item.id in scores:
+                groups.setdefault(f"{name}={value}", []).append(scores[item.id])
+        extra.update(breakdown_metrics(dict(sorted(groups.items()))))
+    return extra
+
+
 def evaluate_run(run: RunDir, model_names: Sequence[str], prepared: Sequence[PreparedDataset]) -> list[Result]:
     """Score every (model, dataset) from the records on disk; write scores/ and results/.
 
@@ -74,6 +90,8 @@ def evaluate_run(run: RunDir, model_names: Sequence[str], prepared: Sequence[Pre
                     [scores[i.id] for i in dataset.items if i.id in scores], model, abbr,
                     n_failed=len(dataset.items) - len(scores), generated=generated,
                 )
+            if dataset.task.spec.breakdown:
+                result = replace(result, extra_metrics={**result.extra_metrics, **_breakdown(dataset, scores)})
             write_json_atomic(run.result(model, abbr), result.to_json())
             results.append(result)
     return results

@@ -114,11 +114,12 @@ class _Requests:
     """Each dataset's requests rendered once per (chat, max_tokens, temperature, max_seq_len)."""
 
     def __init__(self) -> None:
-        self._memo: dict[tuple[str, bool, int, float, int | None], list[tuple[Item, Request]]] = {}
+        self._memo: dict[tuple[str, bool, int, float, int | None, bool], list[tuple[Item, Request]]] = {}
 
     def of(self, dataset: PreparedDataset, chat: bool, config: Any) -> list[tuple[Item, Request]]:
         max_seq_len = getattr(config, "max_seq_len", None)
-        key = (dataset.config.abbr, chat, config.max_out_len, config.temperature, max_seq_len)
+        explicit = "max_out_len" in config.model_fields_set
+        key = (dataset.config.abbr, chat, config.max_out_len, config.temperature, max_seq_len, explicit)
         if key not in self._memo:
             if dataset.task.n > 1 and config.temperature == 0:
                 raise ConfigError(
@@ -134,6 +135,7 @@ class _Requests:
                         max_tokens=config.max_out_len,
                         temperature=config.temperature,
                         max_seq_len=max_seq_len,
+                        max_tokens_set=explicit,
                     ),
                 )
                 for item in dataset.items

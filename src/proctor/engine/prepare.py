@@ -30,15 +30,29 @@ class PreparedDataset:
         return self.task.plan.version
 
     def request(
-        self, item: Item, *, chat: bool, max_tokens: int, temperature: float, max_seq_len: int | None = None
+        self,
+        item: Item,
+        *,
+        chat: bool,
+        max_tokens: int,
+        temperature: float,
+        max_seq_len: int | None = None,
+        max_tokens_set: bool = False,
     ) -> Request:
         """The item's request; with `max_seq_len`, the last few-shot examples are dropped
-        until the prompt and its answer fit (as OpenCompass does), rather than cutting the prompt."""
+        until the prompt and its answer fit (as OpenCompass does), rather than cutting the prompt.
+
+        Answer length: the dataset's `max_out_len`, else the model's when the user set it
+        (`max_tokens_set`), else the spec's (512 for chain of thought), else the model's default.
+        """
         from proctor.prompts import estimate_request_tokens
 
         plan = self.task.plan.for_model(chat)
         shots = self.shots if plan is self.task.plan else self.base_shots
-        max_tokens = self.config.max_out_len or max_tokens
+        if self.config.max_out_len:
+            max_tokens = self.config.max_out_len
+        elif not max_tokens_set and plan.max_out_len:
+            max_tokens = plan.max_out_len
         while True:
             request = plan.request(item.sample, shots, chat=chat, max_tokens=max_tokens, temperature=temperature)
             if not shots or max_seq_len is None or estimate_request_tokens(request) <= max_seq_len:

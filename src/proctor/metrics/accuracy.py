@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from proctor.core import Result, Score
 
@@ -62,6 +62,12 @@ def accuracy_result(
         n_failed=n_failed,
         extra_metrics=extra,
     )
+
+
+def breakdown_metrics(groups: Mapping[str, Sequence[Score]]) -> dict[str, float]:
+    """Mean score in percent per named group of items (`level=5`, `subject=Algebra`), in the
+    groups' order; a group with no scored item is left out rather than shown as 0."""
+    return {name: 100.0 * sum(s.value for s in scores) / len(scores) for name, scores in groups.items() if scores}
 
 
 def common_metric(metrics: Iterable[str]) -> str:

@@ -22,7 +22,7 @@ class PromptPlan:
     continuations: Literal["letters", "options"] = "letters"
     format: Literal["auto", "chat", "text"] = "auto"
     stop: tuple[str, ...] | None = None
-    max_out_len: int | None = None
+    max_out_len: int | None = None  # the spec's answer length, used unless the user set one
     # The prompt for base (non-chat) models where it differs (8-shot chain of thought, say).
     base: PromptPlan | None = None
 
@@ -49,7 +49,6 @@ class PromptPlan:
     ) -> Request:
         """The request for `sample`; call it on `for_model(chat)` (shots differ between the two)."""
         chat = {"auto": chat, "chat": True, "text": False}[self.format]
-        max_tokens = self.max_out_len or max_tokens
         if self.preset == "multiple_choice":
             return multiple_choice.build_request(
                 sample, shots, wording=self.wording, subject=self.subject, kind=self.kind, chat=chat,

@@ -120,7 +120,7 @@ def resolve_task(config: DatasetConfig, data_dir: str | Path | None = None) -> R
             continuations=config.continuations,
             format=prompt.format if base is not None or prompt.base is None else "text",
             stop=parts.stop,
-            max_out_len=config.max_out_len or parts.max_out_len,
+            max_out_len=parts.max_out_len,
             base=base,
         )
 

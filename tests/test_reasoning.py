@@ -1,0 +1,94 @@
+"""Reasoning benchmarks end to end against the real test server on real rows: GSM8K (chat: zero-shot
+with \\boxed{}; base: Wei et al.'s 8-shot chain of thought with its stop sequences)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai_server import OpenAIServer, last_user_message
+from run_helpers import only_run, read_records, read_result, read_summary, run_args
+from shared_data import SHARED_DATASETS, needs_shared_data
+
+from proctor.cli import main
+from proctor.core import Sample
+from proctor.tasks import load_samples
+
+pytestmark = needs_shared_data
+
+LIMIT = 12
+
+
+def _right(sample: Sample) -> bool:
+    return int(hashlib.sha256(sample.question.encode()).hexdigest(), 16) % 3 != 0
+
+
+def _said(sample: Sample) -> str:
+    """The number the simulated model concludes: the gold, or the gold plus one."""
+    gold = int(str(sample.target).replace(",", ""))
+    return str(gold if _right(sample) else gold + 1)
+
+
+class Reasoner:
+    """Reasons in a few lines, then concludes in a style chat or base models use; a base model
+    goes on with a new question, which the server cuts at the request's stop sequences."""
+
+    def __init__(self, samples: list[Sample]) -> None:
+        self.samples = samples
+
+    def __call__(self, body: dict[str, Any]) -> str:
+        prompt = body["prompt"] if "prompt" in body else last_user_message(body)
+        sample = max((s for s in self.samples if s.question in prompt), key=lambda s: prompt.rfind(s.question))
+        n = _said(sample)
+        styles = [
+            f"Let me compute step by step.\n3 + 4 = 7 and 2024 is a year.\nSo the total is {n}.\n\\boxed{{{n}}}",
+            f"First, 10 * 2 = 20.\nThe answer is {n}.",
+            f"We add the parts: 5 + 6 = 11.\n#### {n}",
+            f"Working: 12 / 4 = 3.\n**Answer:** {n}",
+        ]
+        text = styles[int(hashlib.sha256(sample.id.encode()).hexdigest(), 16) % len(styles)]
+        if "prompt" in body:  # a base model does not stop by itself
+            text = f" {text}\n\nQ: A new question with 99 apples?\nA: It has 99 apples. The answer is 99."
+        for stop in body.get("stop") or []:
+            text = text.split(stop)[0]
+        return text
+
+
+@pytest.fixture(scope="module")
+def gsm8k() -> list[Sample]:
+    from proctor.tasks import get_spec  # noqa: F401  (the spec must exist)
+
+    return load_samples("gsm8k", "", "test", str(SHARED_DATASETS))[:LIMIT]
+
+
+def test_gsm8k_gold_is_the_number_after_the_hashes(gsm8k: list[Sample]) -> None:
+    assert gsm8k[0].target == "18" and gsm8k[0].id == "0"
+    assert len(load_samples("gsm8k", "", "test", str(SHARED_DATASETS))) == 1319
+    assert all(re.fullmatch(r"-?[\d,]+", str(s.target)) for s in gsm8k)
+
+
+@pytest.mark.parametrize("api_type", ["chat", "completions"])
+def test_gsm8k_end_to_end(tmp_path: Path, gsm8k: list[Sample], api_type: str) -> None:
+    with OpenAIServer(Reasoner(gsm8k), model_ids=["m"]) as server:
+        assert main(run_args(server.base_url, tmp_path, ["gsm8k"], LIMIT, "--api-type", api_type)) == 0
+        bodies = [r.json for r in server.post_requests()]
+    run = only_run(tmp_path)
+    result = read_result(run, "m", "gsm8k")
+    expected = 100.0 * sum(_right(s) for s in gsm8k) / LIMIT
+    assert result["value"] == pytest.approx(expected) and result["n"] == LIMIT
+    assert result["extra_metrics"]["extraction_rate"] == pytest.approx(100.0)
+    first = bodies[0]
+    if api_type == "chat":
+        # Zero-shot, the \boxed{} instruction, room to reason.
+        assert len(first["messages"]) == 1 and first["max_tokens"] == 512
+        assert first["messages"][0]["content"].endswith("put your final answer within \\boxed{}.")
+    else:
+        prompt = first["prompt"]
+        assert prompt.count("\nA: ") == 8 and prompt.startswith("Q: There are 15 trees in the grove.")
+        assert prompt.endswith("\nA:") and first["stop"] == ["\n\nQ:", "\n\nQuestion:"]
+    records = read_records(run, "m", "gsm8k")
+    assert all("A new question" not in r["output"] for r in records)  # cut at the next question
+    assert "gsm8k" in read_summary(run)
