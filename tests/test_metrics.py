@@ -173,3 +173,37 @@ def test_group_rejects_mixed_models_and_empty_input() -> None:
         group_results("g", [a, b])
     with pytest.raises(ValueError, match="no results"):
         group_results("g", [])
+
+
+# ---------------------------------------------------------------- pass@k
+
+
+def test_pass_at_k_is_the_unbiased_estimator() -> None:
+    from proctor.metrics import pass_at_k
+
+    assert pass_at_k(5, 0, 1) == 0.0 and pass_at_k(5, 5, 3) == 1.0
+    assert pass_at_k(5, 2, 1) == pytest.approx(0.4)
+    assert pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)  # 1 - C(3,2)/C(5,2)
+    assert pass_at_k(10, 1, 5) == pytest.approx(0.5)
+    assert pass_at_k(4, 3, 2) == 1.0  # fewer wrong answers than draws
+    with pytest.raises(ValueError):
+        pass_at_k(3, 4, 1)
+
+
+def test_passk_result_over_questions_with_several_answers() -> None:
+    from proctor.metrics import passk_result
+
+    items: list[Item] = []
+    scores: dict[str, Score] = {}
+    for sid, right in (("a", [1, 0, 0, 0]), ("b", [1, 1, 1, 1]), ("c", [0, 0, 0, 0]), ("d", [1, None, 0, 0])):
+        sample = Sample(id=sid, question="q", target="t")
+        for j, r in enumerate(right):
+            item = Item(id=f"{sid}#n{j}", sample=sample, sample_id=sid)
+            items.append(item)
+            if r is not None:
+                scores[item.id] = Score(float(r), answer="x")
+    result = passk_result(items, scores, "m", "humaneval")
+    assert (result.metric, result.n, result.n_failed) == ("pass@1", 3, 1)  # d has a failed answer
+    assert result.value == pytest.approx(100 * (0.25 + 1 + 0) / 3)
+    assert result.extra_metrics["pass@2"] == pytest.approx(100 * (0.5 + 1 + 0) / 3)  # a: 1 - C(3,2)/C(4,2)
+    assert result.extra_metrics["pass@4"] == pytest.approx(100 * 2 / 3)

@@ -92,3 +92,32 @@ def test_gsm8k_end_to_end(tmp_path: Path, gsm8k: list[Sample], api_type: str) ->
     records = read_records(run, "m", "gsm8k")
     assert all("A new question" not in r["output"] for r in records)  # cut at the next question
     assert "gsm8k" in read_summary(run)
+
+
+def test_several_answers_per_question_give_pass_at_k(
+    tmp_path: Path, gsm8k: list[Sample], capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: dict[str, int] = {}
+
+    def sometimes_right(body: dict[str, Any]) -> str:
+        # The j-th answer to a question is right when j < (how many it gets right): 0..3 of 3.
+        prompt = last_user_message(body)
+        sample = next(s for s in gsm8k if s.question in prompt)
+        j = seen[sample.id] = seen.get(sample.id, -1) + 1
+        gold = int(str(sample.target).replace(",", ""))
+        return f"\\boxed{{{gold if j < int(sample.id) % 4 else gold + 1}}}"
+
+    with OpenAIServer(sometimes_right, model_ids=["m"]) as server:
+        assert main(run_args(server.base_url, tmp_path / "t0", ["gsm8k"], 4, "--num-samples", "3")) == 2
+        assert "at temperature 0" in capsys.readouterr().err
+        assert main(run_args(server.base_url, tmp_path, ["gsm8k"], 4, "--num-samples", "3", "--temperature", "0.8",
+                             "--no-cache")) == 0
+        assert len(server.post_requests()) == 12
+    run = only_run(tmp_path)
+    result = read_result(run, "m", "gsm8k")
+    right = [min(int(s.id) % 4, 3) for s in gsm8k[:4]]  # ids 0..3: 0, 1, 2, 3 of 3 right
+    assert result["metric"] == "pass@1" and result["n"] == 4
+    assert result["value"] == pytest.approx(100 * sum(c / 3 for c in right) / 4)
+    assert result["extra_metrics"]["pass@3"] == pytest.approx(100 * sum(c > 0 for c in right) / 4)
+    ids = sorted(r["item_id"] for r in read_records(run, "m", "gsm8k"))
+    assert ids[:3] == ["0#n0", "0#n1", "0#n2"]

@@ -71,7 +71,7 @@ def evaluate_run(run: RunDir, model_names: Sequence[str], prepared: Sequence[Pre
     Scoring always starts from the stored raw outputs, so `--mode eval` after a change of
     scorer gives the new scores without a single request.
     """
-    from proctor.metrics import accuracy_result, circular_result
+    from proctor.metrics import accuracy_result, circular_result, passk_result
 
     results = []
     for model in model_names:
@@ -84,6 +84,8 @@ def evaluate_run(run: RunDir, model_names: Sequence[str], prepared: Sequence[Pre
             generated = dataset.task.kind == "generate"
             if dataset.task.variants != "none":
                 result = circular_result(dataset.items, scores, model, abbr, generated=generated)
+            elif dataset.task.n > 1 or "pass@k" in dataset.task.spec.metrics:
+                result = passk_result(dataset.items, scores, model, abbr, generated=generated)
             else:
                 # An item with no record at all (interrupted run) counts as not answered.
                 result = accuracy_result(

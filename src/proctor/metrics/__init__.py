@@ -11,6 +11,7 @@ from proctor.metrics.accuracy import (
     proportion_stderr,
 )
 from proctor.metrics.circular import CIRCULAR, circular_result
+from proctor.metrics.passk import pass_at_k, passk_result
 
 __all__ = [
     "ACCURACY",
@@ -22,5 +23,7 @@ __all__ = [
     "circular_result",
     "common_metric",
     "group_results",
+    "pass_at_k",
+    "passk_result",
     "proportion_stderr",
 ]
