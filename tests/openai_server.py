@@ -28,8 +28,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Literal, Sequence
 
-Responder = Callable[[dict[str, Any]], str]
-"""Decides the completion text from the request JSON."""
+Responder = Callable[[dict[str, Any]], "str | Withheld"]
+"""Decides the completion text from the request JSON (or a Withheld answer)."""
 
 LogprobFn = Callable[[str], "tuple[Sequence[str], Sequence[int], Sequence[float | None]]"]
 """prompt -> (tokens, character offsets, log-probs with None first), as OpenAI's echo gives."""
@@ -37,14 +37,30 @@ LogprobFn = Callable[[str], "tuple[Sequence[str], Sequence[int], Sequence[float 
 FailureKind = Literal["429", "500", "503", "timeout", "malformed"]
 
 
+@dataclass(frozen=True)
+class Withheld:
+    """Return from a responder for a 200 answer without text: `content: null` (chat) or
+    `text: null` (completions), with this finish_reason and, if set, a `refusal`."""
+
+    finish_reason: str = "content_filter"
+    refusal: str | None = None
+
+
 class Reject(Exception):
     """Raise from a responder to answer with an OpenAI error body and this status."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -81,6 +97,7 @@ class RecordedRequest:
     done: float | None = None
     status: int | None = None
     injected: str | None = None  # the failure injected into this request, if any
+    query: str = ""  # the raw query string of the URL
 
 
 @dataclass(frozen=True)
@@ -145,6 +162,9 @@ class OpenAIApp:
         shuffle_choices: bool = False,
         echo_key_in_errors: bool = False,
         record_bodies: bool = True,
+        model_info: dict[str, dict[str, Any]] | None = None,
+        trickle_s: float = 0.0,
+        system_fingerprint: str | None = None,
     ) -> None:
         self.responder: Responder = responder or (lambda body: "A")
         self.latency = latency
@@ -156,6 +176,12 @@ class OpenAIApp:
         self.shuffle_choices = shuffle_choices
         self.echo_key_in_errors = echo_key_in_errors
         self.record_bodies = record_bodies
+        # Per model id: fields that replace or add to its GET /v1/models entry
+        # (root, created, owned_by, ...); may be changed while the server runs.
+        self.model_info = dict(model_info or {})
+        # > 0: model (POST) answers send their body one byte per trickle_s seconds.
+        self.trickle_s = trickle_s
+        self.system_fingerprint = system_fingerprint
         self._lock = threading.Lock()
         self.reset()
 
@@ -222,6 +248,7 @@ class OpenAIApp:
             json=body if self.record_bodies else None,
             headers=headers,
             arrived=time.monotonic(),
+            query=scope.get("query_string", b"").decode("latin-1"),
         )
         with self._lock:
             self._records.append(record)
@@ -230,7 +257,8 @@ class OpenAIApp:
         status = 500
         try:
             status, payload, extra = await self._handle(method, path, headers, body, record)
-            status = await self._send(send, status, payload, extra)
+            trickle = self.trickle_s if method == "POST" else 0.0
+            status = await self._send(send, status, payload, extra, trickle)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -238,7 +266,12 @@ class OpenAIApp:
                 record.status = status
 
     async def _send(
-        self, send: Any, status: int, payload: Any, headers: dict[str, str] | None = None
+        self,
+        send: Any,
+        status: int,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+        trickle_s: float = 0.0,
     ) -> int:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
         head = [
@@ -247,6 +280,16 @@ class OpenAIApp:
         ]
         head += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
         await send({"type": "http.response.start", "status": status, "headers": head})
+        if trickle_s > 0:
+            try:
+                for i in range(len(data)):  # one byte at a time: alive, but never done in time
+                    chunk = data[i : i + 1]
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await asyncio.sleep(trickle_s)
+                await send({"type": "http.response.body", "body": b""})
+            except (OSError, asyncio.CancelledError):  # the client gave up, or the server stops
+                pass
+            return status
         await send({"type": "http.response.body", "body": data})
         return status
 
@@ -269,7 +312,13 @@ class OpenAIApp:
         route = (method, path.rstrip("/"))
         if route == ("GET", "/v1/models"):
             data = [
-                {"id": m, "object": "model", "created": 0, "owned_by": "proctor-tests"}
+                {
+                    "id": m,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "proctor-tests",
+                    **self.model_info.get(m, {}),
+                }
                 for m in self.model_ids
             ]
             return 200, {"object": "list", "data": data}, {}
@@ -306,7 +355,8 @@ class OpenAIApp:
                 return 200, self._chat(body), {}
             return 200, self._completions(body), {}
         except Reject as exc:
-            return exc.status, _error_body(exc.message, "invalid_request_error"), exc.headers
+            body = _error_body(exc.message, "invalid_request_error", exc.code)
+            return exc.status, body, exc.headers
 
     def _injected_failure(self, body: dict[str, Any]) -> str | None:
         plan = self.failures
@@ -336,18 +386,27 @@ class OpenAIApp:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise Reject(400, "'messages' must be a non-empty list")
-        text = self.responder(body)
+        answer = self.responder(body)
+        message: dict[str, Any] = {"role": "assistant", "content": answer}
+        finish_reason = "stop"
+        text = answer if isinstance(answer, str) else ""
+        if isinstance(answer, Withheld):
+            message["content"] = None
+            if answer.refusal is not None:
+                message["refusal"] = answer.refusal
+            finish_reason = answer.finish_reason
         prompt_tokens = sum(_words(str(m.get("content", ""))) for m in messages)
         return {
             "id": "chatcmpl-test",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
+            **self._fingerprint(),
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
+                    "message": message,
+                    "finish_reason": finish_reason,
                 }
             ],
             "usage": {
@@ -356,6 +415,10 @@ class OpenAIApp:
                 "total_tokens": prompt_tokens + _words(text),
             },
         }
+
+    def _fingerprint(self) -> dict[str, Any]:
+        fingerprint = self.system_fingerprint
+        return {} if fingerprint is None else {"system_fingerprint": fingerprint}
 
     def _completions(self, body: dict[str, Any]) -> dict[str, Any]:
         prompt = body.get("prompt")
@@ -370,13 +433,17 @@ class OpenAIApp:
         choices = []
         prompt_tokens = completion_tokens = 0
         for index, one in enumerate(prompts):
-            generated = "" if max_tokens == 0 else self.responder({**body, "prompt": one})
+            answer = "" if max_tokens == 0 else self.responder({**body, "prompt": one})
+            generated = answer if isinstance(answer, str) else ""
             choice: dict[str, Any] = {
                 "index": index,
                 "text": (one if echo else "") + generated,
                 "logprobs": None,
                 "finish_reason": "length" if max_tokens == 0 else "stop",
             }
+            if isinstance(answer, Withheld):
+                choice["text"] = None
+                choice["finish_reason"] = answer.finish_reason
             if want_logprobs and echo:
                 tokens, offsets, logprobs = self.logprob_fn(one)
                 choice["logprobs"] = {
@@ -396,6 +463,7 @@ class OpenAIApp:
             "object": "text_completion",
             "created": int(time.time()),
             "model": body["model"],
+            **self._fingerprint(),
             "choices": choices,
             "usage": {
                 "prompt_tokens": prompt_tokens,
@@ -511,6 +579,7 @@ __all__ = [
     "RecordedRequest",
     "Reject",
     "ServerStats",
+    "Withheld",
     "default_logprob_fn",
     "free_port",
     "last_user_message",

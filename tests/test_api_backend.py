@@ -234,7 +234,10 @@ def test_client_errors_are_not_retried() -> None:
     bad, good = got.by_index[0], got.by_index[1]
     assert good.text == "fine"
     assert bad.text is None and bad.attempts == 1
-    assert bad.error.startswith("HTTP 400") and "maximum context length" in bad.error
+    assert bad.error == (
+        "the prompt is longer than the model's context (the limit is 8); not retried: "
+        "HTTP 400 Bad Request: This model's maximum context length is 8 tokens"
+    )
     assert len(server.post_requests()) == 2
 
 

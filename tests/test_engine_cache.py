@@ -21,6 +21,8 @@ pytestmark = needs_shared_data
 
 SUBJECTS = [("ceval", "computer_network", "val"), ("mmlu", "abstract_algebra", "test")]
 DATASETS = dataset_names(SUBJECTS)
+# The server names the checkpoint behind "m", so its answers may be reused across runs.
+NAMED = {"m": {"root": "/checkpoints/m-step-1000"}}
 LIMIT = 10
 TOTAL = LIMIT * len(DATASETS)
 
@@ -55,7 +57,7 @@ def _cache_cli(capsys: pytest.CaptureFixture[str], action: str) -> str:
 def test_repeated_run_sends_nothing_and_cache_cli(
     tmp_path: Path, cache_dir: Path, answers: KnownAnswers, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with OpenAIServer(answers, latency=0.05, model_ids=["m"]) as server:
+    with OpenAIServer(answers, latency=0.05, model_ids=["m"], model_info=NAMED) as server:
         first = _run(server, tmp_path)
         assert len(server.post_requests()) == TOTAL
         assert f": {TOTAL} responses" in _cache_cli(capsys, "stats")
@@ -86,7 +88,7 @@ def test_repeated_run_sends_nothing_and_cache_cli(
 def test_sampled_requests_are_never_cached(
     tmp_path: Path, cache_dir: Path, answers: KnownAnswers, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with OpenAIServer(answers, model_ids=["m"]) as server:
+    with OpenAIServer(answers, model_ids=["m"], model_info=NAMED) as server:
         _run(server, tmp_path, "--temperature", "0.7")
         _run(server, tmp_path, "--temperature", "0.7")
         assert len(server.post_requests()) == 2 * TOTAL
@@ -97,7 +99,7 @@ def test_sampled_requests_are_never_cached(
 def test_no_cache_flag_sends_everything_and_stores_nothing(
     tmp_path: Path, cache_dir: Path, answers: KnownAnswers, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with OpenAIServer(answers, model_ids=["m"]) as server:
+    with OpenAIServer(answers, model_ids=["m"], model_info=NAMED) as server:
         _run(server, tmp_path, "--no-cache")
         _run(server, tmp_path, "--no-cache")
         assert len(server.post_requests()) == 2 * TOTAL
@@ -107,7 +109,7 @@ def test_no_cache_flag_sends_everything_and_stores_nothing(
 def test_corrupted_cache_file_is_reported_and_rebuilt(
     tmp_path: Path, cache_dir: Path, answers: KnownAnswers, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with OpenAIServer(answers, model_ids=["m"]) as server:
+    with OpenAIServer(answers, model_ids=["m"], model_info=NAMED) as server:
         first = _run(server, tmp_path)
         db = cache_dir / "responses.sqlite"
         with sqlite3.connect(db) as conn:
@@ -128,7 +130,7 @@ def test_corrupted_cache_file_is_reported_and_rebuilt(
 def test_a_damaged_entry_is_dropped_never_served(
     tmp_path: Path, cache_dir: Path, answers: KnownAnswers, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with OpenAIServer(answers, model_ids=["m"]) as server:
+    with OpenAIServer(answers, model_ids=["m"], model_info=NAMED) as server:
         first = _run(server, tmp_path)
         with sqlite3.connect(cache_dir / "responses.sqlite") as conn:
             keys = [k for (k,) in conn.execute("SELECT key FROM responses ORDER BY key LIMIT 3")]
@@ -158,3 +160,16 @@ def test_a_cache_written_by_another_schema_is_set_aside_not_misread(tmp_path: Pa
     assert cache.get_many(["k"])["k"].text == "new"
     cache.close()
     assert len(list(tmp_path.glob("responses.corrupt-*"))) == 1
+
+
+def test_a_server_silent_about_its_checkpoint_reuses_answers_within_a_run_only(
+    tmp_path: Path, answers: KnownAnswers
+) -> None:
+    # Nothing in GET /models says which checkpoint is served: next time it may be another one.
+    with OpenAIServer(answers, model_ids=["m"]) as server:
+        assert main(run_args(server.base_url, tmp_path, DATASETS, LIMIT)) == 0
+        first = len(server.post_requests())
+        assert main(run_args(server.base_url, tmp_path, DATASETS, LIMIT)) == 0  # a new run: asks again
+        assert len(server.post_requests()) == 2 * first
+        assert main(run_args(server.base_url, tmp_path, DATASETS, LIMIT, "--mode", "infer", "-r", "latest")) == 0
+        assert len(server.post_requests()) == 2 * first  # the same run: nothing to send

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from openai_server import OpenAIServer
-from run_helpers import KnownAnswers, only_run, predictions_path, read_records, read_result, read_summary, run_args
+from openai_server import OpenAIServer, last_user_message
+from run_helpers import (
+    KnownAnswers, only_run, predictions_path, read_records, read_result, read_scores, read_summary, run_args,
+)
 from shared_data import SHARED_DATASETS, needs_shared_data
 
 from proctor.cli import main
@@ -166,3 +168,26 @@ def test_a_config_names_its_data_files_relative_to_itself(
     assert main(["run", "project/eval.yaml", "--dry-run", "-w", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "m/quiz  (1 samples)" in out and "m/quiz_ppl  (1 samples)" in out
+
+
+def test_filtered_and_refused_answers_are_counted_not_read(tmp_path: Path, answers: KnownAnswers) -> None:
+    from openai_server import Withheld
+
+    def sometimes_withheld(body: dict) -> object:
+        sample = answers.sample_for(last_user_message(body))
+        index = int(sample.id)
+        if index == 0:
+            return Withheld(finish_reason="content_filter")
+        if index == 1:
+            return Withheld(finish_reason="stop", refusal="I can't help with that.")
+        return answers(body)
+
+    with OpenAIServer(sometimes_withheld, model_ids=["m"]) as server:
+        assert main(run_args(server.base_url, tmp_path, DATASETS[:1], 4)) == 0
+    run = only_run(tmp_path)
+    scores = read_scores(run, "m", DATASETS[0])
+    assert (scores["0"]["rule"], scores["0"]["answer"], scores["0"]["correct"]) == ("content_filter", None, False)
+    assert scores["1"]["rule"] == "refused"
+    result = read_result(run, "m", DATASETS[0])
+    assert result["n"] == 4 and result["extra_metrics"]["withheld"] == pytest.approx(50.0)
+    assert "withheld" in read_summary(run)

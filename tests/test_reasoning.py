@@ -121,3 +121,63 @@ def test_several_answers_per_question_give_pass_at_k(
     assert result["extra_metrics"]["pass@3"] == pytest.approx(100 * sum(c > 0 for c in right) / 4)
     ids = sorted(r["item_id"] for r in read_records(run, "m", "gsm8k"))
     assert ids[:3] == ["0#n0", "0#n1", "0#n2"]
+
+
+# ---------------------------------------------------------------- MATH-500
+
+
+def test_math500_end_to_end_with_subject_and_level_rows(tmp_path: Path) -> None:
+    pytest.importorskip("math_verify", reason="the math_equiv scorer needs proctor[math]")
+    samples = load_samples("math500", "", "test", str(SHARED_DATASETS))[:LIMIT]
+
+    def solver(body: dict[str, Any]) -> str:
+        prompt = last_user_message(body)
+        sample = next(s for s in samples if s.question in prompt)
+        # Right answers in another form than the gold where one exists (0.5 for \frac12 ...).
+        answer = sample.target if _right(sample) else "1000001"
+        return f"We work it out carefully.\nTherefore the answer is $\\boxed{{{answer}}}$."
+
+    with OpenAIServer(solver, model_ids=["m"]) as server:
+        assert main(run_args(server.base_url, tmp_path, ["math500"], LIMIT)) == 0
+    run = only_run(tmp_path)
+    result = read_result(run, "m", "math500")
+    assert result["value"] == pytest.approx(100.0 * sum(_right(s) for s in samples) / LIMIT)
+    levels = {f"level={s.fields['level']}" for s in samples}
+    subjects = {f"subject={s.fields['subject']}" for s in samples}
+    assert levels | subjects <= set(result["extra_metrics"])
+    level = sorted(levels)[0]
+    members = [s for s in samples if f"level={s.fields['level']}" == level]
+    assert result["extra_metrics"][level] == pytest.approx(100.0 * sum(_right(s) for s in members) / len(members))
+    assert level in read_summary(run)
+
+
+# ---------------------------------------------------------------- BBH
+
+
+def test_bbh_end_to_end_with_both_means(tmp_path: Path) -> None:
+    subsets = {"navigate": 6, "date_understanding": 3}
+    samples = {name: load_samples("bbh", name, "test", str(SHARED_DATASETS))[:n] for name, n in subsets.items()}
+    every = [s for rows in samples.values() for s in rows]
+
+    def thinker(body: dict[str, Any]) -> str:
+        prompt = last_user_message(body)
+        sample = max((s for s in every if s.question in prompt), key=lambda s: prompt.rfind(s.question))
+        wrong = {"Yes": "No", "No": "Yes"}.get(sample.target, "(A)" if sample.target != "(A)" else "(B)")
+        return f"Step one. Step two (A) is tempting.\nSo the answer is {sample.target if _right(sample) else wrong}."
+
+    with OpenAIServer(thinker, model_ids=["m"]) as server:
+        assert main(run_args(server.base_url, tmp_path, ["bbh-navigate"], 6)) == 0
+        assert main(run_args(server.base_url, tmp_path / "b", ["bbh-navigate", "bbh-date_understanding"], 3)) == 0
+        first = [r.json for r in server.post_requests()][0]
+    content = first["messages"][0]["content"]
+    assert content.startswith("Follow the given examples and answer the question.\nGiven a series of navigation")
+    assert "canary" not in content and content.endswith("A: Let's think step by step.")
+    assert content.count("\n\nQ: ") == 4  # three exemplars, then the question
+    nav = read_result(only_run(tmp_path), "m", "bbh-navigate")
+    assert nav["value"] == pytest.approx(100.0 * sum(_right(s) for s in samples["navigate"]) / 6)
+    run = only_run(tmp_path / "b")
+    values = {n: read_result(run, "m", f"bbh-{n}")["value"] for n in subsets}
+    summary = read_summary(run)
+    assert "bbh (2/27 subjects)" in summary and "mean of subjects" in summary and "mean of questions" in summary
+    expected = {n: 100.0 * sum(_right(s) for s in samples[n][:3]) / 3 for n in subsets}
+    assert values == pytest.approx(expected)

@@ -109,6 +109,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api-model", help="model id at --api-base (default: read from GET /v1/models)")
     g.add_argument("--api-key-env", default=None, help="environment variable holding the API key (default OPENAI_API_KEY)")
     g.add_argument("--api-type", choices=["chat", "completions"], default=None, help="chat (default) or completions for base models")
+    g.add_argument("--revision", default=None,
+                   help="what the server serves under the model name (e.g. a checkpoint step): part of the cache identity")
     g.add_argument("--max-concurrency", type=int, default=None, help="requests in flight per API model (default 32)")
     g.add_argument("--qps", type=float, default=None, help="requests per second limit")
     g.add_argument("--rpm", type=float, default=None, help="requests per minute limit")
@@ -228,6 +230,7 @@ _API_FLAGS = {
     "api_model": "model",
     "api_key_env": "api_key_env",
     "api_type": "api_type",
+    "revision": "revision",
     "max_concurrency": "max_concurrency",
     "qps": "qps",
     "rpm": "rpm",

@@ -166,6 +166,8 @@ class Response:
     # Why generation ended, as OpenAI reports it: "stop", "length" (cut by max_tokens),
     # "content_filter", ...; None when the backend does not say.
     finish_reason: str | None = None
+    # The server's build/config behind this answer (OpenAI's `system_fingerprint`), when it says.
+    system_fingerprint: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -204,6 +206,7 @@ class Record:
     continuation_lengths: list[int] | None = None
     finish_reason: str | None = None
     sample_id: str = ""  # the sample the item was made from ("" = item_id)
+    system_fingerprint: str | None = None
 
     @property
     def failed(self) -> bool:

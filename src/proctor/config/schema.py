@@ -22,6 +22,9 @@ class ApiModelConfig(_Config):
     # A key written in a config file; never serialised in clear.
     api_key: SecretStr | None = None
     api_type: Literal["chat", "completions"] = "chat"
+    # What the server serves under this name (a checkpoint step, a date): part of the cache
+    # identity, so answers of another checkpoint are never reused.
+    revision: str | None = None
     max_concurrency: int = Field(32, ge=1)
     qps: float | None = Field(None, gt=0)
     rpm: float | None = Field(None, gt=0)

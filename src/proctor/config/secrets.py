@@ -8,6 +8,30 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "**********"
 _SECRET_PARAM = re.compile(r"key|token|secret|sig|password|auth", re.IGNORECASE)
+# An HTTP credential as it appears in a header or an echoed error: `Basic <base64 user:pass>`,
+# `Bearer <token>` (the scheme word is case-insensitive in HTTP).
+_AUTH_VALUE = re.compile(r"\b(Basic|Bearer)(\s+)([A-Za-z0-9+/=._~-]{3,})", re.IGNORECASE)
+
+
+def mask_auth(text: str) -> str:
+    """Text with the credentials of `Basic ...` / `Bearer ...` authorization values masked
+    (a lower-case word after them, as in "Basic auth", is prose and kept)."""
+
+    def mask(m: re.Match[str]) -> str:
+        value = m.group(3)
+        if value.isalpha() and value.islower():
+            return m.group(0)
+        return f"{m.group(1)}{m.group(2)}{MASK}"
+
+    return _AUTH_VALUE.sub(mask, text)
+
+
+def public_query(query: str) -> str:
+    """A URL query minus secret-looking parameters (api-key, sig, token, ...), order kept."""
+    if not query:
+        return ""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode([(k, v) for k, v in pairs if not _SECRET_PARAM.search(k)])
 
 
 def public_url(url: str) -> str:
@@ -58,8 +82,8 @@ def redact_argv(argv: Sequence[str] | None) -> list[str] | None:
         elif eq and flag in _SECRET_FLAGS:
             out.append(f"{flag}={MASK}")
         elif "://" in arg:
-            out.append(redact_url(arg))
+            out.append(mask_auth(redact_url(arg)))
         else:
-            out.append(arg)
+            out.append(mask_auth(arg))
         hide = not hide and arg in _SECRET_FLAGS
     return out

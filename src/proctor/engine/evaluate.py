@@ -46,8 +46,26 @@ def score_dataset(records: dict[str, Record], dataset: PreparedDataset) -> dict[
     task = dataset.task
     scorer = get_scorer(task.scorer, task.scorer_params)
     answered = [item for item in dataset.items if has_answer(records.get(item.id))]
-    scores = score_records(scorer, [(item.sample, records[item.id]) for item in answered])
-    return {item.id: score for item, score in zip(answered, scores)}
+    # An answer the server filtered or the model refused is what it is, not an answer to read.
+    withheld = {i.id: _withheld(records[i.id].finish_reason or "") for i in answered
+                if records[i.id].finish_reason in WITHHELD}
+    to_score = [item for item in answered if item.id not in withheld]
+    scores = score_records(scorer, [(item.sample, records[item.id]) for item in to_score])
+    return {**withheld, **{item.id: score for item, score in zip(to_score, scores)}}
+
+
+# finish_reason values of answers that were withheld: scored wrong, counted in their own row.
+WITHHELD = {"content_filter": "the server's content filter withheld the answer", "refused": "the model refused"}
+
+
+def _withheld(reason: str) -> Score:
+    return Score(0.0, answer=None, rule=reason, explanation=WITHHELD[reason])
+
+
+def _withheld_share(scores: dict[str, Score]) -> dict[str, float]:
+    """`withheld`: percent of the answered items filtered or refused, when there are any."""
+    count = sum(1 for s in scores.values() if s.rule in WITHHELD)
+    return {"withheld": 100.0 * count / len(scores)} if count else {}
 
 
 def _breakdown(dataset: PreparedDataset, scores: dict[str, Score]) -> dict[str, float]:
@@ -94,6 +112,8 @@ def evaluate_run(run: RunDir, model_names: Sequence[str], prepared: Sequence[Pre
                 )
             if dataset.task.spec.breakdown:
                 result = replace(result, extra_metrics={**result.extra_metrics, **_breakdown(dataset, scores)})
+            if withheld := _withheld_share(scores):
+                result = replace(result, extra_metrics={**result.extra_metrics, **withheld})
             write_json_atomic(run.result(model, abbr), result.to_json())
             results.append(result)
     return results

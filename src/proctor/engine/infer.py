@@ -223,7 +223,8 @@ async def _run_plan(
         items = rendered.of(by_abbr[task.dataset], backend.chat, entry.config)[task.start : task.end]
         progress.start(task)
         stats = await run_task(
-            backend, items, stores[key], existing[key], cache, lambda record: progress.advance(task, record)
+            backend, items, stores[key], existing[key], cache, lambda record: progress.advance(task, record),
+            run_id=run.run_id,
         )
         progress.finish(task, stats)
         outcome.stats[task] = stats

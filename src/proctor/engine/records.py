@@ -33,4 +33,5 @@ def make_record(item: Item, request: Request, response: Response) -> Record:
             list(response.continuation_lengths) if response.continuation_lengths is not None else None
         ),
         finish_reason=response.finish_reason,
+        system_fingerprint=response.system_fingerprint,
     )

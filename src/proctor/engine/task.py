@@ -55,8 +55,14 @@ async def run_task(
     existing: Mapping[str, Record],
     cache: ResponseCache | None,
     on_record: Callable[[Record], None],
+    run_id: str = "",
 ) -> TaskStats:
-    """Send the task's pending requests; cache hits become records without reaching the backend."""
+    """Send the task's pending requests; cache hits become records without reaching the backend.
+
+    A backend whose identity could not be verified (an API server that says nothing about the
+    checkpoint it serves, and no revision set) shares cached answers within `run_id` only, so a
+    server that loads another checkpoint under the same name never gets old answers.
+    """
     started = time.perf_counter()
     pending = pending_items(items, existing)
     stale = sum(1 for item, _ in pending if has_answer(existing.get(item.id)))
@@ -72,8 +78,11 @@ async def run_task(
         failed += rec.failed
         on_record(rec)
 
+    identity = backend.identity
+    if not getattr(backend, "identity_verified", True):
+        identity = f"{identity}|run:{run_id}"
     keys: list[str | None] = [
-        r.key(backend.identity) if cache is not None and r.deterministic else None for _, r in pending
+        r.key(identity) if cache is not None and r.deterministic else None for _, r in pending
     ]
     hits = cache.get_many(k for k in keys if k) if cache is not None else {}
     to_send: list[int] = []

@@ -7,23 +7,32 @@ import logging
 import random
 import time
 from dataclasses import replace
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Callable, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from proctor.core import Request, Response
 from proctor.errors import BackendError
-from proctor.config.secrets import public_url
+from proctor.config.secrets import public_query, public_url
 from proctor.models.api_credentials import Credentials, split_credentials
 from proctor.models.api_errors import (
     Failure,
     Unusable,
     auth_message,
     classify_reply,
+    is_model_not_found,
+    printable,
+    server_message,
     server_message_part,
     short_reason,
 )
-from proctor.models.api_http import LoopState, abandon, exchange, open_loop_state
-from proctor.models.api_payloads import encode_body, model_ids, plan_request
+from proctor.models.api_http import LoopState, Reply, abandon, exchange, open_loop_state
+from proctor.models.api_payloads import (
+    encode_body,
+    model_entries,
+    plan_request,
+    system_fingerprint,
+)
 from proctor.models.base import OnResponse
 from proctor.models.retry import RetryPolicy
 
@@ -32,12 +41,36 @@ if TYPE_CHECKING:  # pydantic is imported lazily: `proctor --help` must stay fas
 
 logger = logging.getLogger(__name__)
 
+# Endpoint paths users paste into api_base (the OpenCompass tutorial writes
+# http://host:23333/v1/chat/completions); proctor appends the endpoint itself.
+_ENDPOINT_SUFFIXES = ("/chat/completions", "/completions")
+# What a /models entry says about the checkpoint behind a model id (vLLM/SGLang/LMDeploy:
+# root is the model path, parent the base of a LoRA; Ollama: created is the model's mtime;
+# OpenAI: created is the model's release). `owned_by` is left out: it names the serving
+# software or company (vllm, openai), the same for every checkpoint it serves.
+_MODEL_FACTS = ("root", "parent", "created")
+# A `created` this close to the server's clock was made up for the answer (vLLM stamps
+# every /models reply with the current time): it says nothing about the checkpoint.
+_VOLATILE_CREATED_S = 300
+
 
 class ApiBackend:
     """A model behind an OpenAI-compatible API: /models, /chat/completions, /completions.
 
     All concurrent `process()` calls share one concurrency limit and one rate
     limiter, so several datasets run at once never exceed the model's limits.
+
+    Identity (the response-cache key prefix): the endpoint (with its non-secret query,
+    e.g. `?api-version=...`), the model id and the API type, plus -- by default --
+    what the server's GET /models says about that model's checkpoint (`root`, `parent`,
+    `created`; not `owned_by`, which names the serving software), and the config's
+    `revision` when set. So a server that loads another
+    checkpoint under the same name (another path, another mtime) gets a new identity
+    and nothing stale is reused. A `created` within a few minutes of the server's
+    clock is left out (vLLM stamps each reply with the current time; it would make
+    every run a cache miss). A server that reports nothing about the model is named
+    in a warning at start(): set `revision` to tell its checkpoints apart.
+    `system_fingerprint`s seen in answers are collected in `fingerprints`.
     """
 
     def __init__(
@@ -49,12 +82,26 @@ class ApiBackend:
     ) -> None:
         self.config = config
         self.name: str = config.abbr or config.model or "api-model"
-        base = config.api_base.strip().rstrip("/")
         # Credentials written in the URL become Basic auth (unless a key is set), never part
         # of the request URL, the identity or a message.
-        self._base, username, password = split_credentials(base)
-        self._display_base = public_url(base)
+        bare, username, password = split_credentials(config.api_base.strip())
+        self._base, self._query, endpoint = _split_base(bare)
+        self._display_base = public_url(self._base)
+        if endpoint is not None:
+            logger.warning(
+                "api_base ends with the endpoint %s; using %s (proctor adds %s itself)",
+                endpoint,
+                self._display_base,
+                endpoint,
+            )
         self._credentials = Credentials.resolve(config, username, password)
+        # The schema may not know `revision` yet: read it if it is there.
+        revision = getattr(config, "revision", None)
+        self._revision: str | None = str(revision) if revision else None
+        self._server_facts: str | None = None  # what GET /models says about the model
+        self.identity_verified = False  # set by start(): the server named the checkpoint, or a revision is set
+        self._served: list[str] | None = None  # the model ids GET /models listed
+        self.fingerprints: set[str] = set()  # system_fingerprint values seen in answers
         self._model: str | None = config.model
         self._retry = RetryPolicy(retries=config.retry, base=backoff_base, cap=backoff_cap)
         self._rng = random.Random()
@@ -65,8 +112,24 @@ class ApiBackend:
 
     @property
     def identity(self) -> str:
-        """'api|<base url>|<model id>|<api type>': secret-free, part of every cache key."""
-        return f"api|{self._display_base}|{self._model}|{self.config.api_type}"
+        """'api|<base url>[?query]|<model id>|<api type>[|server:<facts>][|revision:<r>]':
+        secret-free, part of every cache key (see the class docstring)."""
+        query = public_query(self._query)
+        parts = [
+            "api",
+            f"{self._display_base}?{query}" if query else self._display_base,
+            str(self._model),
+            self.config.api_type,
+        ]
+        if self._server_facts:
+            parts.append(f"server:{self._server_facts}")
+        if self._revision:
+            parts.append(f"revision:{self._revision}")
+        return "|".join(parts)
+
+    def _url(self, path: str) -> str:
+        """The request URL of an endpoint: base + path + the query of api_base (kept on all)."""
+        return f"{self._base}{path}?{self._query}" if self._query else f"{self._base}{path}"
 
     @property
     def chat(self) -> bool:
@@ -102,7 +165,7 @@ class ApiBackend:
         """GET /models: is the endpoint there, does the key work, which model to use."""
         import aiohttp
 
-        url = f"{self._base}/models"
+        url = self._url("/models")
         shown = f"{self._display_base}/models"
         try:
             async with state.slots.slot():
@@ -119,7 +182,9 @@ class ApiBackend:
             ) from None
         if resp.status_code in (401, 403):
             raise BackendError(auth_message(resp, shown, self._credentials))
-        ids = model_ids(resp)
+        entries = model_entries(resp)
+        ids = None if entries is None else [str(e["id"]) for e in entries]
+        self._served = ids
         if ids is None:
             hint = ""
             if resp.status_code == 404 and not self._display_base.endswith("/v1"):
@@ -156,8 +221,21 @@ class ApiBackend:
             logger.warning(
                 "%s does not list model %r (it lists %s); sending requests anyway",
                 shown,
-                self._model,
+                printable(self._model),
                 _listing(ids),
+            )
+        entry = next((e for e in entries or () if e["id"] == self._model), None)
+        self._server_facts = _model_facts(entry, _server_time(resp)) if entry else None
+        # Without facts on the checkpoint or a revision, the URL and name could serve another
+        # checkpoint next time: the engine then keeps this model's cached answers to one run.
+        self.identity_verified = bool(self._server_facts or self._revision)
+        if not self.identity_verified:
+            logger.info(
+                "%s says nothing about the checkpoint behind model %r (no root or created "
+                "in GET /models): its answers are reused within this run only; set the model's "
+                "revision to reuse them across runs",
+                self._display_base,
+                printable(str(self._model)),
             )
 
     async def close(self) -> None:
@@ -210,7 +288,7 @@ class ApiBackend:
             return Response(error=str(exc), attempts=0)
         if path is None:  # nothing to ask (a loglikelihood request without continuations)
             return parse({})
-        url = f"{self._base}{path}"
+        url = self._url(path)
         content = encode_body(body)
         logprobs = bool(body.get("echo"))
         started = time.perf_counter()
@@ -221,7 +299,7 @@ class ApiBackend:
                 if state.limiter is not None:
                     await state.limiter.acquire()
                 sent = time.perf_counter()
-                outcome = await self._attempt(state, url, content, parse, logprobs)
+                outcome = await self._attempt(state, url, path, content, parse, logprobs)
                 latency = time.perf_counter() - sent
             if isinstance(outcome, Response):
                 return replace(outcome, latency_s=latency, attempts=attempt)
@@ -249,27 +327,59 @@ class ApiBackend:
         self,
         state: LoopState,
         url: str,
+        path: str,
         content: bytes,
         parse: Callable[[Any], Response],
         logprobs: bool,
     ) -> Response | Failure:
-        """One HTTP exchange: a Response, or a Failure saying whether to retry."""
+        """One HTTP exchange: a Response, or a Failure saying whether to retry.
+
+        Raises BackendError when the answer says the whole model is unusable: a rejected
+        key (401/403) or a model id the server does not serve (404 model_not_found).
+        """
         import aiohttp
 
         try:
             resp = await exchange(state, "POST", url, content)
         except TimeoutError:  # aiohttp's ServerTimeoutError is one
-            return Failure(f"no answer within {self.config.timeout:g} s", retryable=True)
+            return Failure(
+                f"no complete answer within {self.config.timeout:g} s (the timeout)", retryable=True
+            )
         except aiohttp.ClientError as exc:
-            reason = self._credentials.redact(short_reason(exc))
+            reason = printable(self._credentials.redact(short_reason(exc)))
             return Failure(f"connection error: {reason}", retryable=True)
+        shown = f"{self._display_base}{path}"
+        if is_model_not_found(resp):
+            raise BackendError(self._not_served_message(resp, shown))
+
+        def parse_noting(data: Any) -> Response:
+            fingerprint = system_fingerprint(data)
+            if fingerprint is None:
+                return parse(data)
+            shown_fingerprint = printable(fingerprint)
+            self.fingerprints.add(shown_fingerprint)
+            return replace(parse(data), system_fingerprint=shown_fingerprint)
+
         return classify_reply(
             resp,
-            parse,
+            parse_noting,
             self._credentials,
-            shown_url=url.replace(self._base, self._display_base),
+            shown_url=shown,
             display_base=self._display_base,
             logprobs=logprobs,
+        )
+
+    def _not_served_message(self, resp: Reply, shown: str) -> str:
+        """One line for a model id the server does not serve, listing the ids it does."""
+        said = server_message(resp, self._credentials)
+        said = f" ({said})" if said else ""
+        if self._served:
+            served = f"it serves {_listing(self._served)}; set the model name to one of them"
+        else:
+            served = "set the model name to one the server serves (GET /models lists them)"
+        return (
+            f"{shown} answered HTTP {resp.status_code}: model "
+            f"{printable(repr(self._model))} is not served there{said}; {served}"
         )
 
     def _loop_state(self) -> LoopState:
@@ -287,5 +397,47 @@ class ApiBackend:
 
 
 def _listing(ids: Sequence[str]) -> str:
-    """The first few model ids, for a log line (a server may list hundreds)."""
-    return ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+    """The first few model ids, for a log line (a server may list hundreds), made printable."""
+    return ", ".join(printable(str(i)) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+
+
+def _split_base(url: str) -> tuple[str, str, str | None]:
+    """(base without query, fragment or trailing '/', the query, the endpoint suffix removed).
+
+    `http://h/v1/chat/completions?api-version=1` -> (`http://h/v1`, `api-version=1`,
+    `/chat/completions`).
+    """
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    removed = None
+    for suffix in _ENDPOINT_SUFFIXES:
+        if path.lower().endswith(suffix):
+            path, removed = path[: -len(suffix)].rstrip("/"), suffix
+            break
+    return urlunsplit((parts.scheme, parts.netloc, path, "", "")), parts.query, removed
+
+
+def _server_time(resp: Reply) -> float:
+    """The server's clock from its Date header, else this machine's."""
+    try:
+        return parsedate_to_datetime(resp.headers.get("date", "")).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return time.time()
+
+
+def _model_facts(entry: dict[str, Any], server_now: float) -> str | None:
+    """'root=...,created=...,owned_by=...' of a /models entry (the fields it has), or None."""
+    facts = []
+    for name in _MODEL_FACTS:
+        value = entry.get(name)
+        if value is None or value == "" or isinstance(value, (dict, list)):
+            continue
+        if name == "created":  # 0: unknown (many servers); near now: made up for this reply
+            if not isinstance(value, (int, float)) or value <= 0:
+                continue
+            if abs(value - server_now) < _VOLATILE_CREATED_S:
+                continue
+            value = int(value)
+        text = printable(str(value)).replace("|", "%7C").replace(",", "%2C")[:200]
+        facts.append(f"{name}={text}")
+    return ",".join(facts) or None

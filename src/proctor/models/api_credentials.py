@@ -6,7 +6,7 @@ import base64
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from proctor.config.schema import ApiModelConfig
@@ -42,11 +42,25 @@ class Credentials:
         return None
 
     def redact(self, text: str) -> str:
-        """Remove the API key and any api_base password from text that came from a server."""
-        for secret in (self.key, self.password):
-            if secret and secret in text:
+        """Remove the API key, any api_base password (plain, percent- or base64-encoded, as a
+        server may echo the Authorization header back) and any `Basic`/`Bearer` credential
+        from text that came from a server."""
+        from proctor.config.secrets import mask_auth
+
+        for secret in self._secrets():
+            if secret in text:
                 text = text.replace(secret, "***")
-        return text
+        return mask_auth(text)
+
+    def _secrets(self) -> list[str]:
+        found = [s for s in (self.key, self.password) if s]
+        if self.password:
+            found.append(quote(self.password, safe=""))
+        if self.username or self.password:
+            token = base64.b64encode(f"{self.username}:{self.password}".encode("utf-8")).decode()
+            found += [token, token.rstrip("=")]
+        # Longest first, so that a secret holding another is replaced whole.
+        return sorted({s for s in found if s}, key=len, reverse=True)
 
 
 def split_credentials(url: str) -> tuple[str, str, str]:

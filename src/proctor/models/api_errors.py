@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -17,6 +18,15 @@ if TYPE_CHECKING:
     from proctor.models.api_http import Reply
 
 _MAX_SERVER_MESSAGE = 300
+
+# C0/C1 control characters (ESC starts ANSI/OSC sequences) and the invisible bidi overrides
+# that can make a terminal line read differently from what it holds.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """Text from a server made safe for a terminal: control characters escaped (\\x1b)."""
+    return _UNPRINTABLE.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 class Unusable(Exception):
@@ -46,8 +56,15 @@ def classify_reply(
     if status in (401, 403):
         raise BackendError(auth_message(resp, shown_url, credentials))
     if status >= 300:
-        message = f"HTTP {status} {resp.reason_phrase}{server_message_part(resp, credentials)}"
+        said = server_message(resp, credentials)
+        message = f"HTTP {status} {printable(resp.reason_phrase)}{': ' + said if said else ''}"
         message = message.rstrip()
+        if 400 <= status < 500 and error_code(resp) == "content_filter":
+            # Azure refuses a filtered prompt with 400 content_filter: an answer, not a failure.
+            return Response(text="", finish_reason="content_filter")
+        if status in (400, 413, 422) and is_context_length(resp, said):
+            # Never better on another try, and not a missing-log-probs problem either.
+            return Failure(context_length_message(said, message), retryable=False)
         if logprobs and 400 <= status < 500 and status != 429:
             message = (
                 f"{no_prompt_logprobs(display_base)} (echo=true, logprobs=1, max_tokens=0): "
@@ -65,13 +82,101 @@ def classify_reply(
         # Some proxies answer 200 with an error body; it is worth another try.
         error = data["error"]
         said = error.get("message") if isinstance(error, dict) else error
-        return Failure(f"HTTP {status} with an error: {credentials.redact(str(said))}", True)
+        said = printable(" ".join(credentials.redact(str(said)).split()))[:_MAX_SERVER_MESSAGE]
+        message = f"HTTP {status} with an error: {said}"
+        if says_context_length(said):
+            return Failure(context_length_message(said, message), retryable=False)
+        return Failure(message, True)
     try:
         return parse(data)
     except Unusable as exc:
         return Failure(str(exc), retryable=False)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-        return Failure(f"malformed response ({type(exc).__name__}: {exc})", retryable=True)
+        detail = printable(credentials.redact(str(exc)))[:_MAX_SERVER_MESSAGE]
+        return Failure(f"malformed response ({type(exc).__name__}: {detail})", retryable=True)
+
+
+def error_body(resp: Reply) -> dict[str, Any]:
+    """The `error` object of an OpenAI-style error body ({} when there is none)."""
+    try:
+        data = json.loads(resp.content)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    error = data.get("error")
+    if isinstance(error, dict):
+        return error
+    # vLLM (before 0.9) and others answer {"object": "error", "message": ..., "code": 404}.
+    return data if "message" in data else {}
+
+
+def error_code(resp: Reply) -> str | None:
+    """The `error.code` (or `error.type`) of an error body, lower-cased; None if absent."""
+    error = error_body(resp)
+    for key in ("code", "type"):
+        value = error.get(key)
+        if isinstance(value, str) and value:
+            if key == "type" and value in ("invalid_request_error", "server_error", "requests"):
+                continue  # OpenAI's broad error classes say nothing specific
+            return value.lower()
+    return None
+
+
+_MODEL_NOT_FOUND = re.compile(
+    r"model\b.*\b(does not exist|not found|not exist|is not served|unknown|no such)"
+    r"|(unknown|invalid|no such) model",
+    re.IGNORECASE,
+)
+
+
+def is_model_not_found(resp: Reply) -> bool:
+    """A 404 (or 400) saying the model id is not served: true for every request alike."""
+    if resp.status_code not in (400, 404):
+        return False
+    if error_code(resp) in ("model_not_found", "model_not_exist", "modelnotfound"):
+        return True
+    if resp.status_code != 404:
+        return False
+    return bool(_MODEL_NOT_FOUND.search(server_message_raw(resp)))
+
+
+_MAX_CONTEXT = re.compile(
+    r"(?:context|sequence)\s+(?:length|window|size)\s+(?:is\s+|of\s+)?(?:only\s+)?(\d[\d,]*)",
+    re.IGNORECASE,
+)
+_REQUESTED = re.compile(
+    r"(?:requested|resulted in|has|contains|got)\s+(?:about\s+)?(\d[\d,]*)\s*(?:input\s+)?tokens",
+    re.IGNORECASE,
+)
+
+
+def is_context_length(resp: Reply, said: str) -> bool:
+    """A 400 saying the prompt does not fit the model's context."""
+    if error_code(resp) in ("context_length_exceeded", "string_above_max_length"):
+        return True
+    return says_context_length(said)
+
+
+def says_context_length(said: str) -> bool:
+    """Whether an error message says the prompt is longer than the model's context."""
+    lowered = said.lower()
+    return ("context" in lowered and ("length" in lowered or "window" in lowered)) or (
+        "too long" in lowered and "token" in lowered
+    ) or "maximum sequence length" in lowered
+
+
+def context_length_message(said: str, fallback: str) -> str:
+    """One line: the prompt is longer than the context, with the lengths when the server gave them."""
+    limit = _MAX_CONTEXT.search(said)
+    asked = _REQUESTED.search(said)
+    numbers = []
+    if asked:
+        numbers.append(f"{asked.group(1).replace(',', '')} tokens")
+    if limit:
+        numbers.append(f"the limit is {limit.group(1).replace(',', '')}")
+    lengths = f" ({', '.join(numbers)})" if numbers else ""
+    return f"the prompt is longer than the model's context{lengths}; not retried: {fallback}"
 
 
 def no_prompt_logprobs(display_base: str) -> str:
@@ -95,8 +200,16 @@ def short_reason(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def server_message_raw(resp: Reply) -> str:
+    """The server's error message, unredacted and unsanitized (for matching, never shown)."""
+    error = error_body(resp)
+    message = error.get("message")
+    return str(message) if message else resp.text
+
+
 def server_message(resp: Reply, credentials: Credentials) -> str:
-    """The error message of an OpenAI-style error body, else the start of the body."""
+    """The error message of an OpenAI-style error body, else the start of the body
+    (secrets redacted, control characters escaped, one line)."""
     try:
         data = json.loads(resp.content)
     except ValueError:
@@ -113,7 +226,7 @@ def server_message(resp: Reply, credentials: Credentials) -> str:
             text = str(data["message"])
         else:
             text = resp.text.strip()
-    text = " ".join(credentials.redact(text).split())
+    text = printable(" ".join(credentials.redact(text).split()))
     if len(text) > _MAX_SERVER_MESSAGE:
         text = text[: _MAX_SERVER_MESSAGE - 3] + "..."
     return text
@@ -127,7 +240,7 @@ def server_message_part(resp: Reply, credentials: Credentials) -> str:
 
 def auth_message(resp: Reply, shown_url: str, credentials: Credentials) -> str:
     """Why a 401/403 happened and what to do, naming where the key came from (never the key)."""
-    status = f"{resp.status_code} {resp.reason_phrase}".strip()
+    status = f"{resp.status_code} {printable(resp.reason_phrase)}".strip()
     said = server_message(resp, credentials)
     said = f" ({said})" if said else ""
     source = credentials.key_source

@@ -45,6 +45,7 @@ class LoopState:
     session: aiohttp.ClientSession
     proxy: str | None  # chosen once from the environment (no lookup per request)
     urls: dict[str, Any] = field(default_factory=dict)  # yarl.URL parsed once per endpoint
+    timeout: float | None = None  # the deadline of one whole exchange, body included
 
 
 def open_loop_state(base: str, credentials: Credentials, config: ApiModelConfig) -> LoopState:
@@ -74,8 +75,9 @@ def open_loop_state(base: str, credentials: Credentials, config: ApiModelConfig)
         connector=connector,
         headers=headers,
         cookie_jar=aiohttp.DummyCookieJar(),
-        # Like httpx's Timeout(t): t to connect and t of silence while reading.
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
+        # `timeout` bounds the whole exchange (connect, send, headers and body): a server
+        # trickling a byte at a time cannot keep a request alive past it.
+        timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=timeout, sock_read=timeout),
     )
     return LoopState(
         loop=asyncio.get_running_loop(),
@@ -83,23 +85,29 @@ def open_loop_state(base: str, credentials: Credentials, config: ApiModelConfig)
         limiter=RateLimiter.from_limits(config.qps, config.rpm),
         session=session,
         proxy=environment_proxy(base),
+        timeout=timeout,
     )
 
 
 async def exchange(
     state: LoopState, method: str, url: str, content: bytes | None = None
 ) -> Reply:
-    """One request on the shared session, body read in full; redirects are not followed."""
+    """One request on the shared session, body read in full; redirects are not followed.
+
+    The whole exchange, reading the body included, ends within `state.timeout` seconds
+    (TimeoutError otherwise), however slowly the server sends.
+    """
     import yarl
 
     parsed = state.urls.get(url)
     if parsed is None:
         parsed = state.urls[url] = yarl.URL(url)
-    async with state.session.request(
-        method, parsed, data=content, proxy=state.proxy, allow_redirects=False
-    ) as response:
-        body = await response.read()
-        return Reply(response.status, response.reason or "", response.headers, body)
+    async with asyncio.timeout(state.timeout):
+        async with state.session.request(
+            method, parsed, data=content, proxy=state.proxy, allow_redirects=False
+        ) as response:
+            body = await response.read()
+            return Reply(response.status, response.reason or "", response.headers, body)
 
 
 def abandon(state: LoopState) -> None:

@@ -77,6 +77,10 @@ def encode_body(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+CONTENT_FILTER = "content_filter"
+REFUSED = "refused"
+
+
 def _first_choice(data: Any) -> Any:
     choices = data["choices"]
     if not choices:
@@ -84,36 +88,69 @@ def _first_choice(data: Any) -> Any:
     return choices[0]
 
 
+def _filtered_prompt(data: Any) -> Response | None:
+    """Azure's answer to a filtered prompt: no choices, only `prompt_filter_results`."""
+    if isinstance(data, dict) and not data.get("choices") and data.get("prompt_filter_results"):
+        prompt_tokens, _ = _usage(data)
+        return Response(text="", prompt_tokens=prompt_tokens, completion_tokens=0,
+                        finish_reason=CONTENT_FILTER)
+    return None
+
+
 def parse_chat(data: Any) -> Response:
-    """The Response of a /chat/completions answer."""
+    """The Response of a /chat/completions answer.
+
+    An answer the server withheld is a Response with text "" and a finish_reason that
+    says so, never a failure to retry: "refused" when the message carries a `refusal`,
+    "content_filter" when the server says so or sends `content: null` (without another
+    reason, such as "length" of a model that spent its budget on reasoning).
+    """
+    filtered = _filtered_prompt(data)
+    if filtered is not None:
+        return filtered
     choice = _first_choice(data)
-    message = choice["message"]
+    message = choice.get("message")
+    if message is None:  # some filters drop the message altogether
+        message = {}
+    if not isinstance(message, dict):
+        raise TypeError(f"message is {type(message).__name__}")
     content = message.get("content")
     if isinstance(content, list):  # content parts: keep the text ones
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
     if content is not None and not isinstance(content, str):
         raise TypeError(f"message content is {type(content).__name__}")
+    reason = _finish_reason(choice)
+    if message.get("refusal"):
+        reason = REFUSED
+    elif content is None and reason in (None, "stop", CONTENT_FILTER):
+        reason = CONTENT_FILTER
     prompt_tokens, completion_tokens = _usage(data)
     return Response(
         text=content or "",
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
-        finish_reason=_finish_reason(choice),
+        finish_reason=reason,
     )
 
 
 def parse_completion(data: Any) -> Response:
-    """The Response of a /completions answer."""
+    """The Response of a /completions answer (`text: null` of a filtered answer: "")."""
+    filtered = _filtered_prompt(data)
+    if filtered is not None:
+        return filtered
     choice = _first_choice(data)
-    text = choice["text"]
-    if not isinstance(text, str):
+    text = choice.get("text")
+    if text is not None and not isinstance(text, str):
         raise TypeError(f"choice text is {type(text).__name__}")
+    reason = _finish_reason(choice)
+    if text is None and reason in (None, "stop", CONTENT_FILTER):
+        reason = CONTENT_FILTER
     prompt_tokens, completion_tokens = _usage(data)
     return Response(
-        text=text,
+        text=text or "",
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
-        finish_reason=_finish_reason(choice),
+        finish_reason=reason,
     )
 
 
@@ -163,8 +200,8 @@ def parse_loglikelihood(
     )
 
 
-def model_ids(resp: Reply) -> list[str] | None:
-    """Model ids of a /models answer; None when the answer is not a model list."""
+def model_entries(resp: Reply) -> list[dict[str, Any]] | None:
+    """The model objects (with a string id) of a /models answer; None when it is not a list."""
     if resp.status_code != 200:
         return None
     try:
@@ -174,9 +211,19 @@ def model_ids(resp: Reply) -> list[str] | None:
     items = data.get("data") if isinstance(data, dict) else data
     if not isinstance(items, list):
         return None
-    return [
-        item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)
-    ]
+    return [item for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)]
+
+
+def model_ids(resp: Reply) -> list[str] | None:
+    """Model ids of a /models answer; None when the answer is not a model list."""
+    entries = model_entries(resp)
+    return None if entries is None else [item["id"] for item in entries]
+
+
+def system_fingerprint(data: Any) -> str | None:
+    """The `system_fingerprint` of an answer (the server's build/config), when it sends one."""
+    value = data.get("system_fingerprint") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def _usage(data: Any) -> tuple[int | None, int | None]:

@@ -18,12 +18,14 @@ from proctor.models.base import Backend, PromptLogprobs
 from proctor.serve.batcher import Batcher
 from proctor.serve.options import DEFAULT_MAX_TOKENS
 from proctor.serve.prompter import Prompter
+from proctor.models.hf_spans import continuation_start
 from proctor.serve.protocol import (
     ApiError,
     ChatCompletionRequest,
     CompletionRequest,
     completion_logprobs,
     model_card,
+    token_logprobs_json,
     new_id,
     now,
     parse_body,
@@ -46,6 +48,10 @@ class AppSettings:
     max_batch_size: int = 32
     batch_wait_s: float = 0.005
     default_max_tokens: int = DEFAULT_MAX_TOKENS
+    # What /v1/models says about the checkpoint (clients key their caches on it): its
+    # path as `root`, and the time its files last changed as `created`.
+    model_root: str | None = None
+    model_created: int | None = None
 
 
 class _ClientGone(Exception):
@@ -192,9 +198,26 @@ class ServeState:
         self.authorize(http)
         body = parse_body(await http.body(), model)
         self.check_model(body.model)
-        if body.n != 1:
-            raise ApiError(400, f"n={body.n} is not supported: only n=1", param="n", code="invalid_value")
+        if body.n != 1 and body.stream:
+            raise ApiError(400, f"n={body.n} is not supported with stream=true", param="n", code="invalid_value")
         return body
+
+    def card(self) -> dict[str, Any]:
+        settings = self.settings
+        card = model_card(settings.model_name, settings.model_created or self.created)
+        if settings.model_root:
+            card["root"] = settings.model_root
+        return card
+
+    def check_token_ids(self, ids: tuple[int, ...]) -> None:
+        """Token-id prompts need the tokenizer, and ids it knows."""
+        if self.prompter is None or not self.batcher.supports_token_logprobs:
+            raise ApiError(400, "this server cannot take token-id prompts; send text", param="prompt")
+        vocab = len(self.prompter.tokenizer)
+        bad = next((t for t in ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise ApiError(400, f"token id {bad} is out of range (the vocabulary has {vocab} tokens)",
+                           param="prompt", code="invalid_value")
 
 
 async def backend_call(work: Awaitable[T]) -> T:
@@ -270,13 +293,13 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
     @app.get("/v1/models")
     async def list_models(http: HttpRequest) -> dict[str, Any]:
         state.authorize(http)
-        return {"object": "list", "data": [model_card(settings.model_name, state.created)]}
+        return {"object": "list", "data": [state.card()]}
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str, http: HttpRequest) -> dict[str, Any]:
         state.authorize(http)
         state.check_model(model_id)
-        return model_card(settings.model_name, state.created)
+        return state.card()
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(http: HttpRequest) -> dict[str, Any] | StreamingResponse:
@@ -286,7 +309,9 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
         request, prompt_tokens = state.chat_request(body)
         if body.stream:
             return _stream(_chat_chunks(state, request, prompt_tokens, body.include_usage()))
-        result = await wait_for_client(http, state.generate(request, prompt_tokens))
+        results = await wait_for_client(
+            http, asyncio.gather(*(state.generate(request, prompt_tokens) for _ in range(body.n)))
+        )
         return {
             "id": new_id("chatcmpl"),
             "object": "chat.completion",
@@ -294,13 +319,15 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
             "model": settings.model_name,
             "choices": [
                 {
-                    "index": 0,
+                    "index": index,
                     "message": {"role": "assistant", "content": result.text},
                     "logprobs": None,
                     "finish_reason": result.finish_reason,
                 }
+                for index, result in enumerate(results)
             ],
-            "usage": usage(result.prompt_tokens, result.completion_tokens),
+            # The prompt is counted once, however many choices it has (as OpenAI does).
+            "usage": usage(results[0].prompt_tokens, sum(r.completion_tokens for r in results)),
         }
 
     @app.post("/v1/completions", response_model=None)
@@ -311,13 +338,20 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
             raise ApiError(400, "this backend cannot return logprobs", param="logprobs")
         if body.stream and len(prompts) > 1:
             raise ApiError(400, "stream=true takes a single prompt", param="prompt")
-        counts = [state.count(p, add_special_tokens=True) if prompter else None for p in prompts]
+        counts: list[int | None] = []
+        for p in prompts:
+            if isinstance(p, tuple):
+                state.check_token_ids(p)
+                counts.append(len(p))
+            else:
+                counts.append(state.count(p, add_special_tokens=True) if prompter else None)
         budgets = [state.budget(c, body.max_tokens, "prompt") for c in counts]
         if body.stream:
             return _stream(_completion_chunks(state, body, prompts[0], budgets[0], counts[0]))
+        # Choices in OpenAI's order: the n choices of the first prompt, then of the next.
+        work = [(p, m, c) for p, m, c in zip(prompts, budgets, counts) for _ in range(body.n)]
         answers = await wait_for_client(
-            http,
-            asyncio.gather(*(_complete(state, body, p, m, c) for p, m, c in zip(prompts, budgets, counts))),
+            http, asyncio.gather(*(_complete(state, body, p, m, c) for p, m, c in work))
         )
         return {
             "id": new_id("cmpl"),
@@ -326,7 +360,7 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
             "model": settings.model_name,
             "choices": [{**choice, "index": index} for index, (choice, _) in enumerate(answers)],
             "usage": usage(
-                sum(r.prompt_tokens for _, r in answers), sum(r.completion_tokens for _, r in answers)
+                sum(r.prompt_tokens for _, r in answers[:: body.n]), sum(r.completion_tokens for _, r in answers)
             ),
         }
 
@@ -334,9 +368,12 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
 
 
 async def _complete(
-    state: ServeState, body: CompletionRequest, prompt: str, max_tokens: int, prompt_tokens: int | None
+    state: ServeState, body: CompletionRequest, prompt: str | tuple[int, ...], max_tokens: int,
+    prompt_tokens: int | None,
 ) -> tuple[dict[str, Any], _Generated]:
     """One choice of a completion (and its counts): generate, then score the tokens when logprobs are asked."""
+    if isinstance(prompt, tuple) or (body.logprobs or 0) > 1:
+        return await _complete_exact(state, body, prompt, max_tokens, prompt_tokens)
     request = Request(
         kind="generate", prompt=prompt, max_tokens=max_tokens,
         temperature=body.sampling_temperature(), stop=body.stop_strings(),
@@ -355,6 +392,116 @@ async def _complete(
         "finish_reason": result.finish_reason,
     }
     return choice, result
+
+
+async def _complete_exact(
+    state: ServeState, body: CompletionRequest, prompt: str | tuple[int, ...], max_tokens: int,
+    prompt_tokens: int | None,
+) -> tuple[dict[str, Any], _Generated]:
+    """A choice whose log-probs come from scoring exact token ids, with the top `logprobs`
+    alternatives at each position: for token-id prompts (scored as sent, so a client reading
+    the log-probs by position finds its own tokens) and for `logprobs` > 1.
+
+    Generation itself runs on the text of the prompt (the ids decoded), as for any prompt.
+    """
+    from proctor.models.hf_loglikelihood import tokenize_prompt
+
+    prompter = state.prompter
+    if prompter is None or not state.batcher.supports_token_logprobs:
+        raise ApiError(400, f"logprobs={body.logprobs} is not supported by this backend; use logprobs=1",
+                       param="logprobs")
+    tokenizer = prompter.tokenizer
+    if isinstance(prompt, tuple):
+        text = _decode_prompt(tokenizer, prompt)
+        generation_prompt = prompter.plain_prompt(text)  # no second BOS when the tokenizer adds one
+    else:
+        text = generation_prompt = prompt
+    top_k = max(1, body.logprobs or 1)
+    if isinstance(prompt, tuple) and body.logprobs is not None and max_tokens == 1 and body.sampling_temperature() == 0:
+        # lm-eval's scoring request (echo, logprobs, max_tokens=1): one forward pass scores the
+        # prompt and gives the greedy next token, so every returned token is the model's own id.
+        return _greedy_one(state, body, prompt, text, await backend_call(state.batcher.token_logprobs(prompt, top_k)))
+    request = Request(
+        kind="generate", prompt=generation_prompt, max_tokens=max_tokens,
+        temperature=body.sampling_temperature(), stop=body.stop_strings(),
+    )  # fmt: skip
+    result = await state.generate(request, prompt_tokens)
+    logprobs = None
+    if body.logprobs is not None:
+        if isinstance(prompt, tuple):
+            generated = tuple(tokenizer(result.text, add_special_tokens=False)["input_ids"]) if result.text else ()
+            ids = prompt + generated
+            tokens, offsets = _token_texts(tokenizer, ids)
+            first = len(prompt)
+        else:
+            ids, offsets_t, _ = tokenize_prompt(tokenizer, text + result.text, prompter.max_seq_len)
+            offsets = list(offsets_t)
+            tokens = [tokenizer.decode([t]) for t in ids]
+            first = continuation_start(offsets, len(text), len(text) + len(result.text))
+        scored = await backend_call(state.batcher.token_logprobs(ids, max(1, body.logprobs)))
+        top = [[(tokenizer.decode([t]), v) for t, v in position] for position in scored.top]
+        if body.echo:
+            first, shift = 0, 0
+        else:
+            shift = offsets[first] if first < len(offsets) else 0
+            if not isinstance(prompt, tuple):
+                shift = len(text)
+        logprobs = token_logprobs_json(tokens, offsets, scored.logprobs, top, first, shift)
+    choice = {
+        "index": 0,
+        "text": (text if body.echo else "") + result.text,
+        "logprobs": logprobs,
+        "finish_reason": result.finish_reason,
+    }
+    return choice, result
+
+
+def _greedy_one(
+    state: ServeState, body: CompletionRequest, prompt: tuple[int, ...], text: str, scored: Any
+) -> tuple[dict[str, Any], _Generated]:
+    """The choice of a one-token greedy completion of a token-id prompt, from its scoring pass."""
+    assert state.prompter is not None
+    tokenizer = state.prompter.tokenizer
+    next_id, next_lp = scored.next_top[0]
+    ids = prompt + (next_id,)
+    tokens, offsets = _token_texts(tokenizer, ids)
+    eos = next_id == tokenizer.eos_token_id
+    generated = "" if eos else tokens[-1]
+    cut = min((i for i in (generated.find(s) for s in body.stop_strings()) if i >= 0), default=-1)
+    if cut >= 0:
+        generated = generated[:cut]
+    result = _Generated(generated, "stop" if eos or cut >= 0 else "length", len(prompt), 1)
+    top = [[(tokenizer.decode([t]), v) for t, v in position] for position in (*scored.top, scored.next_top)]
+    first = 0 if body.echo else len(prompt)
+    shift = 0 if body.echo else offsets[-1]
+    logprobs = token_logprobs_json(tokens, offsets, (*scored.logprobs, next_lp), top, first, shift)
+    echoed = "".join(tokens[: len(prompt)]) if body.echo else ""
+    choice = {"index": 0, "text": echoed + generated, "logprobs": logprobs, "finish_reason": result.finish_reason}
+    return choice, result
+
+
+def _decode_prompt(tokenizer: Any, ids: tuple[int, ...]) -> str:
+    return str(tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False))
+
+
+def _token_texts(tokenizer: Any, ids: tuple[int, ...]) -> tuple[list[str], list[int]]:
+    """The text of each token and its character offset, by decoding growing prefixes (exact
+    where decoding one token alone is not: SentencePiece's leading spaces, a character split
+    over byte tokens -- its first bytes get "", the token completing it the character).
+    The tokens' texts joined are the decoded ids."""
+    tokens: list[str] = []
+    offsets: list[int] = []
+    stable = ""
+    for i in range(len(ids)):
+        current = _decode_prompt(tokenizer, ids[: i + 1])
+        if i < len(ids) - 1:
+            current = current.rstrip("\ufffd")  # an unfinished character, completed later
+        if not current.startswith(stable):  # decoding changed earlier text: keep it whole
+            current = stable + current[len(stable):]
+        offsets.append(len(stable))
+        tokens.append(current[len(stable):])
+        stable = current
+    return tokens, offsets
 
 
 def _stream(chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:

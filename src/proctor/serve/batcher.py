@@ -17,13 +17,13 @@ from typing import Any, Literal, Sequence
 from proctor.core import Request, Response
 from proctor.models.base import Backend, PromptLogprobs
 
-ItemKind = Literal["generate", "logprobs"]
+ItemKind = Literal["generate", "logprobs", "token_logprobs"]
 
 
 @dataclass
 class _Pending:
     kind: ItemKind
-    payload: Any  # a Request (generate) or a prompt string (logprobs)
+    payload: Any  # a Request (generate), a prompt string (logprobs), or (ids, top_k)
     future: asyncio.Future[Any]
 
 
@@ -102,6 +102,17 @@ class Batcher:
         """Score one prompt's tokens in the next batch."""
         return await self._submit("logprobs", prompt)
 
+    @property
+    def supports_token_logprobs(self) -> bool:
+        """True when the backend can score token-id sequences (token-id prompts, top-k)."""
+        from proctor.serve.token_scoring import supports_token_logprobs
+
+        return supports_token_logprobs(self._backend)
+
+    async def token_logprobs(self, ids: Sequence[int], top_k: int) -> Any:
+        """Score one token-id sequence in the next batch: a token_scoring.ScoredIds."""
+        return await self._submit("token_logprobs", (tuple(ids), top_k))
+
     async def _submit(self, kind: ItemKind, payload: Any) -> Any:
         if self._queue is None or self._task is None or self._task.done():
             raise RuntimeError("the batcher is not running")
@@ -137,10 +148,13 @@ class Batcher:
     async def _run(self, batch: Sequence[_Pending]) -> None:
         generate = [item for item in batch if item.kind == "generate"]
         logprobs = [item for item in batch if item.kind == "logprobs"]
+        token_logprobs = [item for item in batch if item.kind == "token_logprobs"]
         if generate:
             await self._run_generate(generate)
         if logprobs:
             await self._run_logprobs(logprobs)
+        if token_logprobs:
+            await self._run_token_logprobs(token_logprobs)
 
     @staticmethod
     def _resolve(item: _Pending, result: Any = None, error: BaseException | None = None) -> None:
@@ -191,5 +205,25 @@ class Batcher:
             return
         for item, result in zip(items, results):
             self._resolve(item, result)
+        for item in items[len(results) :]:
+            self._resolve(item, error=RuntimeError("the backend returned no log-probabilities"))
+
+    async def _run_token_logprobs(self, items: Sequence[_Pending]) -> None:
+        from proctor.serve.token_scoring import ScoredIds, token_logprobs
+
+        self.stats.record(len(items))
+        top_k = max(top for _, top in (item.payload for item in items))
+        try:
+            results = await token_logprobs(self._backend, [item.payload[0] for item in items], top_k)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            for item in items:
+                self._resolve(item, error=exc)
+            return
+        for item, result in zip(items, results):
+            k = item.payload[1]  # each request gets the alternatives it asked for
+            trimmed = ScoredIds(result.ids, result.logprobs, tuple(t[:k] for t in result.top), result.next_top[:k])
+            self._resolve(item, trimmed)
         for item in items[len(results) :]:
             self._resolve(item, error=RuntimeError("the backend returned no log-probabilities"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -92,7 +92,7 @@ class _Generation(_Body):
     max_tokens: int | None = Field(None, ge=0)
     temperature: float | None = Field(None, ge=0, le=2)
     stop: str | list[str] | None = None
-    n: int = 1
+    n: int = Field(1, ge=1, le=16)
     stream: bool = False
     stream_options: StreamOptions | None = None
     seed: int | None = None  # accepted, ignored: results are deterministic at temperature 0
@@ -127,15 +127,24 @@ class CompletionRequest(_Generation):
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=20)
 
-    def prompts(self) -> list[str]:
-        if isinstance(self.prompt, str):
-            return [self.prompt]
-        if self.prompt and all(isinstance(p, str) for p in self.prompt):
-            return list(self.prompt)  # type: ignore[arg-type]
-        if not self.prompt:
+    def prompts(self) -> list[str | tuple[int, ...]]:
+        """The prompts: texts, or token-id sequences (`[791, 4320]` is one, `[[...], [...]]` several)."""
+        prompt = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if not prompt:
             raise ApiError(400, "prompt must not be an empty list", param="prompt")
+        if all(isinstance(p, str) for p in prompt):
+            return list(prompt)  # type: ignore[arg-type]
+        if all(isinstance(p, int) for p in prompt):
+            return [tuple(prompt)]  # type: ignore[arg-type]
+        if all(isinstance(p, list) for p in prompt):
+            if any(not p for p in prompt):
+                raise ApiError(400, "a token-id prompt must not be empty", param="prompt")
+            return [tuple(p) for p in prompt]  # type: ignore[union-attr]
         raise ApiError(
-            400, "prompt must be a string or a list of strings (token ids are not supported)", param="prompt"
+            400, "prompt must be a string, a list of strings, or token ids (a list of ints, or of lists)",
+            param="prompt",
         )
 
 
@@ -202,6 +211,36 @@ def completion_logprobs(scored: PromptLogprobs, start: int = 0, text_len: int = 
         "token_logprobs": token_logprobs,
         "top_logprobs": [None if lp is None else {t: lp} for t, lp in zip(tokens, token_logprobs)],
         "text_offset": [max(0, o - start) for o in scored.offsets[first:]],
+    }
+
+
+def token_logprobs_json(
+    tokens: list[str],
+    offsets: list[int],
+    logprobs: Sequence[float | None],
+    top: Sequence[Sequence[tuple[str, float]]],
+    first: int,
+    shift: int,
+) -> dict[str, Any]:
+    """OpenAI `choices[i].logprobs` of the tokens from index `first` on, offsets less `shift`.
+
+    `top[j]` holds the most likely tokens at position j (best first); the token itself is
+    added when it is not among them (as vLLM does), so `max(top.values())` tells whether
+    the token was the greedy choice.
+    """
+    tops: list[dict[str, float] | None] = []
+    for j in range(first, len(tokens)):
+        if logprobs[j] is None:
+            tops.append(None)
+            continue
+        alternatives = {text: value for text, value in top[j]}
+        alternatives.setdefault(tokens[j], float(logprobs[j]))  # type: ignore[arg-type]
+        tops.append(alternatives)
+    return {
+        "tokens": tokens[first:],
+        "token_logprobs": list(logprobs[first:]),
+        "top_logprobs": tops,
+        "text_offset": [max(0, o - shift) for o in offsets[first:]],
     }
 
 

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 from proctor.errors import ConfigError
@@ -114,6 +115,8 @@ class ModelServer:
                 max_batch_size=options.max_batch_size,
                 batch_wait_s=options.batch_wait_s,
                 default_max_tokens=DEFAULT_MAX_TOKENS,
+                model_root=checkpoint_root(options.model_path),
+                model_created=checkpoint_mtime(options.model_path),
             )
             self.app = create_app(backend, settings, prompter)
             config = uvicorn.Config(
@@ -136,6 +139,22 @@ class ModelServer:
             await self._uvicorn.serve(sockets=sockets)
         finally:
             await backend.close()
+
+
+def checkpoint_root(model_path: str) -> str:
+    """The checkpoint as /v1/models names it (`root`): its absolute directory, or the hub id."""
+    path = Path(model_path).expanduser()
+    return str(path.resolve()) if path.is_dir() else model_path
+
+
+def checkpoint_mtime(model_path: str) -> int | None:
+    """When the checkpoint's files last changed (whole seconds), for /v1/models `created`:
+    clients that key caches on it see a replaced checkpoint as another model."""
+    path = Path(model_path).expanduser()
+    if not path.is_dir():
+        return None
+    times = [f.stat().st_mtime for f in path.iterdir() if f.is_file()]
+    return int(max(times)) if times else None
 
 
 def bind_socket(host: str, port: int) -> socket.socket:

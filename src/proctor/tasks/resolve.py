@@ -59,7 +59,9 @@ class ResolvedTask:
             from proctor.datasets import row_to_sample
 
             where = f"{self.spec.name} spec: prompt{'.base' if base else ''}.examples"
-            rows = [row_to_sample(row, i, self.spec.fields, f"{where}[{i}]") for i, row in enumerate(parts.examples)]
+            # Examples are written in the spec: no id column; they are numbered.
+            fields = self.spec.fields.model_copy(update={"id": None})
+            rows = [row_to_sample(row, i, fields, f"{where}[{i}]") for i, row in enumerate(parts.examples)]
             if count > len(rows):
                 log.warning("dataset %s: %d few-shot examples asked for, the spec has %d; using %d",
                             self.spec.name, count, len(rows), len(rows))
