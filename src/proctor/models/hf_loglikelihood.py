@@ -3,10 +3,12 @@
 The rule (contracts.md, `hf_spans.continuation_start`): tokenize context + continuation
 jointly; the continuation's tokens are those from the first token that starts at or
 after len(context) (or straddles it). For one request, the continuations' joint
-tokenizations share a token prefix; it runs once through the model, and the
-continuation suffixes then run as one batch on copies of its KV cache. A causal model's
-logits at a position depend only on the tokens up to it, so this gives the same numbers
-as one full forward pass per continuation, at a fraction of the cost.
+tokenizations share a token prefix, which runs once through the model. A suffix's first
+token is scored from the prefix's last logits, so one-token continuations (the letters
+A-D) need nothing more; longer suffixes are packed after the prefix in the same row,
+each attending only to the prefix and to itself. A causal model's logits at a position
+depend only on the tokens it attends to, so this gives the same numbers as one full
+forward pass per continuation, in one pass per request.
 """
 
 from __future__ import annotations
@@ -112,6 +114,152 @@ def _common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
 def score_jobs(model: Any, pad_id: int, device: torch.device,
                jobs: Sequence[ScoreJob]) -> list[list[float]]:
     """Per job, per continuation: the sum of log-probs of its scored tokens.
+
+    A suffix's last token is only ever a target, never an input, and its first target
+    is read from the prefix's last position: so when every suffix has at most one
+    token (the letters " A".." D") one pass over the prefixes gives everything.
+    Otherwise each job becomes one packed row, prefix followed by all its suffix
+    inputs, each suffix attending to the prefix and to itself only (a 4D mask), so a
+    job still costs one pass, without copies of a KV cache or padding between
+    suffixes. Models whose attention cannot take such a mask use `score_jobs_cached`.
+    """
+    if not jobs:
+        return []
+    if any(len(s) > 1 for j in jobs for s in j.suffixes) and not packing_supported(model, pad_id, device):
+        return score_jobs_cached(model, pad_id, device, jobs)
+    return score_jobs_packed(model, pad_id, device, jobs)
+
+
+def score_jobs_packed(model: Any, pad_id: int, device: torch.device,
+                      jobs: Sequence[ScoreJob], mask_kind: str | None = None
+                      ) -> list[list[float]]:
+    """`score_jobs` in one forward pass: one left-padded row per job,
+    [pads | prefix | suffix 1 inputs | suffix 2 inputs | ...]; only the last
+    positions (the prefix's last one and the suffix inputs) go through the LM head."""
+    inputs = [[s[:-1] for s in j.suffixes] for j in jobs]
+    packed = [len(j.prefix) + sum(len(x) for x in xs) for j, xs in zip(jobs, inputs)]
+    keep = 1 + max(sum(len(x) for x in xs) for xs in inputs)
+    width = max(packed)
+    with torch.inference_mode():
+        if keep == 1:
+            # Prefixes alone: a plain causal pass, the attention mask built by the model.
+            ids, mask = left_pad([j.prefix for j in jobs], width, pad_id)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            attention = mask.to(device)
+        else:
+            ids, positions, allowed = _pack_rows(jobs, inputs, width, pad_id)
+            attention = _as_attention_mask(allowed.to(device), mask_kind or _mask_kind(model),
+                                           _model_dtype(model))
+        out = _forward(model, ids.to(device), attention, positions.to(device), cache=None,
+                       logits_to_keep=keep, use_cache=False)
+        logits = out.logits[:, -keep:, :].float()
+        logprobs = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+
+        # Kept position of each needed logit and its target, gathered in one go.
+        rows, cols, targets, owners = [], [], [], []
+        for b, (job, xs) in enumerate(zip(jobs, inputs)):
+            tail = sum(len(x) for x in xs)  # suffix inputs after the prefix's last token
+            last = keep - 1 - tail
+            at = last + 1
+            for i, suffix in enumerate(job.suffixes):
+                for k in range(job.skip[i], len(suffix)):
+                    rows.append(b)
+                    cols.append(last if k == 0 else at + k - 1)
+                    targets.append(suffix[k])
+                    owners.append((b, i))
+                at += len(xs[i])
+        results: list[list[float]] = [[0.0] * len(j.suffixes) for j in jobs]
+        if rows:
+            picked = logprobs[torch.tensor(rows, device=device), torch.tensor(cols, device=device),
+                              torch.tensor(targets, device=device)].double().tolist()
+            for (b, i), value in zip(owners, picked):
+                results[b][i] += value
+        return results
+
+
+def _pack_rows(jobs: Sequence[ScoreJob], inputs: Sequence[Sequence[Sequence[int]]], width: int,
+               pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, position ids, allowed[b, 0, query, key]) of the packed, left-padded rows."""
+    n = len(jobs)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    positions = torch.zeros((n, width), dtype=torch.long)
+    allowed = torch.zeros((n, 1, width, width), dtype=torch.bool)
+    causal = torch.ones((width, width), dtype=torch.bool).tril_()
+    diagonal = torch.arange(width)
+    # Padding attends to itself only: no fully masked row, no NaN to spread.
+    allowed[:, 0, diagonal, diagonal] = True
+    for b, (job, xs) in enumerate(zip(jobs, inputs)):
+        p = len(job.prefix)
+        start = width - p - sum(len(x) for x in xs)
+        end = start + p
+        ids[b, start:end] = torch.tensor(job.prefix, dtype=torch.long)
+        positions[b, start:end] = torch.arange(p)
+        allowed[b, 0, start:end, start:end] = causal[:p, :p]
+        for x in xs:
+            if not x:
+                continue
+            m = len(x)
+            ids[b, end:end + m] = torch.tensor(x, dtype=torch.long)
+            positions[b, end:end + m] = torch.arange(p, p + m)
+            allowed[b, 0, end:end + m, start:start + p] = True
+            allowed[b, 0, end:end + m, end:end + m] = causal[:m, :m]
+            end += m
+    return ids, positions, allowed
+
+
+def _mask_kind(model: Any) -> str | None:
+    """How the model's attention takes a custom 4D mask: "bool" (True = attend, SDPA),
+    "additive" (0 / -inf added to the scores, eager), or None (unknown: not used)."""
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    return {"sdpa": "bool", "eager": "additive"}.get(impl or "")
+
+
+def _model_dtype(model: Any) -> torch.dtype:
+    dtype = getattr(model, "dtype", None)
+    return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32
+
+
+def _as_attention_mask(allowed: torch.Tensor, kind: str | None, dtype: torch.dtype) -> torch.Tensor:
+    if kind == "bool":
+        return allowed
+    additive = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return additive.masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+def packing_supported(model: Any, pad_id: int, device: torch.device) -> bool:
+    """Whether `score_jobs_packed` is right for this model with multi-token suffixes:
+    its attention must take a custom 4D mask. Checked once per model object against
+    `score_jobs_cached` on two small jobs (remote code or another attention kernel may
+    ignore or reject the mask); the answer is remembered on the model."""
+    known = getattr(model, "_proctor_packing_ok", None)
+    if known is not None:
+        return bool(known)
+    ok = False
+    if _mask_kind(model) is not None:
+        vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 0)
+        if vocab >= 16:
+            t = [3 + (7 * k) % (vocab - 3) for k in range(12)]
+            probe = [
+                ScoreJob(key=0, prefix=tuple(t[:5]), suffixes=((t[5], t[6], t[7]), (t[8],), (t[9], t[10])),
+                         skip=(0, 0, 1)),
+                ScoreJob(key=1, prefix=tuple(t[2:4]), suffixes=((t[11], t[0]),), skip=(0,)),
+            ]
+            try:
+                got = score_jobs_packed(model, pad_id, device, probe)
+                want = score_jobs_cached(model, pad_id, device, probe)
+                ok = all(abs(a - b) <= 1e-3 for ga, wa in zip(got, want) for a, b in zip(ga, wa))
+            except Exception:  # e.g. an attention kernel that rejects a 4D mask
+                ok = False
+    try:
+        model._proctor_packing_ok = ok
+    except Exception:
+        pass
+    return ok
+
+
+def score_jobs_cached(model: Any, pad_id: int, device: torch.device,
+                      jobs: Sequence[ScoreJob]) -> list[list[float]]:
+    """`score_jobs` in two passes, for models that cannot take a custom 4D mask.
 
     All prefixes run in one left-padded pass that keeps only the last position's
     logits; then every (job, continuation) suffix runs in one right-padded pass
