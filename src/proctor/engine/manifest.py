@@ -142,7 +142,13 @@ def scorer_info(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The scorer a dataset is scored with: name, parameters, and the version of its behaviour."""
     from proctor.scoring import get_scorer
 
-    return {"name": name, "params": dict(params), "version": get_scorer(name, params).version}
+    scorer = get_scorer(name, params)
+    info: dict[str, Any] = {"name": name, "params": dict(params), "version": scorer.version}
+    # What the scorer ran in, where that decides the score (the code sandbox's isolation).
+    environment = getattr(scorer, "environment", None)
+    if callable(environment):
+        info["environment"] = environment()
+    return info
 
 
 class Manifest:

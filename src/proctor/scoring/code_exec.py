@@ -53,6 +53,12 @@ class CodeExecScorer(BaseScorer):
         if self.memory_mb < 64:
             raise ValueError(f"code_exec: memory_mb must be >= 64, got {self.memory_mb}")
 
+    def environment(self) -> dict[str, Any]:
+        """How programs are isolated here (recorded in the run manifest): the guarantees differ."""
+        from proctor.sandbox import isolation
+
+        return {"sandbox": isolation().as_manifest(), "limits": {"timeout_s": self.timeout_s, "memory_mb": self.memory_mb}}
+
     @property
     def limits(self) -> Limits:
         return Limits(timeout_s=float(self.timeout_s), memory_bytes=self.memory_mb << 20)
