@@ -11,7 +11,7 @@ from proctor.config.schema import DatasetConfig, RunConfig
 from proctor.errors import ConfigError
 
 # Settings that `evaluate()` applies to every dataset (the rest are run options).
-DATASET_OPTIONS = ("limit", "range", "fewshot", "continuations", "circular", "num_samples")
+DATASET_OPTIONS = ("limit", "range", "fewshot", "continuations", "circular", "num_samples", "judge")
 
 
 def build_run_config(
@@ -21,6 +21,7 @@ def build_run_config(
     datasets: Sequence[Any] = (),
     api: dict[str, Any] | None = None,
     hf: dict[str, Any] | None = None,
+    judge: dict[str, Any] | str | None = None,
     dataset_overrides: dict[str, Any] | None = None,
     run_options: dict[str, Any] | None = None,
 ) -> RunConfig:
@@ -51,6 +52,10 @@ def build_run_config(
         model_configs.append(model_from_dict(api, where="--api-base"))
     if hf:
         model_configs.append(model_from_dict(hf, where="--hf-path"))
+    if judge:
+        # The judge flags replace a judge the file named, as model flags replace its models.
+        options["judge"] = resolve_model_preset(judge) if isinstance(judge, str) else model_from_dict(
+            judge, where="--judge-api-base")
     names = [d for d in datasets if isinstance(d, str)]
     dataset_configs += [d for d in datasets if isinstance(d, DatasetConfig)]
     if names:

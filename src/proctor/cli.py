@@ -142,6 +142,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     d.add_argument("--circular", action="store_true", default=None,
                    help="ask every multiple-choice question in its cyclic option orders (CircularEval)")
+    d.add_argument("--judge", action="store_true", default=None,
+                   help="free-form datasets: the benchmark's rule first, then the judge model for what it rejects "
+                        "(scorer cascade; needs --judge-api-base or --judge-model or `judge:` in the config)")
+    d.add_argument("--judge-api-base", default=None, metavar="URL", help="the judge: an OpenAI-compatible endpoint")
+    d.add_argument("--judge-api-model", default=None, metavar="NAME", help="the judge's model id at --judge-api-base")
+    d.add_argument("--judge-api-key-env", default=None, metavar="VAR", help="the judge's key variable (default OPENAI_API_KEY)")
+    d.add_argument("--judge-model", default=None, metavar="PRESET", help="the judge as a model preset (see `proctor list models`)")
     d.add_argument("--num-samples", type=int, default=None, metavar="N",
                    help="answers per question (pass@k); needs --temperature > 0")
     d.add_argument("--custom-dataset-path", default=None, metavar="FILE",
@@ -182,6 +189,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         datasets=[*args.datasets, *_custom_dataset(args)],
         api=_cli_model(args, "api"),
         hf=_cli_model(args, "hf"),
+        judge=_cli_judge(args),
         dataset_overrides={
             "limit": args.limit,
             "range": args.range_,
@@ -189,6 +197,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             "continuations": args.ppl_continuations,
             "circular": args.circular,
             "num_samples": args.num_samples,
+            "judge": args.judge,
         },
         run_options={
             "work_dir": args.work_dir,
@@ -267,6 +276,25 @@ def _cli_model(args: argparse.Namespace, kind: str) -> dict[str, Any] | None:
         if getattr(args, dest) is not None:
             fields[field] = getattr(args, dest)
     return fields
+
+
+def _cli_judge(args: argparse.Namespace) -> dict[str, Any] | str | None:
+    """The judge model the --judge-* flags describe, or None."""
+    if args.judge_model and args.judge_api_base:
+        raise ProctorError("give the judge either as --judge-model PRESET or as --judge-api-base URL, not both")
+    if args.judge_model:
+        return str(args.judge_model)
+    if not args.judge_api_base:
+        given = [f for f in ("judge_api_model", "judge_api_key_env") if getattr(args, f) is not None]
+        if given:
+            raise ProctorError(f"--{given[0].replace('_', '-')} applies to a judge given with --judge-api-base")
+        return None
+    judge: dict[str, Any] = {"type": "api", "api_base": args.judge_api_base, "abbr": "judge"}
+    if args.judge_api_model:
+        judge["model"] = args.judge_api_model
+    if args.judge_api_key_env:
+        judge["api_key_env"] = args.judge_api_key_env
+    return judge
 
 
 def _custom_dataset(args: argparse.Namespace) -> list[Any]:

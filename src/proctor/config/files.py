@@ -26,7 +26,7 @@ from proctor.errors import ConfigError, ProctorError
 RUN_KEYS = set(RunConfig.model_fields) - {"models", "datasets"}
 # The command line's --limit/--range/--fewshot look like run options; in a file they belong to a
 # dataset entry. Named at the top level (even of a Python file) they would otherwise be ignored.
-DATASET_KEYS = {"limit", "range", "fewshot", "continuations", "circular", "num_samples"}
+DATASET_KEYS = {"limit", "range", "fewshot", "continuations", "circular", "num_samples", "scorer"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ def load_config_file(path: str | Path) -> FileConfig:
             f"{where}: unknown key {unknown[0]!r}; expected models, datasets or one of {', '.join(sorted(RUN_KEYS))}"
         )
     options = {k: v for k, v in raw.items() if k in RUN_KEYS}
+    if options.get("judge") is not None:
+        options["judge"] = _model(options["judge"], f"{where}: judge")
     return FileConfig(models=models, datasets=datasets, run_options=options)
 
 
@@ -153,7 +155,7 @@ def _datasets(entry: Any, where: str, folder: Path) -> list[DatasetConfig]:
     if "name" in entry:
         name = _anchored(entry.pop("name"), folder)
         allowed = {"fewshot", "range", "limit", "data_dir", "max_out_len", "continuations", "circular",
-                   "variants", "mode", "num_samples", "abbr"}
+                   "variants", "mode", "num_samples", "abbr", "scorer", "scorer_params", "judge"}
         extra = sorted(set(entry) - allowed)
         if extra:
             raise ConfigError(f"{where}.{extra[0]}: unknown key; with `name` use {', '.join(sorted(allowed))}")

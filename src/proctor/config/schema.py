@@ -2,13 +2,52 @@
 
 from __future__ import annotations
 
+import math
+import typing
 from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+
+def _takes(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether a field's annotation accepts a value of one of `kinds` (Any accepts all)."""
+    if annotation is Any or annotation in kinds:
+        return True
+    return any(_takes(a, kinds) for a in typing.get_args(annotation) if not isinstance(a, (str, int, float)))
+
+
+class NotANumber:
+    """A bool given for a number (`retry: true`) or a non-finite float (`timeout: inf`): it
+    fails the field's own validation, so the error names the key."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_numbers(cls, data: Any) -> Any:
+        """`retry: true` is a mistake, not 1 retry; `timeout: inf` is no limit at all."""
+        if not isinstance(data, dict):
+            return data
+        wrong = {}
+        for key, value in data.items():
+            field = cls.model_fields.get(key) if isinstance(key, str) else None
+            if field is None:
+                continue
+            if isinstance(value, bool) and not _takes(field.annotation, (bool,)):
+                wrong[key] = NotANumber(value)
+            elif isinstance(value, float) and not math.isfinite(value) and _takes(field.annotation, (int, float)):
+                wrong[key] = NotANumber(value)
+        return {**data, **wrong} if wrong else data
 
 
 class ApiModelConfig(_Config):
@@ -34,6 +73,24 @@ class ApiModelConfig(_Config):
     max_out_len: int = Field(256, ge=1)
     # Prompt + answer budget in tokens (estimated): few-shot examples are dropped to fit.
     max_seq_len: int | None = Field(None, ge=1)
+
+    @field_validator("api_base")
+    @classmethod
+    def _parseable_url(cls, value: str) -> str:
+        """A URL the HTTP client cannot parse fails here, before a run folder is made."""
+        try:
+            parts = urlsplit(value.strip())
+            port = parts.port
+        except ValueError as exc:
+            reason = str(exc)
+            if "IPv6" in reason:
+                reason = "an unclosed '[' in the host"
+            elif "out of range" in reason or "Port" in reason:
+                reason = "a port that is not a number from 1 to 65535"
+            raise PydanticCustomError("url_parsing", "not a valid URL: {reason}", {"reason": reason}) from None
+        if port == 0:
+            raise PydanticCustomError("url_parsing", "not a valid URL: port 0", {})
+        return value
 
 
 class HFModelConfig(_Config):
@@ -99,12 +156,17 @@ class DatasetConfig(_Config):
     limit: int | None = Field(None, ge=1)  # first N samples (after range)
     max_out_len: int | None = Field(None, ge=1)  # overrides the model's for this dataset
     num_samples: int | None = Field(None, ge=1)  # answers per question (pass@k); None: the spec's
+    # Another scorer than the spec's (e.g. `cascade`: the rule, then a judge model), with params.
+    scorer: str | None = None
+    scorer_params: dict[str, Any] | None = None
     data_dir: str | None = None  # overrides the run's data root (e.g. the bundled demo set)
 
 
 class RunConfig(_Config):
     models: list[ModelConfig]
     datasets: list[DatasetConfig]
+    # The model that grades answers for the llm_judge and cascade scorers (any kind of model).
+    judge: ModelConfig | None = None
     work_dir: str = "outputs"
     data_dir: str | None = None
     debug: bool = False

@@ -56,6 +56,7 @@ async def _execute(config: RunConfig, *, argv: Sequence[str] | None, console: An
     # so a data mistake leaves none behind for `-r latest`.
     found = None if fresh else _run_dir(config)
     prepared = [prepare_dataset(d, config.data_dir) for d in config.datasets]
+    _check_judge(config, prepared)
     run = found or _run_dir(config)
     try:
         if config.dry_run:
@@ -107,9 +108,9 @@ async def _stages(
                 expected - len(outcome.results), expected, run.root, run.run_id,
             )
     else:
-        outcome.results = evaluate_run(run, model_names, prepared)
+        outcome.results = await evaluate_run(run, model_names, prepared, judge=config.judge, cache=config.cache)
     outcome.failed = sum(r.n_failed for r in outcome.results)
-    outcome.summary = write_reports(run, model_names, prepared, outcome.results, console=console)
+    outcome.summary = write_reports(run, model_names, prepared, outcome.results, console=console, judge=config.judge)
     return outcome
 
 
@@ -166,6 +167,20 @@ def _dry_run_names(config: RunConfig, run: RunDir) -> list[str]:
             name = same[0] if len(same) == 1 else name
         names.append(name)
     return names
+
+
+def _check_judge(config: RunConfig, prepared: Sequence[PreparedDataset]) -> None:
+    """A dataset scored by a judge needs one: say so before any model runs, not after inference."""
+    if config.judge is not None or config.mode == "report":
+        return
+    from proctor.scoring import get_scorer, judge_scorer
+
+    for dataset in prepared:
+        if judge_scorer(get_scorer(dataset.task.scorer, dataset.task.scorer_params)):
+            raise ConfigError(
+                f"dataset {dataset.config.abbr} is scored by a judge ({dataset.task.scorer}) but no judge model "
+                "is set: add `judge:` to the config or pass --judge-api-base URL (or --judge-model PRESET)"
+            )
 
 
 def _discovered_name(model: Any) -> bool:

@@ -35,6 +35,9 @@ class RunDir:
     def result(self, model: str, dataset: str) -> Path:
         return self.root / "results" / path_part(model) / f"{path_part(dataset)}.json"
 
+    def judgements(self, model: str, dataset: str) -> Path:
+        return self.root / "judgements" / path_part(model) / f"{path_part(dataset)}.jsonl"
+
     def scores(self, model: str, dataset: str) -> Path:
         return self.root / "scores" / path_part(model) / f"{path_part(dataset)}.jsonl"
 
@@ -146,7 +149,7 @@ def locked(run: RunDir) -> Iterator[None]:
 def write_config(run: RunDir, config: RunConfig, argv: list[str] | None = None) -> None:
     """config.json: the resolved config; SecretStr fields dump as '**********'."""
     data: dict[str, Any] = {"proctor_layout": LAYOUT_VERSION, **config.model_dump(mode="json")}
-    for model in data.get("models", []):
+    for model in [*data.get("models", []), *([data["judge"]] if data.get("judge") else [])]:
         if model.get("api_base"):
             model["api_base"] = redact_url(model["api_base"])
     if argv is not None:

@@ -1,14 +1,13 @@
 """Scoring: the stage that turns stored records into scores, one registered Scorer per rule.
 
-Importing the package registers the built-in scorers: bbh, choice, code_exec, exact, math_equiv,
-numeric, regex.
+Importing the package registers the built-in scorers: bbh, cascade, choice, code_exec, exact,
+llm_judge, math_equiv, numeric, regex.
 """
 
-from proctor.scoring import choice, exact, numeric, regex  # noqa: F401  (registers the scorers)
-from proctor.scoring import code_exec  # noqa: F401  (registers the code_exec scorer)
-from proctor.scoring import bbh  # noqa: F401  (registers bbh: BIG-Bench Hard's answer kinds)
-from proctor.scoring import math_equiv  # noqa: F401  (registers math_equiv; Math-Verify is imported lazily)
+# Importing a scorer module registers it (math_equiv imports Math-Verify only when used).
+from proctor.scoring import bbh, choice, code_exec, exact, judge, math_equiv, numeric, regex  # noqa: F401
 from proctor.scoring.base import Scorer, get_scorer, scorer_names
 from proctor.scoring.extract import extract_choice
+from proctor.scoring.judge import judge_scorer
 
-__all__ = ["Scorer", "extract_choice", "get_scorer", "scorer_names"]
+__all__ = ["Scorer", "extract_choice", "get_scorer", "judge_scorer", "scorer_names"]

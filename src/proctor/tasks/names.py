@@ -63,6 +63,7 @@ def resolve_datasets(names: Iterable[str], **overrides: Any) -> list[DatasetConf
     if overrides.pop("circular", False):
         overrides["variants"] = "circular"
     mode_override = overrides.pop("mode", None)
+    judge = overrides.pop("judge", False)
     configs: list[DatasetConfig] = []
     for name in names:
         base, variants = _variant_suffix(name.strip())
@@ -78,6 +79,8 @@ def resolve_datasets(names: Iterable[str], **overrides: Any) -> list[DatasetConf
             )
             if spec_path:
                 fields["spec_path"] = spec_path
+            if judge and not spec.multiple_choice and "scorer" not in fields:
+                fields["scorer"] = "cascade"  # the benchmark's own rule first, the judge behind it
             if data_dir and "data_dir" not in overrides:
                 fields["data_dir"] = data_dir
             configs.append(DatasetConfig(**fields))
@@ -128,6 +131,8 @@ def with_overrides(config: DatasetConfig, overrides: dict[str, Any]) -> DatasetC
     overrides = dict(overrides)
     if overrides.pop("circular", False):
         overrides["variants"] = "circular"
+    if overrides.pop("judge", False) and not config.scorer and not spec_of(config).multiple_choice:
+        overrides["scorer"] = "cascade"
     if not overrides:
         return config
     updated = config.model_copy(update=overrides)

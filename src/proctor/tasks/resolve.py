@@ -104,6 +104,20 @@ def _prefix(spec: TaskSpec, subset: SubsetSpec, data_dir: str | Path | None) -> 
     return text.strip("\n"), path
 
 
+JUDGES = ("cascade", "llm_judge")
+
+
+def _scorer(spec: TaskSpec, config: DatasetConfig) -> tuple[str, dict[str, Any]]:
+    """The spec's scorer, or the config's; a `cascade` without its own rule keeps the spec's
+    scorer as the rule, so `--judge` only adds the judge behind what the benchmark already does."""
+    if not config.scorer:
+        return spec.scorer.name, dict(spec.scorer.params)
+    params = dict(config.scorer_params or {})
+    if config.scorer == "cascade" and "rule" not in params and spec.scorer.name not in JUDGES:
+        params = {"rule": spec.scorer.name, "rule_params": dict(spec.scorer.params), **params}
+    return config.scorer, params
+
+
 def resolve_task(config: DatasetConfig, data_dir: str | Path | None = None) -> ResolvedTask:
     spec = spec_of(config)
     subset = spec.subset(config.subject)
@@ -127,6 +141,7 @@ def resolve_task(config: DatasetConfig, data_dir: str | Path | None = None) -> R
         )
 
     base_plan = plan(prompt.base) if prompt.base is not None else None
+    scorer, params = _scorer(spec, config)
     return ResolvedTask(
         spec=spec,
         subset=subset,
@@ -135,7 +150,7 @@ def resolve_task(config: DatasetConfig, data_dir: str | Path | None = None) -> R
         base_fewshot=(prompt.base.fewshot if prompt.base else prompt.fewshot) if config.fewshot is None else config.fewshot,
         variants=config.variants if config.variants != "none" else spec.variants,
         n=config.num_samples or spec.request.n,
-        scorer=spec.scorer.name,
-        scorer_params=dict(spec.scorer.params),
+        scorer=scorer,
+        scorer_params=params,
         prefix_file=prefix_file,
     )
