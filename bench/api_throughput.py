@@ -226,7 +226,9 @@ def _best(repeat: int, measure: Callable[[], Row]) -> Row:
     return max(rows, key=lambda r: (r.wall_s is not None, r.busy_rps))
 
 
-def print_table(rows: list[Row], latency: float) -> None:
+def print_table(rows: list[Row], latency: float) -> list[str]:
+    """Print the table; return one line per missed target (the exit code depends on them)."""
+    missed: list[str] = []
     header = (
         f"{'mode':<8} {'N':>5} {'C':>4} {'wall s':>7} {'served':>6} {'busy s':>7} "
         f"{'req/s busy':>10} {'limit':>6} {'ratio':>6} {'ideal':>6} {'max fl':>6} {'load':>5}  note"
@@ -244,10 +246,14 @@ def print_table(rows: list[Row], latency: float) -> None:
         flags = []
         if r.served and r.ratio < RATIO_TARGET:
             flags.append("BELOW TARGET")
+            missed.append(f"{r.mode} N={r.n} C={r.concurrency}: ratio {r.ratio:.1%} < {RATIO_TARGET:.0%}")
+        if not r.served or r.note:
+            missed.append(f"{r.mode} N={r.n} C={r.concurrency}: {r.note or 'nothing served'}")
         if r.mode == "cli" and r.n == 500 and r.concurrency == 128 and r.wall_s is not None:
-            flags.append(
-                "wall OK" if r.wall_s <= CLI_TARGET_S and not r.note else "wall ABOVE TARGET"
-            )
+            ok = r.wall_s <= CLI_TARGET_S and not r.note
+            flags.append("wall OK" if ok else "wall ABOVE TARGET")
+            if not ok:
+                missed.append(f"cli N=500 C=128: {r.wall_s:.2f} s > {CLI_TARGET_S:g} s")
         note = "; ".join(x for x in [r.note, *flags] if x)
         print(
             f"{r.mode:<8} {r.n:>5} {r.concurrency:>4} {wall} {r.served:>6} {r.busy_s:>7.2f} "
@@ -255,6 +261,7 @@ def print_table(rows: list[Row], latency: float) -> None:
             f"{r.ideal_rps / r.limit_rps if r.limit_rps else 0:>6.1%} {r.max_in_flight:>6} "
             f"{r.load:>5.1f}  {note}"
         )
+    return missed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,10 +288,12 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(_best(args.repeat, cli))
     finally:
         server.close()
-    print_table(rows, args.latency)
+    missed = print_table(rows, args.latency)
     if args.json:
         args.json.write_text(json.dumps([r.__dict__ | {"ratio": r.ratio} for r in rows], indent=2))
-    return 0
+    for line in missed:
+        print(f"target missed: {line}")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

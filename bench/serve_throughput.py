@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
             ok = ok and passed
             line += f"  (target >= {TARGET_SPEEDUP:.0f}x: {'PASS' if passed else 'FAIL'})"
         print(line)
+    if 32 not in on:
+        ok = False  # the target is measured at concurrency 32: without it nothing was checked
+        print(f"target not measured: --concurrency must include 32 (got {sorted(on)})")
     print(f"median latency is client-side, over HTTP; total {time.perf_counter() - t0:.0f}s")
     return 0 if ok else 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -32,7 +33,16 @@ def test_demo_serves_evaluates_twice_and_stops_the_server(tmp_path: Path) -> Non
         assert len(predictions) == 4  # C-Eval and MMLU demo subjects
         assert all(len(p.read_text(encoding="utf-8").splitlines()) == 1 for p in predictions)
         assert str(run.relative_to(tmp_path)) in out
-    assert "25%" in out and "--data-dir" in out and "--hf-path" in out
+    assert "--data-dir" in out and "--hf-path" in out
+    # The served model and the same checkpoint run directly give the same answers and scores.
+    served, direct = runs
+    for name in ("ceval-computer_network", "mmlu-astronomy"):
+        a = json.loads((served / "results" / "proctor-tiny" / f"{name}.json").read_text(encoding="utf-8"))
+        b = json.loads((direct / "results" / "tiny-model" / f"{name}.json").read_text(encoding="utf-8"))
+        assert (a["value"], a["n"]) == (b["value"], b["n"])
+        outputs = [json.loads((run / "predictions" / model / f"{name}.jsonl").read_text(encoding="utf-8"))["output"]
+                   for run, model in ((served, "proctor-tiny"), (direct, "tiny-model"))]
+        assert outputs[0] == outputs[1]
 
     # The server is gone: its port no longer accepts connections.
     port = int(re.search(r"--port (\d+)", out).group(1))  # type: ignore[union-attr]
