@@ -191,3 +191,13 @@ def test_filtered_and_refused_answers_are_counted_not_read(tmp_path: Path, answe
     result = read_result(run, "m", DATASETS[0])
     assert result["n"] == 4 and result["extra_metrics"]["withheld"] == pytest.approx(50.0)
     assert "withheld" in read_summary(run)
+
+
+def test_resuming_after_the_prompt_changed_says_so(tmp_path: Path, answers: KnownAnswers,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    with OpenAIServer(answers, model_ids=["m"]) as server:
+        assert main(run_args(server.base_url, tmp_path, DATASETS[:1], 2, "--fewshot", "1")) == 0
+        capsys.readouterr()
+        assert main(run_args(server.base_url, tmp_path, DATASETS[:1], 2, "--fewshot", "2", "-r", "latest")) == 0
+    err = capsys.readouterr().err
+    assert "-r: ceval-law: few-shot examples: 1 -> 2" in err

@@ -312,3 +312,117 @@ def test_an_undecodable_summary_csv_is_rebuilt_from_results(tmp_path: Path) -> N
     page = write_html_report(run).read_text(encoding="utf-8")
     assert "table rebuilt from results/" in page
     assert "50.00" in page  # the value from results/, 1 of 2 correct
+
+
+# ---------------------------------------------------------------- headline, intervals, groups.json, comparison
+
+
+def _headline_results() -> tuple[list[Result], list[DatasetRowInfo], list[SummaryGroup]]:
+    results = [
+        result("m1", NET, 50.0, 20), result("m1", ARCH, 80.0, 10), result("m1", LAW, 40.0, 10),
+        result("m2", NET, 25.0, 20, n_failed=3), result("m2", ARCH, 70.0, 10), result("m2", LAW, 60.0, 10),
+        # A generated benchmark with no group: extraction rate and a breakdown (MATH-500's `level=5`).
+        Result("m1", "math500", "accuracy", 30.0, 4.0, 100, 2, {"extraction_rate": 97.0, "level=1": 60.0,
+                                                                  "level=5": 10.0}),
+        Result("m2", "math500", "accuracy", 45.0, 5.0, 100, 0, {"extraction_rate": 99.0, "level=1": 80.0,
+                                                                  "level=5": 20.0}),
+        # Circular and pass@k rows keep their metric names.
+        Result("m1", "mmlu-x_circular", "circular", 20.0, 6.0, 30, 0, {"accuracy": 55.0, "acc_r0": 60.0}),
+        Result("m2", "mmlu-x_circular", "circular", 35.0, 7.0, 30, 0, {"accuracy": 65.0, "acc_r0": 70.0}),
+        Result("m1", "humaneval", "pass@1", 40.0, 3.0, 20, 0, {"pass@4": 70.0, "extraction_rate": 100.0}),
+        Result("m2", "humaneval", "pass@1", 50.0, 3.5, 20, 0, {"pass@4": 80.0, "extraction_rate": 100.0}),
+    ]
+    infos = [*INFOS, DatasetRowInfo(LAW, "x1", "gen"), DatasetRowInfo("math500", "m1", "gen"),
+             DatasetRowInfo("mmlu-x_circular", "c1", "gen"), DatasetRowInfo("humaneval", "h1", "gen")]
+    groups = [SummaryGroup("ceval (3/52 subjects)", (NET, ARCH, LAW)), SummaryGroup("ceval-stem (2/20 subjects)", (NET, ARCH))]
+    return results, infos, groups
+
+
+def test_headline_rows_are_benchmarks_then_groups_then_subsets() -> None:
+    from proctor.report.headline import build_headline
+
+    results, infos, groups = _headline_results()
+    summary = build_summary(results, infos, groups, ["m1", "m2"])
+    index = {(r.model, r.dataset): r for r in results}
+    rows = build_headline(summary, index)
+    assert [(r.section, r.name, r.model) for r in rows] == [
+        ("benchmark", "ceval (3/52 subjects)", "m1"), ("benchmark", "ceval (3/52 subjects)", "m2"),
+        ("benchmark", "math500", "m1"), ("benchmark", "math500", "m2"),
+        ("benchmark", "mmlu-x_circular", "m1"), ("benchmark", "mmlu-x_circular", "m2"),
+        ("benchmark", "humaneval", "m1"), ("benchmark", "humaneval", "m2"),
+        ("group", "ceval-stem (2/20 subjects)", "m1"), ("group", "ceval-stem (2/20 subjects)", "m2"),
+        ("subset", NET, "m1"), ("subset", NET, "m2"), ("subset", ARCH, "m1"), ("subset", ARCH, "m2"),
+        ("subset", LAW, "m1"), ("subset", LAW, "m2"),
+    ]
+    ceval = rows[0]
+    assert ceval.metric == "accuracy (mean of subjects)" and ceval.value == pytest.approx((50 + 80 + 40) / 3)
+    assert (ceval.n, ceval.failed) == (40, 0) and rows[1].failed == 3
+    se = [math.sqrt(0.25 / 19) * 100, math.sqrt(0.16 / 9) * 100, math.sqrt(0.24 / 9) * 100]
+    assert ceval.stderr == pytest.approx(math.sqrt(sum(x * x for x in se)) / 3)
+    math500 = rows[2]
+    assert (math500.value, math500.n, math500.failed, math500.extraction_rate) == (30.0, 100, 2, 97.0)
+    assert math500.interval == pytest.approx((30.0 - 1.959964 * 4.0, 30.0 + 1.959964 * 4.0), abs=1e-5)
+    assert rows[4].metric == "circular" and rows[6].metric == "pass@1"
+
+
+def test_report_opens_with_the_headline_and_draws_error_bars(tmp_path: Path) -> None:
+    results, infos, groups = _headline_results()
+    run = tmp_path / "run"
+    (run / "results").mkdir(parents=True)
+    for r in results:
+        (run / "results" / r.model).mkdir(exist_ok=True)
+        (run / "results" / r.model / f"{r.dataset}.json").write_text(json.dumps(r.to_json()), encoding="utf-8")
+    write_summary(build_summary(results, infos, groups, ["m1", "m2"]), run / "summary")
+    assert json.loads((run / "summary" / "groups.json").read_text(encoding="utf-8")) == {
+        "groups": {"ceval (3/52 subjects)": [NET, ARCH, LAW], "ceval-stem (2/20 subjects)": [NET, ARCH]}}
+
+    page = write_html_report(run).read_text(encoding="utf-8")  # from summary.csv + groups.json
+    order = [page.index(h) for h in ('<h2 id="headline">', '<h2 id="groups">', '<h2 id="subsets">',
+                                      '<h2 id="charts">', '<h2 id="table">', '<h2 id="samples">')]
+    assert order == sorted(order)
+    headline = page[order[0]:order[1]]
+    # math500, m1: 30 ± 1.96 * 4 -> 22.16 – 37.84; its extraction rate; the circular and pass@k rows.
+    assert "<td>math500</td><td>accuracy</td><td>m1</td>" in headline
+    assert "22.16 – 37.84" in headline and "97.00" in headline
+    assert "<td>circular</td>" in headline and "<td>pass@1</td>" in headline
+    assert headline.index("ceval (3/52 subjects)") < headline.index("math500")
+    # Charts: the benchmarks (with error bars), each group's members, the breakdown by level.
+    assert page.count('<svg class="chart"') == 4
+    assert "ceval-stem (2/20 subjects): members" in page and "math500: breakdown" in page
+    assert page.count('class="errbar"') >= 8
+    assert "level=5" in page
+    for needle in ("<script", "<link", "src=", "href=", "@import", "url(", "http://", "https://"):
+        assert needle not in page
+
+
+def test_interval_of_a_percentage_stays_within_0_and_100() -> None:
+    from proctor.report.html import _interval_cell
+    from proctor.report.headline import HeadlineRow
+
+    row = HeadlineRow("benchmark", "x", "dataset", "accuracy", "m", 95.0, 5.0, 10, 0)
+    assert ">85.20 – 100.00<" in _interval_cell(row)
+
+
+def test_compare_json_in_the_run_folder_becomes_an_escaped_section(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_run(run, {"m1": [make_record(0, correct=True)]})
+    evil = "<script>alert(1)</script>"
+    (run / "compare.json").write_text(json.dumps({"comparisons": [{
+        "a": {"run_id": "r1", "model": "m1"}, "b": {"run_id": "r2", "model": evil},
+        "changes": [{"kind": "measure", "message": f"{NET}: prompt version v1 -> {evil}"}],
+        "rows": [{"name": evil, "kind": "dataset", "metric": "accuracy", "n": 3, "a": 50.0, "b": 75.0,
+                  "diff": 25.0, "ci_low": -5.0, "ci_high": 55.0, "p_value": 0.5, "test": "mcnemar",
+                  "verdict": "no significant difference", "b_better": 1, "a_better": 0, "only_a": 0,
+                  "only_b": 2, "failed_a": 1, "failed_b": 0}],
+        "diff": {NET: [{"dataset": NET, "id": evil, "target": "A", "a_value": 0, "b_value": 1,
+                        "a_answers": [evil], "b_answers": ["A"]}]},
+    }]}), encoding="utf-8")
+    page = write_html_report(run).read_text(encoding="utf-8")
+    assert '<h2 id="compare">Comparison</h2>' in page and "<script" not in page
+    assert "A and B do not measure the same thing" in page and "&lt;script&gt;" in page
+    assert "[-5.00, +55.00]" in page and '<svg class="chart diff"' in page
+    assert "1 question(s) whose score changed" in page
+
+    (run / "compare.json").write_text("{not json", encoding="utf-8")
+    page = write_html_report(run).read_text(encoding="utf-8")
+    assert "compare.json: unreadable" in page and "Comparison</h2>" not in page

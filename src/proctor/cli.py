@@ -25,8 +25,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return exc.exit_code
     except ProctorError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback too, with the same exit code
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -69,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
             "  proctor run --api-base http://127.0.0.1:23333/v1 --datasets ceval_gen cmmlu_gen --limit 20\n"
             "  proctor run --hf-path Qwen/Qwen2.5-0.5B-Instruct --datasets mmlu_ppl\n"
             "  proctor run eval.yaml -r latest\n"
+            "  proctor run -r latest                 (the run's own models and datasets, from its config.json)\n"
+            "config file and command line: the command line wins. Models given on it (--models, --api-base,\n"
+            "  --hf-path) replace the file's models, --datasets replaces its datasets, and each other flag\n"
+            "  overrides the file's setting (--limit, --range, --fewshot apply to every dataset).\n"
             "exit codes: 0 done, 1 some requests failed (retry them with -r), 2 a mistake in the input"
         ),
     )
@@ -92,6 +98,36 @@ def build_parser() -> argparse.ArgumentParser:
     cache = sub.add_parser("cache", help="inspect or clear the response cache")
     cache.add_argument("action", choices=["stats", "clear"])
     cache.set_defaults(handler=_cmd_cache)
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare two runs (or two models of one run) with paired significance tests",
+        description="Compare run B against run A question by question: both scores, B-A with its 95% interval,\n"
+                    "a paired test (exact McNemar for right/wrong, a seeded bootstrap otherwise) and a verdict per\n"
+                    "dataset and group. Writes compare.{json,md,csv} into the later run's folder (or -o DIR) and\n"
+                    "adds the comparison to its report.html.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  proctor compare latest~1 latest\n"
+            "  proctor compare 20250101_120000 20250102_090000 --diff ceval-law\n"
+            "  proctor compare latest --models model-a model-b\n"
+            "  proctor compare outputs/run1 outputs/run2 --strict\n"
+            "exit codes: 0 compared, 2 a mistake in the input or, with --strict, runs that measure different things"
+        ),
+    )
+    compare.add_argument("runs", nargs="+", metavar="RUN",
+                         help="RUN_A RUN_B (run ids under -w, folders, latest, latest~1), or one RUN with --models A B")
+    compare.add_argument("--models", nargs="+", default=[], metavar="MODEL",
+                         help="two models of one run, or the model of both runs (or A's then B's)")
+    compare.add_argument("-w", "--work-dir", default="outputs", help="where run ids are looked up (default outputs/)")
+    compare.add_argument("-o", "--output", default=None, metavar="DIR",
+                         help="write compare.{json,md,csv} here (default: the later run's folder)")
+    compare.add_argument("--strict", action="store_true",
+                         help="refuse (exit 2) when the runs differ in prompts, data files or scorer")
+    compare.add_argument("--diff", nargs="+", default=[], metavar="DATASET",
+                         help="also list the questions of DATASET (or group) whose score changed, with both answers")
+    compare.set_defaults(handler=_cmd_compare)
 
     serve = sub.add_parser("serve", help="serve a local model as an OpenAI-compatible API")
     from proctor.serve.cli import add_arguments as add_serve_arguments
@@ -220,6 +256,8 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
         for line in describe_plan(outcome.plan, outcome.to_do if config.reuse else None):
             console.print(line, markup=False, highlight=False)
+        for name, device in outcome.devices.items():
+            console.print(f"  {name} runs on {device}", markup=False, highlight=False)
         return EXIT_OK
     console.print(f"outputs: {outcome.run.root}", markup=False)
     if outcome.failed:
@@ -362,6 +400,36 @@ def _cmd_serve(args: argparse.Namespace, argv: list[str]) -> int:
     from proctor.serve.cli import run as run_serve
 
     return run_serve(args)
+
+
+def _cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
+    from pathlib import Path
+
+    from proctor.report.compare import (
+        compare_runs,
+        format_compare_text,
+        later_run,
+        resolve_run,
+        write_compare,
+    )
+
+    if len(args.runs) > 2:
+        raise ProctorError(f"proctor compare takes one or two runs, got {len(args.runs)}")
+    runs = [resolve_run(spec, args.work_dir) for spec in args.runs]
+    a_run, b_run = (runs[0], runs[0]) if len(runs) == 1 else (runs[0], runs[1])
+    comparisons = compare_runs(a_run, b_run, args.models, strict=args.strict)
+    for name in args.diff:
+        for comparison in comparisons:
+            comparison.changed_items(name)  # an unknown name is one line, before anything is written
+    print(format_compare_text(comparisons, args.diff), end="")
+    out = Path(args.output) if args.output else later_run(a_run, b_run)
+    paths = write_compare(comparisons, out, args.diff)
+    if (out / "results").is_dir() or (out / "config.json").is_file():
+        from proctor.report import write_html_report
+
+        paths.append(write_html_report(out))
+    print(f"written: {', '.join(str(p) for p in paths)}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

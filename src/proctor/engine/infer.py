@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 from proctor.config.schema import ApiModelConfig, RunConfig
 from proctor.core import Item, Record, Request
 from proctor.engine.cache import CacheError, ResponseCache
-from proctor.engine.manifest import Manifest, model_info, requests_digest
+from proctor.engine.manifest import Manifest, model_info, read_manifest, requests_digest
 from proctor.engine.plan import DEFAULT_MAX_WORKERS, Task, make_plan
 from proctor.engine.prepare import PreparedDataset
 from proctor.engine.progress import RunProgress
@@ -93,6 +93,17 @@ async def start_eager(entries: Sequence[ModelEntry]) -> None:
         raise errors[0]
 
 
+def _warn_if_measure_changed(previous: dict[str, Any], now: dict[str, Any], datasets: list[str]) -> None:
+    """`-r` on a run whose data, prompts or scorers changed since it started: its old records
+    were made under other conditions (records whose prompt changed are sent again anyway)."""
+    if not previous:
+        return
+    from proctor.report.manifests import diff_manifests, measured_changes
+
+    for change in measured_changes(diff_manifests(previous, now, datasets=datasets)):
+        log.warning("-r: %s", change.message)
+
+
 def check_unique(names: Sequence[str], what: str) -> None:
     """Refuse two names that are the same, or that become the same file name (`team/m1` and
     `team_m1` both write `team_m1`): they would share one predictions file and one score."""
@@ -164,7 +175,9 @@ async def run_inference(
             config.max_partition_size,
             {e.name: num_gpus_of(e.config) for e in entries},
         )
+        previous = read_manifest(run)  # before Manifest() merges the old datasets in
         manifest = Manifest(run, datasets=prepared, seed=config.seed, argv=argv, runner=runner)
+        _warn_if_measure_changed(previous, manifest.data, [p.config.abbr for p in prepared])
         rendered = _Requests()
         by_abbr = {p.config.abbr: p for p in prepared}
 

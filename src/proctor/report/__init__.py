@@ -1,6 +1,8 @@
-"""Summary tables (OpenCompass columns) as txt/csv/md, on the console, and the HTML report."""
+"""Summary tables (OpenCompass columns) as txt/csv/md, on the console, the HTML report, and run comparison."""
 
+from proctor.report.compare import Comparison, CompareRow, compare_runs, write_compare
 from proctor.report.html import MAX_SAMPLES, write_html_report
+from proctor.report.manifests import ManifestChange, diff_manifests, measured_changes
 from proctor.report.summary import (
     MISSING,
     DatasetRowInfo,
@@ -23,6 +25,13 @@ from proctor.report.writers import (
 
 __all__ = [
     "MAX_SAMPLES",
+    "CompareRow",
+    "Comparison",
+    "ManifestChange",
+    "compare_runs",
+    "diff_manifests",
+    "measured_changes",
+    "write_compare",
     "MISSING",
     "DatasetRowInfo",
     "Summary",

@@ -1,4 +1,9 @@
-"""report.html: one self-contained page (summary table, SVG charts, per-sample drill-down).
+"""report.html: one self-contained page, headline first.
+
+The page opens with one row per benchmark and model (score, 95% interval, items, failed,
+extraction rate) and its chart with error bars; then the comparison when the run folder
+holds a compare.json (`proctor compare`); then groups, subsets, the other charts, the full
+OpenCompass table, and the per-sample drill-down.
 
 Model outputs and prompts are untrusted text: every string that reaches the page
 goes through html.escape, and the page loads nothing from outside (no scripts,
@@ -16,32 +21,42 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from proctor.core import Record, Result, path_part
 from proctor.errors import DataError
-from proctor.metrics import MEAN_OF_SUBJECTS
-from proctor.report.summary import DatasetRowInfo, Summary, SummaryRow, build_summary
+from proctor.report.charts import MAX_CHART_ROWS, PALETTE, Band, DiffBand, bar_chart, diff_chart
+from proctor.report.headline import HeadlineRow, build_headline
+from proctor.report.stats import Z95
+from proctor.report.summary import DatasetRowInfo, Summary, build_summary
 from proctor.report.writers import (
     FIXED_COLUMNS,
     format_value,
+    read_groups_file,
     read_summary_csv,
     summary_cells,
     summary_columns,
 )
 
+__all__ = ["MAX_CHART_ROWS", "MAX_SAMPLES", "PALETTE", "write_html_report"]
+
 MAX_SAMPLES = 200  # per (model, dataset): keeps the page small for large runs
 MAX_TEXT = 3000  # characters of one prompt or output shown
-MAX_CHART_ROWS = 80
-PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
+MAX_DIFF_ITEMS = 300  # changed questions listed per dataset in the comparison section
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans CJK SC",sans-serif;
 margin:24px;color:#222;max-width:1200px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+h3{font-size:15px;margin:16px 0 4px}
 table{border-collapse:collapse;margin:8px 0}
 th,td{border:1px solid #ddd;padding:3px 8px;vertical-align:top}
 th{background:#f4f4f4;text-align:left}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.group td{font-weight:600;background:#fafafa}
+table.headline td.score{font-weight:600}
+tbody.entry{border-top:2px solid #bbb}
 .note{color:#666;font-size:13px}.warn{color:#a33}
-details.ds{margin:6px 0;border:1px solid #ddd;border-radius:4px;padding:4px 8px}
-details.ds>summary{cursor:pointer}
+.measure{color:#a33;font-weight:600}
+td.verdict{white-space:nowrap}table.compare{font-size:13px}
+td.v-b{color:#1a7f37;font-weight:600}td.v-a{color:#b3261e;font-weight:600}td.v-none{color:#666}
+details.ds,details.full,details.diff{margin:6px 0;border:1px solid #ddd;border-radius:4px;padding:4px 8px}
+details.ds>summary,details.full>summary,details.diff>summary{cursor:pointer}
 table.samples{width:100%;table-layout:fixed;font-size:13px}
 table.samples td{overflow-wrap:anywhere}
 pre{white-space:pre-wrap;margin:0;font:12px/1.35 ui-monospace,Menlo,Consolas,monospace}
@@ -217,90 +232,238 @@ def _summary_table(summary: Summary) -> str:
                 tds.append(f"<td>{_text(cell)}</td>")
         css = ' class="group"' if row.kind == "group" else ""
         body.append(f"<tr{css}>{''.join(tds)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _bar_chart(title: str, rows: Sequence[SummaryRow], models: Sequence[str]) -> str:
-    """Horizontal bars: one band per row, one bar per model, 0..100 (or the max value)."""
-    shown = list(rows[:MAX_CHART_ROWS])
-    metrics = {row.metric for row in shown}
-    labels = [row.dataset if len(metrics) == 1 else f"{row.dataset} · {row.metric}" for row in shown]
-    values = [v for row in shown for v in row.values if v is not None]
-    scale = max([100.0, *values])
-    bar_h, gap, label_w, plot_w, legend_h = 12, 8, 250, 420, 6
-    band = bar_h * len(models) + gap
-    height = legend_h + band * len(shown) + 20
-    width = label_w + plot_w + 70
-    parts = [
-        f'<svg width="{width}" height="{height}" '
-        f'role="img" aria-label="{_text(title)}">'
-    ]
-    bottom = legend_h + band * len(shown)
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        tx = label_w + tick * plot_w
-        parts.append(
-            f'<line x1="{tx:.1f}" y1="{legend_h}" x2="{tx:.1f}" y2="{bottom}" stroke="#e5e5e5"/>'
-            f'<text x="{tx:.1f}" y="{bottom + 14}" text-anchor="middle">{tick * scale:g}</text>'
-        )
-    for i, (row, label) in enumerate(zip(shown, labels)):
-        y0 = legend_h + i * band
-        short = label if len(label) <= 38 else label[:37] + "…"
-        parts.append(
-            f'<text x="{label_w - 6}" y="{y0 + band / 2 + 1:.1f}" text-anchor="end">'
-            f"<title>{_text(label)}</title>{_text(short)}</text>"
-        )
-        for j, value in enumerate(row.values):
-            y = y0 + j * bar_h
-            if value is None:
-                parts.append(f'<text x="{label_w + 2}" y="{y + bar_h - 2}">-</text>')
-                continue
-            w = max(value, 0.0) / scale * plot_w
-            color = PALETTE[j % len(PALETTE)]
-            parts.append(
-                f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h - 2}" fill="{color}">'
-                f"<title>{_text(models[j])}: {format_value(value)}</title></rect>"
-            )
-            parts.append(
-                f'<text x="{label_w + w + 4:.1f}" y="{y + bar_h - 2}">{format_value(value)}</text>'
-            )
-    parts.append("</svg>")
-    note = ""
-    if len(rows) > len(shown):
-        note = f'<p class="note">First {len(shown)} of {len(rows)} rows shown.</p>'
-    return f"<h3>{_text(title)}</h3>{_legend(models)}{''.join(parts)}{note}"
+_SECTION_TITLES = {"benchmark": "benchmark", "group": "group", "subset": "subset"}
 
 
-def _legend(models: Sequence[str]) -> str:
-    # HTML rather than SVG text, so long model names wrap instead of running off the chart.
-    items = "".join(
-        f'<span class="key"><i style="background:{PALETTE[j % len(PALETTE)]}"></i>{_text(m)}</span>'
-        for j, m in enumerate(models)
-    )
-    return f'<div class="legend">{items}</div>'
+def _interval_cell(row: HeadlineRow) -> str:
+    interval = row.interval
+    if interval is None:
+        return '<td class="num">-</td>'
+    low, high = interval
+    if row.value is not None and 0.0 <= row.value <= 100.0:
+        low, high = max(low, 0.0), min(high, 100.0)  # a percentage: the interval is shown within 0..100
+    title = f"{format_value(row.value)} ± {Z95 * (row.stderr or 0.0):.2f} (± 1.96 standard errors of {row.stderr:.2f})"
+    return f'<td class="num" title="{_text(title)}">{low:.2f} – {high:.2f}</td>'
 
 
-def _charts(summary: Summary) -> str:
-    if not summary.models or not summary.rows:
-        return ""
-    by_subjects = [
-        r for r in summary.rows if r.kind == "group" and r.metric.endswith(f"({MEAN_OF_SUBJECTS})")
-    ]
-    overview_rows = by_subjects or [r for r in summary.rows if r.kind == "dataset"]
-    title = "Groups (mean of subjects)" if by_subjects else "Datasets"
-    charts = [_bar_chart(title, overview_rows, summary.models)]
-    first_row = {}
-    for row in summary.rows:
-        if row.kind == "dataset":
-            first_row.setdefault(row.dataset, row)
+def _headline_table(rows: Sequence[HeadlineRow], section: str) -> str:
+    with_rate = any(r.extraction_rate is not None for r in rows)
+    columns = [_SECTION_TITLES[section], "metric", "model", "score", "95% interval", "items", "failed"]
+    if with_rate:
+        columns.append("extraction rate")
+    head = "".join(f"<th>{_text(c)}</th>" for c in columns)
+    by_name: dict[str, list[str]] = {}
+    for row in rows:
+        members = f' title="{_text(", ".join(row.members))}"' if row.members else ""
+        cells = [
+            f"<td{members}>{_text(row.name)}</td>",
+            f"<td>{_text(row.metric)}</td>",
+            f"<td>{_text(row.model)}</td>",
+            f'<td class="num score">{_text(format_value(row.value))}</td>',
+            _interval_cell(row),
+            f'<td class="num">{"-" if row.n is None else row.n}</td>',
+            f'<td class="num">{"-" if row.failed is None else row.failed}</td>',
+        ]
+        if with_rate:
+            cells.append(f'<td class="num">{_text(format_value(row.extraction_rate))}</td>')
+        by_name.setdefault(row.name, []).append(f"<tr>{''.join(cells)}</tr>")
+    # One tbody per benchmark, so its rows (one per model) read as one block.
+    body = "".join(f'<tbody class="entry">{"".join(trs)}</tbody>' for trs in by_name.values())
+    return f'<table class="headline {section}"><thead><tr>{head}</tr></thead>{body}</table>'
+
+
+def _bands(rows: Sequence[HeadlineRow], models: Sequence[str]) -> list[Band]:
+    by_name: dict[str, dict[str, HeadlineRow]] = {}
+    for row in rows:
+        by_name.setdefault(row.name, {})[row.model] = row
+    bands = []
+    for name, per_model in by_name.items():
+        picked = [per_model.get(m) for m in models]
+        values = tuple(r.value if r else None for r in picked)
+        errors = tuple(Z95 * r.stderr if r and r.stderr is not None and r.value is not None else None for r in picked)
+        bands.append(Band(name, values, errors))
+    return bands
+
+
+def _breakdown_bands(dataset: str, models: Sequence[str], results: Mapping[tuple[str, str], Result]) -> list[Band]:
+    keys: list[str] = []
+    for model in models:
+        result = results.get((model, dataset))
+        for key in result.extra_metrics if result else ():
+            if "=" in key and key not in keys:
+                keys.append(key)
+    bands = []
+    for key in keys:
+        values = []
+        for model in models:
+            result = results.get((model, dataset))
+            value = result.extra_metrics.get(key) if result else None
+            values.append(None if value is None or math.isnan(value) else float(value))
+        bands.append(Band(key, tuple(values)))
+    return bands
+
+
+def _charts(
+    summary: Summary, headline: Sequence[HeadlineRow], results: Mapping[tuple[str, str], Result]
+) -> tuple[str, str]:
+    """(the headline chart: benchmarks with 95% error bars; the others: one per group's members, breakdowns)."""
+    if not summary.models or not headline:
+        return "", ""
+    models = summary.models
+    charts = []
+    top = [r for r in headline if r.section == "benchmark"]
+    first = bar_chart("Benchmarks (95% intervals)", _bands(top, models), models) if top else ""
+    by_dataset = {r.name: r for r in headline if r.kind == "dataset"}
+    datasets = [r for r in headline if r.kind == "dataset"]
     seen: set[str] = set()
-    for row in summary.rows:
-        if row.kind != "group" or not row.members or row.dataset in seen:
+    for row in headline:
+        if row.kind != "group" or row.name in seen or not row.members:
             continue
-        seen.add(row.dataset)
-        members = [first_row[m] for m in row.members if m in first_row]
+        seen.add(row.name)
+        members = [r for r in datasets if r.name in row.members]
         if members:
-            charts.append(_bar_chart(f"{row.dataset}: members", members, summary.models))
-    return "".join(charts)
+            charts.append(bar_chart(f"{row.name}: members", _bands(members, models), models))
+    for dataset in dict.fromkeys(by_dataset):
+        bands = _breakdown_bands(dataset, models, results)
+        if bands:
+            charts.append(bar_chart(f"{dataset}: breakdown", bands, models))
+    return first, "".join(charts)
+
+
+# ---------------------------------------------------------------- comparison (compare.json)
+
+
+def _load_compare(run_dir: Path, notes: list[str]) -> dict[str, Any] | None:
+    path = run_dir / "compare.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        notes.append(f"compare.json: unreadable ({exc.__class__.__name__}); comparison not shown")
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("comparisons"), list):
+        notes.append("compare.json: not a Proctor comparison; not shown")
+        return None
+    return data
+
+
+def _fmt(value: Any, signed: bool = False) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return "-"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def _p(value: Any) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "-"
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+_VERDICT_CLASS = {"B better": "v-b", "A better": "v-a"}
+_COMPARE_COLUMNS = ("dataset", "metric", "n", "A", "B", "B−A", "95% interval", "p", "test", "verdict",
+                    "B>A", "A>B", "only A", "only B", "failed A", "failed B")
+
+
+def _side(data: Any) -> str:
+    data = data if isinstance(data, dict) else {}
+    return f"{data.get('run_id', '?')} · {data.get('model', '?')}"
+
+
+def _compare_rows_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    head = "".join(f"<th>{_text(c)}</th>" for c in _COMPARE_COLUMNS)
+    body = []
+    for row in rows:
+        verdict = str(row.get("verdict", "-"))
+        interval = "-"
+        if isinstance(row.get("ci_low"), (int, float)) and isinstance(row.get("ci_high"), (int, float)):
+            interval = f"[{_fmt(row['ci_low'], True)}, {_fmt(row['ci_high'], True)}]"
+        count = lambda key: _text(row.get(key, "-"))  # noqa: E731
+        cells = [
+            f"<td>{_text(row.get('name', '?'))}</td>", f"<td>{_text(row.get('metric', '-'))}</td>",
+            f'<td class="num">{count("n")}</td>', f'<td class="num">{_fmt(row.get("a"))}</td>',
+            f'<td class="num">{_fmt(row.get("b"))}</td>', f'<td class="num">{_fmt(row.get("diff"), True)}</td>',
+            f'<td class="num">{_text(interval)}</td>', f'<td class="num">{_p(row.get("p_value"))}</td>',
+            f"<td>{_text(row.get('test') or '-')}</td>",
+            f'<td class="verdict {_VERDICT_CLASS.get(verdict, "v-none")}">{_text(verdict)}</td>',
+            *(f'<td class="num">{count(k)}</td>' for k in ("b_better", "a_better", "only_a", "only_b",
+                                                            "failed_a", "failed_b")),
+        ]
+        css = ' class="group"' if row.get("kind") == "group" else ""
+        body.append(f"<tr{css}>{''.join(cells)}</tr>")
+    return f'<table class="compare"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _diff_list(name: str, items: Sequence[Mapping[str, Any]]) -> str:
+    shown = list(items[:MAX_DIFF_ITEMS])
+    body = "".join(
+        f"<tr><td>{_text(i.get('dataset', ''))}</td><td>{_text(i.get('id', ''))}</td>"
+        f"<td>{_text(i.get('target', ''))}</td><td class=\"num\">{_fmt(i.get('a_value'))}</td>"
+        f"<td><pre>{_text(' | '.join(map(str, i.get('a_answers') or [])))}</pre></td>"
+        f"<td class=\"num\">{_fmt(i.get('b_value'))}</td>"
+        f"<td><pre>{_text(' | '.join(map(str, i.get('b_answers') or [])))}</pre></td></tr>"
+        for i in shown if isinstance(i, dict)
+    )
+    more = f'<p class="note">First {len(shown)} of {len(items)} shown.</p>' if len(items) > len(shown) else ""
+    return (f'<details class="diff"><summary>{_text(name)}: {len(items)} question(s) whose score changed</summary>'
+            "<table><thead><tr><th>dataset</th><th>id</th><th>target</th><th>A score</th><th>A answer</th>"
+            f"<th>B score</th><th>B answer</th></tr></thead><tbody>{body}</tbody></table>{more}</details>")
+
+
+def _compare_section(data: Mapping[str, Any]) -> str:
+    parts = ['<h2 id="compare">Comparison</h2>']
+    for comp in data.get("comparisons", []):
+        if not isinstance(comp, dict):
+            continue
+        parts.append(f"<h3>B = {_text(_side(comp.get('b')))} vs A = {_text(_side(comp.get('a')))}</h3>")
+        changes = [c for c in comp.get("changes", []) if isinstance(c, dict)]
+        measured = [c for c in changes if c.get("kind") == "measure"]
+        if measured:
+            parts.append('<p class="measure">A and B do not measure the same thing:</p><ul class="measure">')
+            parts.extend(f"<li>{_text(c.get('message', ''))}</li>" for c in measured)
+            parts.append("</ul>")
+        sides = [comp.get(k) if isinstance(comp.get(k), dict) else {} for k in ("a", "b")]
+        same_model = sides[0].get("model") == sides[1].get("model")
+        shown = ("coverage", "setting", "model") if same_model else ("coverage", "setting")
+        others = [c for c in changes if c.get("kind") in shown]
+        if others:
+            parts.append('<ul class="note">')
+            parts.extend(f"<li>{_text(c.get('kind'))}: {_text(c.get('message', ''))}</li>" for c in others)
+            parts.append("</ul>")
+        for key, side in (("datasets_only_a", "A"), ("datasets_only_b", "B")):
+            names = comp.get(key) or []
+            if names:
+                parts.append(f'<p class="note">Datasets in {side} only (not compared): {_text(", ".join(map(str, names)))}</p>')
+        parts.extend(f'<p class="warn">{_text(n)}</p>' for n in comp.get("notes", []))
+        rows = [r for r in comp.get("rows", []) if isinstance(r, dict)]
+        if not rows:
+            parts.append('<p class="note">No dataset scored by both sides.</p>')
+            continue
+        parts.append(_compare_rows_table(rows))
+        bands = [DiffBand(str(r.get("name", "?")), _number(r.get("diff")), _number(r.get("ci_low")),
+                          _number(r.get("ci_high")), str(r.get("verdict", ""))) for r in rows]
+        parts.append(diff_chart("B − A, points (95% intervals)", bands))
+        diff = comp.get("diff")
+        if isinstance(diff, dict):
+            parts.extend(_diff_list(str(name), items) for name, items in diff.items() if isinstance(items, list))
+    resamples = (data.get("bootstrap") or {}).get("resamples", "?") if isinstance(data.get("bootstrap"), dict) else "?"
+    parts.append(
+        '<p class="note">n: questions both sides answered; A, B: their scores on those questions; p: exact McNemar '
+        f"test for right/wrong scores, else a paired bootstrap ({_text(resamples)} resamples, fixed seed); "
+        "verdict at the 5% level. Groups pool their members' questions. The interval is the normal one "
+        "(± 1.96 standard errors); on few changed questions the exact test is stricter, and the verdict follows "
+        "the test.</p>"
+    )
+    return "".join(parts)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _status(record: Record, score: Mapping[str, Any] | None) -> tuple[str, str]:
@@ -365,8 +528,11 @@ def _page(
     sections: Iterable[_Section],
     notes: Sequence[str],
     limit: int,
+    groups: Mapping[str, Sequence[str]] = {},
+    comparison: Mapping[str, Any] | None = None,
 ) -> str:
     sections = list(sections)
+    headline = build_headline(summary, results, groups) if summary.rows else []
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -376,12 +542,31 @@ def _page(
         f'<p class="note">{len(summary.models)} model(s): {_text(", ".join(summary.models) or "-")}</p>',
     ]
     parts.extend(f'<p class="warn">{_text(n)}</p>' for n in notes)
-    parts.append("<h2>Summary</h2>")
-    parts.append(_summary_table(summary) if summary.rows else '<p class="note">No results yet.</p>')
-    charts = _charts(summary)
+    parts.append('<h2 id="headline">Headline</h2>')
+    benchmarks = [r for r in headline if r.section == "benchmark"]
+    if benchmarks:
+        parts.append(_headline_table(benchmarks, "benchmark"))
+        parts.append('<p class="note">Score ± 1.96 standard errors (95% interval); items: questions scored; '
+                     "failed: requests that failed or were never answered, not scored.</p>")
+    else:
+        parts.append('<p class="note">No results yet.</p>')
+    first_chart, charts = _charts(summary, headline, results)
+    parts.append(first_chart)
+    if comparison is not None:
+        parts.append(_compare_section(comparison))
+    group_rows = [r for r in headline if r.section == "group"]
+    if group_rows:
+        parts.append('<h2 id="groups">Groups</h2>')
+        parts.append(_headline_table(group_rows, "group"))
+    subset_rows = [r for r in headline if r.section == "subset"]
+    if subset_rows:
+        parts.append('<h2 id="subsets">Subsets</h2>')
+        parts.append(_headline_table(subset_rows, "subset"))
     if charts:
-        parts.append(f"<h2>Charts</h2>{charts}")
-    parts.append("<h2>Samples</h2>")
+        parts.append(f'<h2 id="charts">Charts</h2>{charts}')
+    parts.append('<h2 id="table">All rows (OpenCompass columns)</h2>')
+    parts.append(_summary_table(summary) if summary.rows else '<p class="note">No results yet.</p>')
+    parts.append('<h2 id="samples">Samples</h2>')
     if not sections:
         parts.append('<p class="note">No predictions found.</p>')
     for section in sections:
@@ -410,6 +595,9 @@ def write_html_report(
     if summary is None:
         summary = _load_summary(run_dir, results, notes)
     sections = _load_sections(run_dir, summary, max_samples, notes)
+    groups = read_groups_file(run_dir / "summary")
+    comparison = _load_compare(run_dir, notes)
+    page = _page(run_dir.name, summary, results, sections, notes, max_samples, groups, comparison)
     out = run_dir / "report.html"
-    out.write_text(_page(run_dir.name, summary, results, sections, notes, max_samples), encoding="utf-8")
+    out.write_text(page, encoding="utf-8")
     return out

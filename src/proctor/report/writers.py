@@ -107,7 +107,39 @@ def write_summary(summary: Summary, directory: Path | str) -> list[Path]:
         path = directory / name
         path.write_text(text, encoding="utf-8")
         paths.append(path)
+    _write_groups(summary, directory)
     return paths
+
+
+GROUPS_FILE = "groups.json"
+
+
+def _write_groups(summary: Summary, directory: Path) -> None:
+    """summary/groups.json: each group row's member datasets (summary.csv cannot hold them);
+    read by the report (charts per group, headline) and by `proctor compare` (group rows)."""
+    import json
+
+    groups: dict[str, list[str]] = {}
+    for row in summary.rows:
+        if row.kind == "group" and row.members:
+            groups.setdefault(row.dataset, list(row.members))
+    path = directory / GROUPS_FILE
+    if groups:
+        path.write_text(json.dumps({"groups": groups}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    elif path.is_file():
+        path.unlink()
+
+
+def read_groups_file(directory: Path | str) -> dict[str, tuple[str, ...]]:
+    """The groups `write_summary` recorded in `directory` ({} when none, or unreadable)."""
+    import json
+
+    try:
+        data = json.loads((Path(directory) / GROUPS_FILE).read_text(encoding="utf-8"))
+        groups = data["groups"]
+        return {str(k): tuple(map(str, v)) for k, v in groups.items() if isinstance(v, list)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def print_summary(summary: Summary, console: Console | None = None) -> None:
