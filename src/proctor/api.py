@@ -39,6 +39,22 @@ def build_run_config(
     model_configs: list[Any] = []
     dataset_configs: list[DatasetConfig] = []
     options: dict[str, Any] = {}
+    cli_options = {k: v for k, v in (run_options or {}).items() if v is not None}
+    pinned = None
+    given_models = bool(models or api or hf)
+    if not config_file and not (given_models and datasets) and (
+        cli_options.get("reuse") or cli_options.get("mode") in ("eval", "report")
+    ):
+        # `proctor run -r latest` / `--mode report -r ID` without models or datasets: the run's own.
+        stored_models, stored_datasets, stored_options = _from_run(
+            cli_options, need_models=not given_models, need_datasets=not datasets
+        )
+        if not given_models:
+            model_configs += stored_models
+        if not datasets:
+            dataset_configs += [with_overrides(d, overrides) for d in stored_datasets]
+        options.update(stored_options)
+        pinned = stored_options["reuse"]
     if config_file:
         loaded = load_config_file(config_file)
         if not (models or api or hf):
@@ -49,9 +65,9 @@ def build_run_config(
     for model in models:
         model_configs.append(resolve_model_preset(model) if isinstance(model, str) else model)
     if api:
-        model_configs.append(model_from_dict(api, where="--api-base"))
+        model_configs.append(model_from_dict(api, where="--api-base", names=_flags(api, "api_base", "--api-base")))
     if hf:
-        model_configs.append(model_from_dict(hf, where="--hf-path"))
+        model_configs.append(model_from_dict(hf, where="--hf-path", names=_flags(hf, "path", "--hf-path")))
     if judge:
         # The judge flags replace a judge the file named, as model flags replace its models.
         options["judge"] = resolve_model_preset(judge) if isinstance(judge, str) else model_from_dict(
@@ -62,12 +78,15 @@ def build_run_config(
         try:
             dataset_configs += resolve_datasets(names, **overrides)
         except ValidationError as exc:
-            raise ConfigError(validation_message(exc, "--datasets")) from None
+            raise ConfigError(validation_message(exc, "--datasets", names=_DATASET_FLAGS)) from None
     if overrides.get("range"):
         from proctor.config.ranges import parse_range
 
         parse_range(overrides["range"], where="--range")
-    options.update({k: v for k, v in (run_options or {}).items() if v is not None})
+    options.update(cli_options)
+    if pinned:
+        options["reuse"] = pinned  # the run found above is the run resumed, whatever starts meanwhile
+    _check_data_dir(options.get("data_dir"), "--data-dir" if cli_options.get("data_dir") else "data_dir")
     if not model_configs:
         raise ConfigError("no model given: use --api-base URL, --hf-path PATH, --models NAME or a config file")
     if not dataset_configs:
@@ -75,7 +94,84 @@ def build_run_config(
     try:
         return RunConfig(models=model_configs, datasets=dataset_configs, **options)
     except ValidationError as exc:
-        raise ConfigError(validation_message(exc, config_file or "run options")) from None
+        raise ConfigError(validation_message(exc, f"{config_file}:" if config_file else "run option:")) from None
+
+
+# The flags that set dataset fields, for errors about them.
+_DATASET_FLAGS = {"limit": "--limit", "range": "--range", "fewshot": "--fewshot", "num_samples": "--num-samples",
+                  "continuations": "--ppl-continuations"}
+# Command-line flags by model field, for errors about --api-base / --hf-path models.
+_FLAG_FIELDS = {"model": "--api-model", "path": "--hf-path", "api_base": "--api-base"}
+
+
+def _flags(fields: dict[str, Any], anchor: str, anchor_flag: str) -> dict[str, str]:
+    return {k: _FLAG_FIELDS.get(k, "--" + k.replace("_", "-")) for k in fields if k != "type"} | {anchor: anchor_flag}
+
+
+def _check_data_dir(data_dir: Any, label: str) -> None:
+    from pathlib import Path
+
+    if isinstance(data_dir, str) and Path(data_dir).expanduser().exists() and not Path(data_dir).expanduser().is_dir():
+        raise ConfigError(f"{label} {data_dir}: is a file, not a folder; give the folder that holds the benchmark data")
+
+
+# Run options `-r` takes from the run's config.json when the command line gives no models/datasets.
+_STORED_OPTIONS = ("data_dir", "max_num_workers", "max_partition_size", "cache", "runner", "ray_address", "seed")
+
+
+def _from_run(
+    cli_options: dict[str, Any], *, need_models: bool, need_datasets: bool
+) -> tuple[list[Any], list[DatasetConfig], dict[str, Any]]:
+    """The models, datasets and run options of the run `-r` (or `--mode eval|report`) names.
+
+    config.json holds no secrets: an API key comes from the environment again (warned once
+    when a model had one and its variable is not set now).
+    """
+    import logging
+    import os
+
+    from proctor.config.secrets import MASK
+    from proctor.engine.rundir import find_run_dir, read_config
+
+    reuse, mode = cli_options.get("reuse"), cli_options.get("mode") or "all"
+    run = find_run_dir(cli_options.get("work_dir") or "outputs", reuse or "latest", mode=None if reuse else mode)
+    data = read_config(run)
+    flag = f"-r {reuse}" if reuse else f"--mode {mode}"
+    where = f"{flag}: {run.config_path}"
+    for key, needed, flags in (("models", need_models, "--api-base, --hf-path or --models"), ("datasets", need_datasets, "--datasets")):
+        if needed and not isinstance(data.get(key), list):
+            raise ConfigError(f"{where} names no {key}; give them with {flags}")
+    missing_keys: list[str] = []
+
+    def model(entry: Any, label: str, contacted: bool) -> Any:
+        entry = {k: v for k, v in dict(entry).items() if v is not None}
+        if entry.get("api_key") == MASK:
+            entry.pop("api_key")
+            if contacted and not os.environ.get(entry.get("api_key_env") or "OPENAI_API_KEY"):
+                missing_keys.append(f"{label} needs ${entry.get('api_key_env') or 'OPENAI_API_KEY'}")
+        if contacted and MASK in str(entry.get("api_base", "")):
+            raise ConfigError(
+                f"{where}: {label}'s api_base held a password, which config.json does not keep; "
+                "give the models again (--api-base URL or a config file)"
+            )
+        return model_from_dict(entry, where=f"{where}: {label}")
+
+    infer = mode in ("all", "infer") and need_models
+    models = [model(m, f"models[{i}]", infer) for i, m in enumerate(data["models"])] if need_models else []
+    try:
+        datasets = [DatasetConfig(**d) for d in data["datasets"]] if need_datasets else []
+    except (ValidationError, TypeError) as exc:
+        raise ConfigError(f"{where}: its datasets cannot be read ({str(exc).splitlines()[0]}); give --datasets") from None
+    options: dict[str, Any] = {k: data[k] for k in _STORED_OPTIONS if data.get(k) is not None}
+    if data.get("judge"):
+        options["judge"] = model(data["judge"], "judge", mode != "report")
+    if missing_keys:
+        logging.getLogger("proctor.config").warning(
+            "%s: the run's API keys are not kept in config.json and are not in the environment now: %s",
+            flag, "; ".join(missing_keys),
+        )
+    options["reuse"] = run.run_id
+    return models, datasets, options
 
 
 def evaluate(models: Sequence[Any], datasets: Sequence[Any], **options: Any) -> Any:

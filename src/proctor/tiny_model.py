@@ -232,3 +232,24 @@ def _train_tokenizer(vocab_size: int, extra: list[str], chat_template: bool) -> 
     if chat_template:
         wrapped.chat_template = CHAT_TEMPLATE
     return wrapped
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m proctor.tiny_model [PATH]`: build the tiny model and print where it is."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m proctor.tiny_model",
+        description="Build a tiny, randomly initialised Llama checkpoint (config.json, model.safetensors, "
+        "tokenizer.json, chat template) for trying Proctor offline: "
+        "`proctor run --hf-path PATH --datasets demo_gen`. Its answers are gibberish.",
+    )
+    parser.add_argument("path", nargs="?", default="tiny-model", help="folder to build it in (default: ./tiny-model)")
+    parser.add_argument("--no-chat-template", action="store_true", help="build a base model (no chat template)")
+    args = parser.parse_args(argv)
+    print(build_tiny_model(args.path, chat_template=not args.no_chat_template))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import tarfile
 import zipfile
@@ -62,8 +64,6 @@ def _hub_cache_dir() -> str | None:
 
 def _download(spec: HubArchive) -> tuple[Path, str]:
     """Download the archive (trying spec.revisions in order); return its local path and revision."""
-    from huggingface_hub import hf_hub_download, hf_hub_url
-
     try:  # huggingface_hub >= 1.0 tells "not on the server" from "not in the cache"
         from huggingface_hub.errors import RemoteEntryNotFoundError as NotOnHub
     except ImportError:  # older: EntryNotFoundError is the HTTP 404 error
@@ -71,6 +71,13 @@ def _download(spec: HubArchive) -> tuple[Path, str]:
 
     # Read at call time for the same reason as HF_HOME above.
     endpoint = os.environ.get("HF_ENDPOINT") or None
+    with _one_line_per_retry():
+        return _download_revisions(spec, endpoint, NotOnHub)
+
+
+def _download_revisions(spec: HubArchive, endpoint: str | None, NotOnHub: type[Exception]) -> tuple[Path, str]:
+    from huggingface_hub import hf_hub_download, hf_hub_url
+
     for i, revision in enumerate(spec.revisions):
         url = hf_hub_url(
             spec.repo_id, spec.filename, repo_type="dataset", revision=revision, endpoint=endpoint
@@ -94,6 +101,45 @@ def _download(spec: HubArchive) -> tuple[Path, str]:
         except Exception as err:  # noqa: BLE001
             raise _download_error(url, spec, err) from None
     raise AssertionError("HubArchive.revisions is empty")  # pragma: no cover
+
+
+class _RetryLines(logging.Filter):
+    """huggingface_hub words each retry as two warnings ("'<error>' thrown while requesting ...",
+    "Retrying in 1s [Retry 1/5]."): one line per retry instead, saying why."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "thrown while requesting" in message:
+            self.reason = message.split(" thrown while requesting", 1)[0].strip("'")
+            return False
+        if message.startswith("Retrying in"):
+            why = f" ({self.reason})" if self.reason else ""
+            record.msg, record.args = f"download failed{why}; r{message[1:]}", ()
+        return True
+
+
+@contextlib.contextmanager
+def _one_line_per_retry() -> Iterator[None]:
+    """While downloading: the hub client's retry warnings once each, through Proctor's log
+    handler only (the hub's own handler would print each a second time)."""
+    hub = logging.getLogger("huggingface_hub")
+    sources = [logging.getLogger(n) for n in ("huggingface_hub.utils._http", "huggingface_hub.hf_api",
+                                              "huggingface_hub.file_download")]
+    retry_filter = _RetryLines()
+    handlers, propagate = hub.handlers[:], hub.propagate
+    hub.handlers, hub.propagate = [], True
+    for source in sources:
+        source.addFilter(retry_filter)
+    try:
+        yield
+    finally:
+        for source in sources:
+            source.removeFilter(retry_filter)
+        hub.handlers, hub.propagate = handlers, propagate
 
 
 def _download_error(url: str, spec: HubArchive, err: Exception) -> DataError:

@@ -36,6 +36,7 @@ class RunOutcome:
     to_do: dict[Task, int] = field(default_factory=dict)  # --dry-run: samples each task would send
     stats: dict[Task, TaskStats] = field(default_factory=dict)
     summary: Any = None
+    devices: dict[str, str] = field(default_factory=dict)  # --dry-run: where each local model runs
 
 
 def execute(config: RunConfig, *, argv: Sequence[str] | None = None, console: Any = None) -> RunOutcome:
@@ -47,6 +48,7 @@ async def _execute(config: RunConfig, *, argv: Sequence[str] | None, console: An
     check_unique([d.abbr for d in config.datasets], "dataset")
     # Names known before any model starts (an API model's id may only be read from its server).
     check_unique([model_abbr(m) for m in config.models if not _discovered_name(m)], "model")
+    _check_models(config)
     if config.runner == "ray" and not config.debug and not config.dry_run and config.mode in ("all", "infer"):
         from proctor.engine.ray_runner import import_ray
 
@@ -55,6 +57,8 @@ async def _execute(config: RunConfig, *, argv: Sequence[str] | None, console: An
     # A wrong -r names its mistake first; a new folder is made only once the data is found,
     # so a data mistake leaves none behind for `-r latest`.
     found = None if fresh else _run_dir(config)
+    if found is not None:
+        _check_same_datasets(config, found)
     prepared = [prepare_dataset(d, config.data_dir) for d in config.datasets]
     _check_judge(config, prepared)
     run = found or _run_dir(config)
@@ -73,10 +77,16 @@ async def _execute(config: RunConfig, *, argv: Sequence[str] | None, console: An
             _discard_if_unused(run)
         raise
     except OSError as exc:
+        if fresh:
+            _discard_if_unused(run)
         error = as_write_error(exc, run.root)  # disk full in a writer outside the engine (summary, report)
         if error is None:
             raise
         raise error from None
+    except Exception:
+        if fresh:
+            _discard_if_unused(run)  # an unforeseen failure leaves no empty run for `-r latest` either
+        raise
 
 
 async def _stages(
@@ -136,8 +146,24 @@ def _dry_run(config: RunConfig, run: RunDir, prepared: list[PreparedDataset], ou
 
     API models whose id is read from the server at start go by their configured name here.
     """
+    from proctor.engine.gpus import visible_gpus
+
     names = _dry_run_names(config, run)
     gpus = {name: num_gpus_of(m) for name, m in zip(names, config.models)}
+    visible = None
+    for name, model in zip(names, config.models):
+        if isinstance(model, ApiModelConfig):
+            continue
+        device = getattr(model, "device", None) or ""
+        if visible is None and not device:
+            visible = visible_gpus()
+        if device.startswith("cpu") or gpus[name] == 0:
+            gpus[name], outcome.devices[name] = 0, "CPU"
+        elif not device and not visible:
+            # A machine without GPUs runs the model on its CPU, whatever num_gpus says.
+            gpus[name], outcome.devices[name] = 0, "CPU (no GPU visible)"
+        else:
+            outcome.devices[name] = f"{gpus[name]} GPU{'s' if gpus[name] > 1 else ''}"
     sizes = [(p.config.abbr, len(p.items)) for p in prepared]
     outcome.plan = make_plan(names, sizes, config.max_partition_size, gpus)
     if not config.reuse:
@@ -181,6 +207,77 @@ def _check_judge(config: RunConfig, prepared: Sequence[PreparedDataset]) -> None
                 f"dataset {dataset.config.abbr} is scored by a judge ({dataset.task.scorer}) but no judge model "
                 "is set: add `judge:` to the config or pass --judge-api-base URL (or --judge-model PRESET)"
             )
+
+
+# A run's files are named after its models and datasets (see rundir); a file name holds 255 bytes.
+MAX_NAME_BYTES = 200
+# Dataset settings whose change makes other datasets (other samples, another task): resuming a
+# run with them changed would mix two evaluations in one folder. A changed prompt (fewshot) or
+# scorer is fine: records made with another prompt are sent again, scores are made again.
+_RESUME_FREE = ("fewshot", "max_out_len", "scorer", "scorer_params", "judge", "data_dir")
+
+
+def _check_models(config: RunConfig) -> None:
+    """Mistakes in the models that would otherwise surface after a run folder is made."""
+    from proctor.config.schema import HFModelConfig
+    from proctor.core import path_part
+
+    names = [model_abbr(m) for m in config.models if not _discovered_name(m)] + [d.abbr for d in config.datasets]
+    for name in names:
+        if len(path_part(name).encode("utf-8")) > MAX_NAME_BYTES:
+            raise ConfigError(
+                f"name {name[:40]!r}... is {len(name)} characters; run files are named after it and a file "
+                f"name holds at most {MAX_NAME_BYTES}: give it a shorter abbr"
+            )
+    for model in [*config.models, *([config.judge] if config.judge is not None else [])]:
+        if not (isinstance(model, HFModelConfig) and (model.device or "").startswith("cuda")):
+            continue
+        if config.dry_run or config.mode == "report":
+            continue
+        try:
+            import torch
+        except ImportError:
+            continue  # the backend names the missing extra
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {model.device} (model {model_abbr(model)}): CUDA is not available on this machine "
+                "(torch sees no GPU); use --device cpu or leave the device unset"
+            )
+
+
+def _check_same_datasets(config: RunConfig, run: RunDir) -> None:
+    """`-r` / `--mode eval|report` with other datasets than the run's is refused, before anything
+    is written: the run's config.json keeps describing the run."""
+    from proctor.config.schema import DatasetConfig
+    from proctor.engine.rundir import read_config
+
+    stored = read_config(run).get("datasets")
+    if not isinstance(stored, list):
+        return
+    try:
+        before = {d.abbr: d for d in (DatasetConfig(**s) for s in stored)}
+    except Exception:  # written by another version: nothing to compare with
+        return
+    now = {d.abbr: d for d in config.datasets}
+
+    def identity(d: DatasetConfig) -> dict[str, Any]:
+        return d.model_dump(mode="json", exclude=set(_RESUME_FREE))
+
+    differences = [f"{a} not in the run" for a in now if a not in before]
+    differences += [f"{a} left out" for a in before if a not in now]
+    for abbr in (a for a in now if a in before):
+        old, new = identity(before[abbr]), identity(now[abbr])
+        changed = [f"{k} {new.get(k)!r} (run: {old.get(k)!r})" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        if changed:
+            differences.append(f"{abbr} {', '.join(changed)}")
+    if not differences:
+        return
+    shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+    flag = f"-r {config.reuse}" if config.reuse else f"--mode {config.mode}"
+    raise ConfigError(
+        f"{flag}: run {run.run_id} was made with other datasets ({shown}); give the run's datasets "
+        f"(`proctor run -r {run.run_id}` alone takes them from its config.json) or leave out -r to start a new run"
+    )
 
 
 def _discovered_name(model: Any) -> bool:

@@ -59,6 +59,7 @@ class RunDir:
 
 def new_run_dir(work_dir: str | Path) -> RunDir:
     base = Path(work_dir)
+    check_work_dir(base)
     stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
     for n in range(1000):
         root = base / (stamp if n == 0 else f"{stamp}_{n}")
@@ -67,7 +68,46 @@ def new_run_dir(work_dir: str | Path) -> RunDir:
             return RunDir(root)
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise ConfigError(f"-w {base}: cannot create a run folder there ({exc.strerror or exc}); "
+                              "choose another folder with -w / work_dir") from None
     raise ConfigError(f"cannot create a run folder under {base}")
+
+
+def check_work_dir(base: Path) -> None:
+    """A work dir that is a file (or lies under one), or that cannot be written, in one line."""
+    for folder in (base, *base.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is a file" if folder == base else f"lies under {folder}, which is a file"
+                raise ConfigError(f"-w {base}: {what}, not a folder; choose a folder with -w / work_dir")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise ConfigError(f"-w {base}: {folder} is not writable; choose another folder with -w / work_dir")
+            return
+
+
+def read_config(run: RunDir) -> dict[str, Any]:
+    """The run's config.json as written (secrets redacted), or {} when unreadable."""
+    try:
+        data = json.loads(run.config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def remove_temp_files(run: RunDir) -> int:
+    """Remove the `.name.*.tmp` files a killed writer left behind (see diskio); how many."""
+    removed = 0
+    if not run.root.is_dir():
+        return 0
+    for path in run.root.rglob(".*.tmp"):
+        try:
+            if path.is_file():
+                path.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 _RUN_ID = re.compile(r"(\d{8}_\d{6})(?:_(\d+))?")
@@ -139,6 +179,8 @@ def locked(run: RunDir) -> Iterator[None]:
         ) from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode("ascii"))
+    # Held now: no writer of this run is alive, so any temporary file is a killed stage's leftover.
+    remove_temp_files(run)
     try:
         yield
     finally:
