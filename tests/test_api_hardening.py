@@ -7,6 +7,7 @@ import asyncio
 import base64
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -322,3 +323,27 @@ def test_control_characters_from_the_server_are_escaped() -> None:
             asyncio.run(answers(backend, [ask("x")]))
     message = str(caught.value)
     assert "\x1b" not in message and "it serves evil\\x1b[2Jmodel, ok;" in message
+
+
+def test_unknown_host_and_https_to_an_http_server_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from proctor.cli import main
+
+    for base, expected in (("http://no-such-host.invalid/v1", "host name not found"),):
+        assert main(["run", "--api-base", base, "--datasets", "demo_gen", "-w", str(tmp_path), "--retry", "0"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expected in err and "-2" not in err
+    with OpenAIServer() as server:
+        https = server.base_url.replace("http://", "https://")
+        assert main(["run", "--api-base", https, "--datasets", "demo_gen", "-w", str(tmp_path), "--retry", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "TLS handshake failed" in err and "try http://" in err
+
+
+def test_a_very_long_model_id_gets_a_short_unique_file_name() -> None:
+    from proctor.core import path_part
+
+    a, b = "m" * 300 + "-a", "m" * 300 + "-b"
+    assert len(path_part(a).encode()) <= 200 and path_part(a) != path_part(b)
+    assert path_part("Qwen/Qwen2.5-7B") == "Qwen_Qwen2.5-7B"  # short names unchanged

@@ -253,6 +253,8 @@ class Result:
         return cls(**known)
 
 
+# File names are at most 255 bytes on common file systems; room is left for ".jsonl" and temp suffixes.
+_MAX_PART_BYTES = 200
 _UNSAFE_IN_PATHS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 
 
@@ -260,7 +262,12 @@ def path_part(name: str) -> str:
     """A model or dataset name as one folder or file name of the outputs layout.
 
     Served model ids often hold `/` (`Qwen/Qwen2.5-7B`) or `:`; they must not become
-    nested or invalid folders. Tables keep the real name.
+    nested or invalid folders. A name too long for a file name (a server may report anything)
+    is cut and given a hash of the whole, so two long names never share a file. Tables keep
+    the real name.
     """
     safe = _UNSAFE_IN_PATHS.sub("_", name).strip()
+    if len(safe.encode("utf-8")) > _MAX_PART_BYTES:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:12]
+        safe = safe.encode("utf-8")[: _MAX_PART_BYTES - 13].decode("utf-8", "ignore") + "~" + digest
     return "_" if safe in ("", ".", "..") else safe

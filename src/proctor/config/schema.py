@@ -104,7 +104,7 @@ class HFModelConfig(_Config):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     device: str | None = None  # None: cuda when available, else cpu
     num_gpus: int = Field(1, ge=0)
-    batch_size: int | Literal["auto"] = 8
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 8
     max_seq_len: int = Field(2048, ge=1)
     max_out_len: int = Field(256, ge=1)
     temperature: float = Field(0.0, ge=0)

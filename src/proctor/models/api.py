@@ -40,6 +40,8 @@ if TYPE_CHECKING:  # pydantic is imported lazily: `proctor --help` must stay fas
     from proctor.config.schema import ApiModelConfig
 
 logger = logging.getLogger(__name__)
+# Retry waits longer than this are logged as warnings (a Retry-After of a minute, say).
+LONG_WAIT_S = 5.0
 
 # Endpoint paths users paste into api_base (the OpenCompass tutorial writes
 # http://host:23333/v1/chat/completions); proctor appends the endpoint itself.
@@ -312,7 +314,9 @@ class ApiBackend:
                     latency_s=time.perf_counter() - started,
                 )
             delay = self._retry.delay(attempt, outcome.retry_after, self._rng)
-            logger.debug(
+            # A long wait the server asked for would look like a hang: say it, terminal or not.
+            log_wait = logger.warning if delay > LONG_WAIT_S else logger.debug
+            log_wait(
                 "retrying %s (attempt %d of %d) in %.2f s: %s",
                 path,
                 attempt + 1,

@@ -186,16 +186,23 @@ def no_prompt_logprobs(display_base: str) -> str:
 
 def short_reason(exc: BaseException) -> str:
     """A few words on why a connection failed, from the deepest OS error the client wraps."""
-    seen: set[int] = set()
+    chain: list[BaseException] = []
     current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, socket.gaierror):
+    while current is not None and all(current is not c for c in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    import ssl
+
+    for current in chain:
+        # aiohttp's DNS error is an OSError with getaddrinfo's negative errno: "unknown error -2".
+        if isinstance(current, socket.gaierror) or (isinstance(current, OSError) and (current.errno or 0) < 0):
             return "host name not found"
+        if isinstance(current, ssl.SSLError):
+            return "TLS handshake failed (an https:// URL for an http:// server? try http://)"
+    for current in chain:
         if isinstance(current, OSError) and (current.errno or current.strerror):
             # asyncio words a refused connection "Connect call failed (...)"; errno is clearer.
             return (os.strerror(current.errno) if current.errno else str(current.strerror)).lower()
-        current = current.__cause__ or current.__context__
     text = str(exc).strip()
     return text or type(exc).__name__
 
