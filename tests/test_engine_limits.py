@@ -51,12 +51,16 @@ def test_two_models_keep_their_own_limits_across_all_datasets(
     # would open 12), yet never more than 4 requests are open, and the limit is used fully.
     assert capped_stats.max_in_flight == 4
     assert {_dataset_of(r, answers, slices) for r in capped} == set(DATASETS)
-    # The rate limit too: in any window of T seconds at most burst + qps * T requests (burst = qps).
+    # The rate limit too: in any window of T seconds at most burst + qps * T requests (burst = qps),
+    # give or take one request of rounding and a request reaching the server up to `late` s after
+    # its slot (timers; two servers and the run share one process, so one GIL, on a busy box).
+    late = 0.25
     arrivals = sorted(r.arrived for r in metered)
     for i, start in enumerate(arrivals):
         for j in range(i, len(arrivals)):
-            assert j - i + 1 <= qps + qps * (arrivals[j] - start) + 1
-    assert arrivals[-1] - arrivals[0] >= (len(arrivals) - qps) / qps - 0.1
+            assert j - i + 1 <= qps + qps * (arrivals[j] - start + late) + 1
+    # ... and the 14 requests after the burst took about 1.4 s (without the limit: ~0.1 s).
+    assert arrivals[-1] - arrivals[0] >= (len(arrivals) - qps) / qps - late
     run = only_run(tmp_path)
     for model in ("capped", "metered"):
         for dataset, samples in slices.items():

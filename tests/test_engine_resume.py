@@ -64,6 +64,16 @@ def _lines(work: Path) -> int:
     return sum(len(p.read_bytes().splitlines()) for p in work.glob("*/predictions/*/*.jsonl"))
 
 
+def _wait_until_idle(server: OpenAIServer, timeout: float = 30.0) -> None:
+    """Until the server holds no connection (a dead client's are closed once all it sent has been
+    read: nothing more can arrive from it) and has finished every request it read."""
+    connections = server._server.server_state.connections  # uvicorn's open connections
+    deadline = time.monotonic() + timeout
+    while connections or any(r.done is None for r in server.requests):
+        assert time.monotonic() < deadline, "the server still had requests in flight"
+        time.sleep(0.01)
+
+
 def test_sigkill_mid_run_then_resume_resends_only_what_was_in_flight(
     tmp_path: Path, answers: KnownAnswers, slices: dict[str, list]
 ) -> None:
@@ -82,7 +92,7 @@ def test_sigkill_mid_run_then_resume_resends_only_what_was_in_flight(
             time.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=10) == -signal.SIGKILL
-        time.sleep(0.3)  # let the requests in flight at the kill finish on the server
+        _wait_until_idle(server)  # the requests in flight at the kill finish on the server
         first = server.post_requests()
         run = only_run(work)
         done_after_kill = {

@@ -74,9 +74,16 @@ def test_backoff_is_full_jitter_exponential_and_honours_retry_after() -> None:
     assert policy.max_attempts == 6
 
 
-def _max_in_window(times: list[float], window: float) -> int:
+LATE_S = 0.25
+"""How much later than its slot in the bucket a request may reach the server: timer lateness, and
+a busy box where the server thread (same process, same GIL) reads several requests at once."""
+
+
+def _bucket_excess(times: list[float], rate: float, burst: float) -> float:
+    """Seconds of slack a token bucket (rate, burst) needs to explain these arrival times: the
+    largest (requests in [t_i, t_j] - burst - 1) / rate - (t_j - t_i) over all pairs (<= 0: none)."""
     times = sorted(times)
-    return max(sum(1 for u in times[i:] if u - t < window) for i, t in enumerate(times))
+    return max((j - i - burst) / rate - (times[j] - times[i]) for i in range(len(times)) for j in range(i, len(times)))
 
 
 @pytest.mark.parametrize("qps, rpm", [(20.0, None), (1000.0, 1200.0)])
@@ -89,9 +96,11 @@ def test_rate_is_shared_by_concurrent_process_calls(qps: float, rpm: float | Non
         arrivals = [r.arrived for r in server.post_requests()]
     assert len(arrivals) == 40
     # 20 at once (the 1-second burst), then one every 50 ms: 1 s in all, less the time
-    # the first request took to open its connection (without a limiter: ~0.05 s).
-    assert max(arrivals) - min(arrivals) >= 0.85 * (40 - rate) / rate
-    # In any half second: the burst plus the rate, with one request of timer slack.
-    assert _max_in_window(arrivals, 0.5) <= rate + rate * 0.5 + 1
-    late = [t for t in arrivals if t - min(arrivals) > 0.1]
-    assert _max_in_window(late, 0.5) <= rate * 0.5 + 1  # after the burst: the rate itself
+    # the first request took to open its connection (without a limiter: ~0.05 s), less the
+    # lateness of the first arrival (a busy box has shown 0.17 s).
+    assert max(arrivals) - min(arrivals) >= (40 - rate) / rate - LATE_S
+    # In any window of T seconds (not only after the burst: an idle moment refills the bucket):
+    # at most the burst plus rate * T, one request of rounding and LATE_S of lateness.
+    assert _bucket_excess(arrivals, rate, rate) <= LATE_S
+    # Not throttled beyond the rate either: the 20 after the burst take about 1 s, not several.
+    assert max(arrivals) - min(arrivals) <= 3 * (40 - rate) / rate + 1.0

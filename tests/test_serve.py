@@ -349,7 +349,12 @@ def test_disconnecting_clients_do_not_stall_others(tiny_model_dir: Path) -> None
 
         async def scenario() -> list[str]:
             others = asyncio.create_task(_concurrent_chats(srv.base_url + "/v1", QUESTIONS[:3], max_tokens=24))
-            await asyncio.sleep(0.05)
+            # Until the model runs the first of them (the rest queue behind it), not a fixed sleep:
+            # on a busy box 50 ms may not be enough to send them.
+            deadline = time.monotonic() + 60
+            while srv.stats["requests"] < 1:
+                assert time.monotonic() < deadline and not others.done(), "the other requests never ran"
+                await asyncio.sleep(0.005)
             gone = [_raw_post(port, "/v1/chat/completions", long_chat) for _ in range(5)]
             streaming = _raw_post(port, "/v1/chat/completions", {**long_chat, "stream": True})
             half_sent = _raw_post(port, "/v1/completions", {"model": MODEL, "prompt": "x"}, declared_length=4096)

@@ -127,6 +127,26 @@ def _unwrap(exc: BaseException) -> BaseException:
     return BackendError(f"Ray failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
 
+def _check_reachable(address: str | None) -> None:
+    """Refuse an address nothing answers at in one line: ray.init would retry for minutes."""
+    if not address or address == "auto" or "://" in address:
+        return  # "auto", ray://: ray resolves or reports these itself
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # malformed: ray.init says so at once
+    import socket
+
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            return
+    except OSError as exc:
+        reason = "host name not found" if isinstance(exc, socket.gaierror) else (exc.strerror or str(exc)).lower()
+        raise ConfigError(
+            f"--ray-address {address}: nothing answers there ({reason}); start the cluster (`ray start --head`) "
+            "or leave --ray-address out to start a local one"
+        ) from None
+
+
 def import_ray() -> Any:
     try:
         import ray
@@ -194,6 +214,7 @@ async def infer_on_ray(
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
+        _check_reachable(config.ray_address)
         try:
             ray.init(
                 address=config.ray_address,
