@@ -18,12 +18,11 @@ from proctor.scoring.hendrycks import is_equiv, normalize_answer
 from proctor.scoring.math_equiv import MathEquivScorer, _verifier, extract_math_answer, shutdown_verifiers
 from proctor.scoring.stage import score_records
 
+from shared_data import SHARED_DATASETS
+
 pytest.importorskip("math_verify")
 
-ROOT = Path(__file__).resolve().parents[1]
-MATH500 = Path(os.environ.get("PROCTOR_SHARED_DATASETS", ROOT.parent / "shared" / "datasets")) / (
-    "math500/prm800k/math_splits/test.jsonl"
-)
+MATH500 = SHARED_DATASETS / "math500/prm800k/math_splits/test.jsonl"
 
 
 @pytest.fixture(scope="module")

@@ -104,12 +104,19 @@ class HFModelConfig(_Config):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     device: str | None = None  # None: cuda when available, else cpu
     num_gpus: int = Field(1, ge=0)
-    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 8
+    batch_size: int | Literal["auto"] = 8
     max_seq_len: int = Field(2048, ge=1)
     max_out_len: int = Field(256, ge=1)
     temperature: float = Field(0.0, ge=0)
     generation_kwargs: dict[str, Any] = Field(default_factory=dict)
     trust_remote_code: bool = False
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size_positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1 (or 'auto')")
+        return value
 
 
 class VLLMModelConfig(_Config):

@@ -210,7 +210,6 @@ def _check_judge(config: RunConfig, prepared: Sequence[PreparedDataset]) -> None
 
 
 # A run's files are named after its models and datasets (see rundir); a file name holds 255 bytes.
-MAX_NAME_BYTES = 200
 # Dataset settings whose change makes other datasets (other samples, another task): resuming a
 # run with them changed would mix two evaluations in one folder. A changed prompt (fewshot) or
 # scorer is fine: records made with another prompt are sent again, scores are made again.
@@ -220,15 +219,7 @@ _RESUME_FREE = ("fewshot", "max_out_len", "scorer", "scorer_params", "judge", "d
 def _check_models(config: RunConfig) -> None:
     """Mistakes in the models that would otherwise surface after a run folder is made."""
     from proctor.config.schema import HFModelConfig
-    from proctor.core import path_part
 
-    names = [model_abbr(m) for m in config.models if not _discovered_name(m)] + [d.abbr for d in config.datasets]
-    for name in names:
-        if len(path_part(name).encode("utf-8")) > MAX_NAME_BYTES:
-            raise ConfigError(
-                f"name {name[:40]!r}... is {len(name)} characters; run files are named after it and a file "
-                f"name holds at most {MAX_NAME_BYTES}: give it a shorter abbr"
-            )
     for model in [*config.models, *([config.judge] if config.judge is not None else [])]:
         if not (isinstance(model, HFModelConfig) and (model.device or "").startswith("cuda")):
             continue
