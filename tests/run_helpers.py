@@ -146,10 +146,9 @@ def read_result(run: Path, model: str, dataset: str) -> dict[str, Any]:
 
 def read_scores(run: Path, model: str, dataset: str) -> dict[str, dict[str, Any]]:
     """scores/<model>/<dataset>.jsonl by item id (written by the eval stage)."""
-    path = run / "scores" / model / f"{dataset}.jsonl"
-    if not path.is_file():
-        return {}
-    return {s["item_id"]: s for s in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+    from proctor.report.scorelines import read_score_lines
+
+    return read_score_lines(run / "scores" / model / f"{dataset}.jsonl")
 
 
 def read_records(run: Path, model: str, dataset: str) -> list[dict[str, Any]]:

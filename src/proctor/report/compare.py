@@ -27,6 +27,7 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 from proctor.core import Result, path_part
 from proctor.errors import ConfigError, DataError
 from proctor.report.manifests import ManifestChange, diff_manifests, measured_changes
+from proctor.report.scorelines import read_score_lines
 from proctor.report.stats import (
     ALPHA,
     BOOTSTRAP_RESAMPLES,
@@ -187,15 +188,7 @@ def unit_value(metric: str, lines: Sequence[Mapping[str, Any]]) -> float:
 
 def load_units(path: Path, metric: str) -> dict[str, Unit]:
     """scores/<model>/<dataset>.jsonl as questions, in file order (the last line of an item wins)."""
-    lines: dict[str, dict[str, Any]] = {}
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for text in handle:
-            try:
-                line = json.loads(text)
-            except ValueError:
-                continue
-            if isinstance(line, dict) and isinstance(line.get("item_id"), str):
-                lines[line["item_id"]] = line
+    lines = read_score_lines(path)
     by_sample: dict[str, list[dict[str, Any]]] = {}
     for item_id, line in lines.items():
         sample = line.get("sample_id") or item_id

@@ -24,6 +24,7 @@ from proctor.errors import DataError
 from proctor.report.charts import MAX_CHART_ROWS, PALETTE, Band, DiffBand, bar_chart, diff_chart
 from proctor.report.headline import HeadlineRow, build_headline
 from proctor.report.stats import Z95
+from proctor.report.scorelines import read_score_lines
 from proctor.report.summary import DatasetRowInfo, Summary, build_summary
 from proctor.report.writers import (
     FIXED_COLUMNS,
@@ -191,16 +192,9 @@ def _load_sections(
             notes.append(f"{found[key].relative_to(run_dir)}: unreadable ({exc.__class__.__name__})")
             continue
         scores_path = run_dir / "scores" / found[key].parent.name / found[key].name
-        scores = _read_scores(scores_path, {r.item_id for r in records})
+        scores = read_score_lines(scores_path, {r.item_id for r in records})
         sections.append(_Section(key[0], key[1], tuple(records), total, bad, scores))
     return sections
-
-
-def _read_scores(path: Path, wanted: set[str]) -> dict[str, Mapping[str, Any]]:
-    """The score lines of the shown records (none when the eval stage has not run)."""
-    scores: dict[str, Mapping[str, Any]] = {}
-    if not path.is_file():
-        return scores
     with path.open(encoding="utf-8", errors="replace") as handle:
         for line in handle:
             try:

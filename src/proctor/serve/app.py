@@ -367,6 +367,11 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
     return app
 
 
+def _completion_choice(text: str, logprobs: Any, finish_reason: str | None) -> dict[str, Any]:
+    """One `choices[]` entry of a /v1/completions answer (its index is set by the caller's order)."""
+    return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
+
+
 async def _complete(
     state: ServeState, body: CompletionRequest, prompt: str | tuple[int, ...], max_tokens: int,
     prompt_tokens: int | None,
@@ -385,13 +390,7 @@ async def _complete(
         logprobs = completion_logprobs(scored, 0 if body.echo else len(prompt), len(prompt) + len(result.text))
         if prompt_tokens is None:  # the scorer tokenized the prompt; use its count
             result = replace(result, prompt_tokens=sum(1 for o in scored.offsets if o < len(prompt)))
-    choice = {
-        "index": 0,
-        "text": (prompt if body.echo else "") + result.text,
-        "logprobs": logprobs,
-        "finish_reason": result.finish_reason,
-    }
-    return choice, result
+    return _completion_choice((prompt if body.echo else "") + result.text, logprobs, result.finish_reason), result
 
 
 async def _complete_exact(
@@ -447,13 +446,7 @@ async def _complete_exact(
             if not isinstance(prompt, tuple):
                 shift = len(text)
         logprobs = token_logprobs_json(tokens, offsets, scored.logprobs, top, first, shift)
-    choice = {
-        "index": 0,
-        "text": (text if body.echo else "") + result.text,
-        "logprobs": logprobs,
-        "finish_reason": result.finish_reason,
-    }
-    return choice, result
+    return _completion_choice((text if body.echo else "") + result.text, logprobs, result.finish_reason), result
 
 
 def _greedy_one(
@@ -476,7 +469,7 @@ def _greedy_one(
     shift = 0 if body.echo else offsets[-1]
     logprobs = token_logprobs_json(tokens, offsets, (*scored.logprobs, next_lp), top, first, shift)
     echoed = "".join(tokens[: len(prompt)]) if body.echo else ""
-    choice = {"index": 0, "text": echoed + generated, "logprobs": logprobs, "finish_reason": result.finish_reason}
+    choice = _completion_choice(echoed + generated, logprobs, result.finish_reason)
     return choice, result
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Awaitable, Callable, Literal, Sequence
 
 from proctor.core import Request, Response
 from proctor.models.base import Backend, PromptLogprobs
@@ -191,30 +191,29 @@ class Batcher:
                 self._resolve(item, error=RuntimeError("the backend returned no response"))
 
     async def _run_logprobs(self, items: Sequence[_Pending]) -> None:
-        self.stats.record(len(items))
-        try:
-            # Not part of the Backend protocol: HFBackend has it (see supports_logprobs).
-            results = await self._backend.prompt_logprobs(  # type: ignore[attr-defined]
-                [item.payload for item in items]
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            for item in items:
-                self._resolve(item, error=exc)
-            return
-        for item, result in zip(items, results):
-            self._resolve(item, result)
-        for item in items[len(results) :]:
-            self._resolve(item, error=RuntimeError("the backend returned no log-probabilities"))
+        # Not part of the Backend protocol: HFBackend has it (see supports_logprobs).
+        scoring = self._backend.prompt_logprobs([item.payload for item in items])  # type: ignore[attr-defined]
+        await self._score_batch(items, scoring, lambda item, result: result)
 
     async def _run_token_logprobs(self, items: Sequence[_Pending]) -> None:
         from proctor.serve.token_scoring import ScoredIds, token_logprobs
 
-        self.stats.record(len(items))
         top_k = max(top for _, top in (item.payload for item in items))
+
+        def trimmed(item: _Pending, result: Any) -> Any:
+            k = item.payload[1]  # each request gets the alternatives it asked for
+            return ScoredIds(result.ids, result.logprobs, tuple(t[:k] for t in result.top), result.next_top[:k])
+
+        await self._score_batch(items, token_logprobs(self._backend, [item.payload[0] for item in items], top_k),
+                                trimmed)
+
+    async def _score_batch(self, items: Sequence[_Pending], scoring: Awaitable[Sequence[Any]],
+                           shape: Callable[[_Pending, Any], Any]) -> None:
+        """Await one batch of log-prob scoring and resolve each item: its result, or the batch's
+        error (the model failing must not hang any client), or "no result" for a short answer."""
+        self.stats.record(len(items))
         try:
-            results = await token_logprobs(self._backend, [item.payload[0] for item in items], top_k)
+            results = await scoring
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -222,8 +221,6 @@ class Batcher:
                 self._resolve(item, error=exc)
             return
         for item, result in zip(items, results):
-            k = item.payload[1]  # each request gets the alternatives it asked for
-            trimmed = ScoredIds(result.ids, result.logprobs, tuple(t[:k] for t in result.top), result.next_top[:k])
-            self._resolve(item, trimmed)
+            self._resolve(item, shape(item, result))
         for item in items[len(results) :]:
             self._resolve(item, error=RuntimeError("the backend returned no log-probabilities"))
