@@ -203,7 +203,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="run one stage from what is on disk (eval/report use -r RUN_ID or the latest run)")
     e.add_argument("--debug", action="store_true", help="one process, sequential, live logs, tracebacks")
     e.add_argument("--max-num-workers", type=int, default=None,
-                   help="tasks running at once (default 32; local models: at most one replica per free GPU set)")
+                   help="tasks running at once (default: 32 for API models; a local model answers all its tasks from "
+                        "one queue, batched across subjects, unless this caps them; one replica per free GPU set)")
     e.add_argument("--max-partition-size", type=int, default=None,
                    help="split datasets larger than this into shards (tasks)")
     e.add_argument("--cache", dest="cache", action="store_true", default=None,

@@ -8,6 +8,7 @@ and progress, so every runner gives the same records.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -231,6 +232,14 @@ async def _run_plan(
     gate = asyncio.Semaphore(1 if config.debug else (config.max_num_workers or DEFAULT_MAX_WORKERS))
     entry_of = {e.name: e for e in entries}
 
+    def gate_of(entry: ModelEntry) -> asyncio.Semaphore | contextlib.nullcontext[None]:
+        # A local model answers all its tasks from one queue (batched across subjects, longest
+        # first): unless --max-num-workers caps them, all its tasks are in it at once, so that
+        # 57 subjects of 5 questions batch like one subject of 285.
+        if config.debug or config.max_num_workers or isinstance(entry.config, ApiModelConfig):
+            return gate
+        return contextlib.nullcontext()
+
     async def work(task: Task, entry: ModelEntry, backend: Backend) -> None:
         key = (task.model, task.dataset)
         items = rendered.of(by_abbr[task.dataset], backend.chat, entry.config)[task.start : task.end]
@@ -255,7 +264,7 @@ async def _run_plan(
                 # The model is ready before its task takes a slot: a model waiting for GPUs must not
                 # hold slots that the tasks of the model holding them need to finish.
                 backend = await entry.ready(on_start)
-                async with gate:
+                async with gate_of(entry):
                     await work(task, entry, backend)
         finally:
             entry.remaining -= 1

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 DEFAULT_MAX_WORKERS = 32
-"""Tasks running at once. API tasks are coroutines that share their model's limits, so more only
-means more progress bars; local models get one worker per GPU slot whatever this says."""
+"""API tasks running at once. API tasks are coroutines that share their model's limits, so more
+only means more progress bars. A local model's tasks all run at once unless --max-num-workers caps
+them: the model answers them from one queue, batched across tasks and sorted by length."""
 
 
 @dataclass(frozen=True)

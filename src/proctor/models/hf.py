@@ -5,8 +5,12 @@
     await backend.process(requests, on_response)
     await backend.close()
 
-Batches run one at a time in a worker thread (the event loop stays free), sorted by
-length so that padding is small. Besides the async Backend protocol there is a small
+Batches run one at a time in a worker thread (the event loop stays free). Every
+`process` call in flight feeds one queue: each batch is the longest requests of one kind
+waiting in it, whichever call (task, subject, dataset) they came from, so that 57 small
+subjects cost what one large subject with the same questions costs, and padding is small.
+A response never depends on its batch mates (left padding, an attention mask, per-row
+limits), so how calls were batched together does not change an answer. Besides the async Backend protocol there is a small
 blocking API for callers that own their threads (e.g. `proctor serve`):
 `run_requests`, `generate_batch`, `loglikelihood_batch`, `prompt_logprobs_sync`;
 call them only after `start()`. Heavy imports (torch, transformers) happen in start().
@@ -25,13 +29,18 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from proctor.config.schema import HFModelConfig, model_abbr
 from proctor.core import Request, Response
-from proctor.errors import MissingExtraError
+from proctor.errors import BackendError, MissingExtraError
 from proctor.models.base import OnResponse, PromptLogprobs
 
 if TYPE_CHECKING:
     from proctor.models.hf_loading import LoadedModel
 
 log = logging.getLogger("proctor.models.hf")
+
+GATHER_S = 0.005
+"""When the shared queue starts after being empty, the first batch waits until no new
+request came for this long (at most GATHER_MAX_S)."""
+GATHER_MAX_S = 0.1
 
 
 def require_hf_extra() -> None:
@@ -53,6 +62,83 @@ class _Prepared:
     temperature: float = 0.0
     error: str | None = None
 
+    @property
+    def group(self) -> tuple[Any, ...]:
+        """Requests that may share a batch: same kind (and, to generate, same temperature)."""
+        return ("generate", self.temperature) if self.gen is not None else ("loglikelihood",)
+
+
+@dataclass(eq=False)
+class _Call:
+    """One `process` call whose requests wait in the shared queue."""
+
+    on_response: OnResponse
+    done: asyncio.Future[None]
+    base: int  # its request i went into the queue as number base + i
+    left: int  # responses still to deliver
+    dropped: bool = False  # cancelled, failed or answered: nothing more is delivered
+
+
+@dataclass(eq=False)
+class _Entry:
+    prepared: _Prepared
+    call: _Call
+
+    @property
+    def key(self) -> tuple[int, int]:
+        # Ascending sort, batches taken from the end: longest first, then first come.
+        return (self.prepared.length, -self.prepared.index)
+
+
+class _SharedQueue:
+    """The prepared requests of every `process` call in flight, grouped by what may share a
+    batch. Filled on the event loop, emptied by the worker thread one batch at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._groups: dict[tuple[Any, ...], list[_Entry]] = {}
+        self._unsorted: set[tuple[Any, ...]] = set()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(g) for g in self._groups.values())
+
+    def add(self, entries: Sequence[_Entry]) -> None:
+        with self._lock:
+            for e in entries:
+                self._groups.setdefault(e.prepared.group, []).append(e)
+                self._unsorted.add(e.prepared.group)
+
+    def take(self, size: int) -> list[_Entry]:
+        """The `size` longest waiting requests of the group that holds the longest one
+        (longest first); requests of dropped calls are discarded on the way."""
+        with self._lock:
+            for name in self._unsorted:
+                group = self._groups[name]
+                group[:] = [e for e in group if not e.call.dropped]
+                group.sort(key=lambda e: e.key)
+            self._unsorted.clear()
+            while True:
+                live = {k: g for k, g in self._groups.items() if g}
+                if not live:
+                    self._groups.clear()
+                    return []
+                group = max(live.values(), key=lambda g: g[-1].key)
+                batch = group[-size:][::-1]
+                del group[-size:]
+                batch = [e for e in batch if not e.call.dropped]
+                if batch:
+                    return batch
+
+    def calls(self) -> set[_Call]:
+        with self._lock:
+            return {e.call for g in self._groups.values() for e in g}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._groups.clear()
+            self._unsorted.clear()
+
 
 class HFBackend:
     """A transformers causal LM behind the Backend protocol (see proctor.models.base)."""
@@ -67,6 +153,11 @@ class HFBackend:
         # One worker thread: batches of concurrent process() calls queue up here.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="proctor-hf")
         self._warned_truncation = False
+        # The shared queue of all process() calls, and the coroutine that serves it.
+        self._queue = _SharedQueue()
+        self._serving: asyncio.Task[None] | None = None
+        self._calls: set[_Call] = set()  # calls with requests not answered yet
+        self._numbered = 0  # requests queued so far: each gets a number unique to this backend
 
     # -- protocol -----------------------------------------------------------------
 
@@ -90,17 +181,105 @@ class HFBackend:
             self._lm = await asyncio.to_thread(load_model, self.config)
 
     async def process(self, requests: Sequence[Request], on_response: OnResponse) -> None:
+        """Answer `requests` through the shared queue: batched, longest first, with the
+        requests of every other call in flight (other tasks, subjects, datasets)."""
+        if not requests:
+            return
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._executor, self._prepare_all, requests)
-        for p in prepared:
-            if p.error is not None:
-                on_response(p.index, Response(error=p.error))
-        for batch in self._plan(prepared):
-            answers = await loop.run_in_executor(self._executor, self._run_with_fallback, batch)
-            for p, response in zip(batch, answers):
-                on_response(p.index, response)
+        base = self._numbered  # the call's request i is queued as number base + i
+        self._numbered += len(requests)
+        call = _Call(on_response, loop.create_future(), base=base, left=len(requests))
+        self._calls.add(call)
+        try:
+            failed, queued = await loop.run_in_executor(self._executor, self._prepare_and_queue, requests, call)
+            for p in failed:
+                self._answer(call, p.index, Response(error=p.error))
+            if queued and (self._serving is None or self._serving.done()):
+                self._serving = asyncio.ensure_future(self._serve())
+            await call.done
+        finally:
+            call.dropped = True  # cancelled: its requests still waiting are not run
+            self._calls.discard(call)
+
+    def _prepare_and_queue(self, requests: Sequence[Request], call: _Call) -> tuple[list[_Prepared], int]:
+        """(worker thread) Tokenize and queue the requests of one call; (those that failed, how
+        many were queued). Queued here, not on the loop, so that a batch taken after this job
+        (jobs run in order on the one worker thread) sees every request prepared before it."""
+        prepared = self._prepare_all(requests, call.base)
+        queued = [_Entry(p, call) for p in prepared if p.error is None]
+        self._queue.add(queued)
+        return [p for p in prepared if p.error is not None], len(queued)
+
+    def _answer(self, call: _Call, index: int, response: Response) -> None:
+        """Deliver one response on the event loop; an error raised by the callback (a
+        record that cannot be written) ends that call, not the others."""
+        if call.dropped:
+            return
+        try:
+            call.on_response(index - call.base, response)
+        except BaseException as exc:
+            call.dropped = True
+            if not call.done.done():
+                call.done.set_exception(exc)
+            return
+        call.left -= 1
+        if call.left == 0:
+            call.dropped = True
+            if not call.done.done():
+                call.done.set_result(None)
+
+    async def _serve(self) -> None:
+        """Run batches from the shared queue until it is empty."""
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        try:
+            # The queue was empty: tasks that start together (the subjects of a run, right after
+            # the model loaded) arrive one after another; let them come before the first batch,
+            # so that it is the longest of all of them.
+            deadline = loop.time() + GATHER_MAX_S
+            seen = -1
+            while seen != self._numbered and loop.time() < deadline:
+                seen = self._numbered
+                await asyncio.sleep(GATHER_S)
+            while True:
+                ran = await loop.run_in_executor(self._executor, self._run_next, me)
+                if ran is None:
+                    # Checked on the loop thread, where requests are queued: none can slip in.
+                    if len(self._queue) == 0:
+                        return
+                    continue
+                for entry, response in ran:
+                    self._answer(entry.call, entry.prepared.index, response)
+        except asyncio.CancelledError:
+            self._fail_waiting(BackendError(f"model {self.name} was closed"))
+            raise
+        except Exception as exc:  # the worker itself failed (not one batch): every caller hears it
+            self._fail_waiting(exc)
+
+    def _fail_waiting(self, error: BaseException) -> None:
+        for call in list(self._calls):
+            call.dropped = True
+            if not call.done.done():
+                call.done.set_exception(error)
+        self._calls.clear()
+        self._queue.clear()
+
+    def _run_next(self, server: Any) -> list[tuple[_Entry, Response]] | None:
+        """(worker thread) Take the next batch from the queue and run it; None when empty."""
+        if server is not self._serving:
+            return None  # queued by a server that has since stopped (a closed event loop)
+        batch = self._queue.take(self._loaded.batch_size)
+        if not batch:
+            return None
+        answers = self._run_with_fallback([e.prepared for e in batch])
+        return list(zip(batch, answers))
 
     async def close(self) -> None:
+        serving, self._serving = self._serving, None
+        if serving is not None and not serving.done():
+            serving.cancel()
+            await asyncio.gather(serving, return_exceptions=True)
+        self._queue.clear()
         lm, self._lm = self._lm, None
         executor = self._executor
         # A fresh (thread-less until used) pool, so that start() may be called again.
@@ -180,9 +359,9 @@ class HFBackend:
             raise RuntimeError(f"HFBackend '{self.name}' is not started: await start() first")
         return self._lm
 
-    def _prepare_all(self, requests: Sequence[Request]) -> list[_Prepared]:
+    def _prepare_all(self, requests: Sequence[Request], base: int = 0) -> list[_Prepared]:
         with self._lock:
-            return [self._prepare(i, r) for i, r in enumerate(requests)]
+            return [self._prepare(base + i, r) for i, r in enumerate(requests)]
 
     def _prepare(self, index: int, request: Request) -> _Prepared:
         try:
