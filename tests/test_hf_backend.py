@@ -414,3 +414,34 @@ def test_close_then_start_again(tiny_model_dir: Path) -> None:
     asyncio.run(backend.start())
     assert run(backend, [Request(kind="generate", prompt="Hello", max_tokens=3)])[0].text == first
     asyncio.run(backend.close())
+
+
+def test_max_seq_len_is_measured_with_the_models_own_tokenizer(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A local model's prompts are fitted by counting its real tokens (chat template included),
+    not by a character estimate: every request sent fits, counted the way the model counts."""
+    import json as _json
+
+    from proctor.cli import main
+    from proctor.models.hf import HFBackend
+    from proctor.config.schema import HFModelConfig
+    from proctor.core import Message, Request
+
+    limit = 700
+    argv = ["run", "--hf-path", str(tiny_model_dir), "--datasets", "demo_gen", "--limit", "2", "--max-seq-len",
+            str(limit), "--max-out-len", "4", "-w", str(tmp_path)]
+    assert main(argv) == 0
+    (run,) = [p for p in tmp_path.iterdir() if (p / "config.json").is_file()]
+    backend = HFBackend(HFModelConfig(path=str(tiny_model_dir)))
+    asyncio.run(backend.start())
+    try:
+        shots_seen = set()
+        for path in (run / "predictions").rglob("*.jsonl"):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                prompt = _json.loads(line)["prompt"]
+                request = Request(kind="generate", messages=tuple(Message(m["role"], m["content"]) for m in prompt),
+                                  max_tokens=4)
+                assert backend.count_tokens(request) <= limit
+                shots_seen.add(len(prompt) // 2)
+        assert min(shots_seen) < 5  # the limit did drop examples somewhere
+    finally:
+        asyncio.run(backend.close())

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from proctor.config.schema import ApiModelConfig, RunConfig
+from proctor.config.schema import ApiModelConfig, RunConfig, model_abbr
 from proctor.core import Item, Record, Request
 from proctor.engine.cache import CacheError, ResponseCache
 from proctor.engine.manifest import Manifest, model_info, read_manifest, requests_digest
@@ -126,12 +126,24 @@ class _Requests:
     """Each dataset's requests rendered once per (chat, max_tokens, temperature, max_seq_len)."""
 
     def __init__(self) -> None:
-        self._memo: dict[tuple[str, bool, int, float, int | None, bool], list[tuple[Item, Request]]] = {}
+        self._memo: dict[tuple[Any, ...], list[tuple[Item, Request]]] = {}
+        self._estimated: set[str] = set()
 
-    def of(self, dataset: PreparedDataset, chat: bool, config: Any) -> list[tuple[Item, Request]]:
+    def of(
+        self, dataset: PreparedDataset, chat: bool, config: Any, backend: Any = None
+    ) -> list[tuple[Item, Request]]:
         max_seq_len = getattr(config, "max_seq_len", None)
         explicit = "max_out_len" in config.model_fields_set
-        key = (dataset.config.abbr, chat, config.max_out_len, config.temperature, max_seq_len, explicit)
+        # A local model counts prompt tokens with its own tokenizer and chat template; others are
+        # estimated (an upper bound for most tokenizers), and the user is told once.
+        count = getattr(backend, "count_tokens", None) if max_seq_len else None
+        if max_seq_len and count is None and model_abbr(config) not in self._estimated:
+            self._estimated.add(model_abbr(config))
+            log.warning("--max-seq-len for %s is checked with an estimate of the prompt's tokens (3 characters "
+                        "or 1 CJK character per token, about 25%% to spare for English): its server's tokenizer "
+                        "is not available here", model_abbr(config))
+        key = (dataset.config.abbr, chat, config.max_out_len, config.temperature, max_seq_len, explicit,
+               backend.identity if count is not None else None)
         if key not in self._memo:
             if dataset.task.n > 1 and config.temperature == 0:
                 raise ConfigError(
@@ -148,6 +160,7 @@ class _Requests:
                         temperature=config.temperature,
                         max_seq_len=max_seq_len,
                         max_tokens_set=explicit,
+                        count=count,
                     ),
                 )
                 for item in dataset.items
@@ -192,7 +205,7 @@ async def run_inference(
                 log.warning("-r: model %s was %s in this run before, now %s", entry.name, old, info["identity"])
             manifest.add_model(entry.name, info)
             for dataset in prepared:
-                items = rendered.of(dataset, entry.backend.chat, entry.config)
+                items = rendered.of(dataset, entry.backend.chat, entry.config, entry.backend)
                 manifest.add_requests(entry.name, dataset.config.abbr, requests_digest(r for _, r in items))
             manifest.write()
 
@@ -242,7 +255,7 @@ async def _run_plan(
 
     async def work(task: Task, entry: ModelEntry, backend: Backend) -> None:
         key = (task.model, task.dataset)
-        items = rendered.of(by_abbr[task.dataset], backend.chat, entry.config)[task.start : task.end]
+        items = rendered.of(by_abbr[task.dataset], backend.chat, entry.config, backend)[task.start : task.end]
         progress.start(task)
         stats = await run_task(
             backend, items, stores[key], existing[key], cache, lambda record: progress.advance(task, record),

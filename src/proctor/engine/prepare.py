@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from proctor.config.schema import DatasetConfig
 from proctor.core import Item, Request, Sample
@@ -38,9 +39,11 @@ class PreparedDataset:
         temperature: float,
         max_seq_len: int | None = None,
         max_tokens_set: bool = False,
+        count: Callable[[Request], int] | None = None,
     ) -> Request:
         """The item's request; with `max_seq_len`, the last few-shot examples are dropped
         until the prompt and its answer fit (as OpenCompass does), rather than cutting the prompt.
+        `count` measures a request in tokens (a local model's tokenizer); without it, an estimate.
 
         Answer length: the dataset's `max_out_len`, else the model's when the user set it
         (`max_tokens_set`), else the spec's (512 for chain of thought), else the model's default.
@@ -55,7 +58,8 @@ class PreparedDataset:
             max_tokens = plan.max_out_len
         while True:
             request = plan.request(item.sample, shots, chat=chat, max_tokens=max_tokens, temperature=temperature)
-            if not shots or max_seq_len is None or estimate_request_tokens(request) <= max_seq_len:
+            size = count(request) if count is not None else estimate_request_tokens(request)
+            if not shots or max_seq_len is None or size <= max_seq_len:
                 return request
             shots = shots[:-1]
 

@@ -351,6 +351,17 @@ class HFBackend:
             return (self._prompt_logprobs_halving(encoded[:half])
                     + self._prompt_logprobs_halving(encoded[half:]))
 
+    def count_tokens(self, request: Request) -> int:
+        """The tokens a request takes in this model's context: its prompt as this model renders it
+        (tokenizer, chat template) plus what it may generate, or context plus longest continuation."""
+        from proctor.models.hf_render import render_generate
+
+        lm = self._loaded
+        if request.kind == "loglikelihood":
+            longest = max(request.continuations, key=len, default="")
+            return len(lm.tokenizer((request.context or "") + longest)["input_ids"])
+        return render_generate(lm.tokenizer, request, lm.chat, 1 << 30).full_length + request.max_tokens
+
     # -- internals ------------------------------------------------------------------
 
     @property
