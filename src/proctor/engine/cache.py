@@ -173,3 +173,13 @@ class ResponseCache:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def open_cache() -> ResponseCache | None:
+    """The user's response cache, or None (with one warning) when it cannot be opened: a run
+    goes on without it rather than failing."""
+    try:
+        return ResponseCache()
+    except CacheError as exc:
+        log.warning("%s; continuing without it", exc)
+        return None

@@ -119,9 +119,9 @@ async def evaluate_run(
     scorer gives the new scores without a single request to the model evaluated (a judge is
     asked only what it has not answered before).
     """
-    from proctor.engine.infer import _open_cache
+    from proctor.engine.cache import open_cache
 
-    response_cache = _open_cache() if cache and judge is not None else None
+    response_cache = open_cache() if cache and judge is not None else None
     session = JudgeSession(run, judge, response_cache)
     try:
         return await _evaluate(run, model_names, prepared, session)

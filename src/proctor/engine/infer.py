@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from proctor.config.schema import ApiModelConfig, RunConfig, model_abbr
 from proctor.core import Item, Record, Request
-from proctor.engine.cache import CacheError, ResponseCache
+from proctor.engine.cache import ResponseCache, open_cache
 from proctor.engine.manifest import Manifest, model_info, read_manifest, requests_digest
 from proctor.engine.plan import DEFAULT_MAX_WORKERS, Task, make_plan
 from proctor.engine.prepare import PreparedDataset
@@ -232,7 +232,7 @@ async def _run_plan(
     outcome: InferenceOutcome,
     console: Any,
 ) -> None:
-    cache = _open_cache() if config.cache else None
+    cache = open_cache() if config.cache else None
     stores: dict[tuple[str, str], PredictionStore] = {}
     existing: dict[tuple[str, str], dict[str, Record]] = {}
     for task in plan:
@@ -292,14 +292,6 @@ async def _run_plan(
             store.close()
         if cache is not None:
             cache.close()
-
-
-def _open_cache() -> ResponseCache | None:
-    try:
-        return ResponseCache()
-    except CacheError as exc:
-        log.warning("%s; continuing without it", exc)
-        return None
 
 
 async def _gather_or_cancel(coroutines: list[Any]) -> None:

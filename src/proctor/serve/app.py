@@ -367,6 +367,12 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
     return app
 
 
+def _generate_request(body: CompletionRequest, prompt: str, max_tokens: int) -> Request:
+    """The backend request a /v1/completions body asks for, on a text prompt."""
+    return Request(kind="generate", prompt=prompt, max_tokens=max_tokens,
+                   temperature=body.sampling_temperature(), stop=body.stop_strings())
+
+
 def _completion_choice(text: str, logprobs: Any, finish_reason: str | None) -> dict[str, Any]:
     """One `choices[]` entry of a /v1/completions answer (its index is set by the caller's order)."""
     return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
@@ -379,11 +385,7 @@ async def _complete(
     """One choice of a completion (and its counts): generate, then score the tokens when logprobs are asked."""
     if isinstance(prompt, tuple) or (body.logprobs or 0) > 1:
         return await _complete_exact(state, body, prompt, max_tokens, prompt_tokens)
-    request = Request(
-        kind="generate", prompt=prompt, max_tokens=max_tokens,
-        temperature=body.sampling_temperature(), stop=body.stop_strings(),
-    )  # fmt: skip
-    result = await state.generate(request, prompt_tokens)
+    result = await state.generate(_generate_request(body, prompt, max_tokens), prompt_tokens)
     logprobs = None
     if body.logprobs is not None and (body.echo or result.text):
         scored: PromptLogprobs = await backend_call(state.batcher.prompt_logprobs(prompt + result.text))
@@ -420,11 +422,7 @@ async def _complete_exact(
         # lm-eval's scoring request (echo, logprobs, max_tokens=1): one forward pass scores the
         # prompt and gives the greedy next token, so every returned token is the model's own id.
         return _greedy_one(state, body, prompt, text, await backend_call(state.batcher.token_logprobs(prompt, top_k)))
-    request = Request(
-        kind="generate", prompt=generation_prompt, max_tokens=max_tokens,
-        temperature=body.sampling_temperature(), stop=body.stop_strings(),
-    )  # fmt: skip
-    result = await state.generate(request, prompt_tokens)
+    result = await state.generate(_generate_request(body, generation_prompt, max_tokens), prompt_tokens)
     logprobs = None
     if body.logprobs is not None:
         if isinstance(prompt, tuple):
