@@ -375,3 +375,17 @@ def test_unreadable_files(tmp_path: Path) -> None:
 def test_duplicate_ids(tmp_path: Path) -> None:
     path = jsonl(tmp_path / "d.jsonl", [{"id": 1, "question": "a", "answer": "x"}, {"id": "1", "question": "b", "answer": "y"}])
     assert error_of(path) == f"{path}: line 2: duplicate id '1'"
+
+
+def test_an_answer_that_reads_two_ways_is_refused_not_guessed() -> None:
+    from proctor.datasets import FieldMap, row_to_sample
+    from proctor.errors import DataError
+
+    row = {"question": "1 + 1 = ?", "choices": ["1", "2", "3"], "answer": "2"}
+    with pytest.raises(DataError, match=r"q.jsonl: line 3: answer '2' is ambiguous \(as a 0-based index it is C, "
+                                        r"as an option text it is B\); set the field map's answer_format"):
+        row_to_sample(row, 2, FieldMap(), "q.jsonl: line 3")
+    assert row_to_sample(row, 2, FieldMap(answer_format="text"), "x").target == "B"
+    assert row_to_sample(row, 2, FieldMap(answer_format="index"), "x").target == "C"
+    # "3" is no index of three options: only the text reading fits, and it is used.
+    assert row_to_sample({**row, "answer": "3"}, 2, FieldMap(), "x").target == "C"

@@ -123,22 +123,35 @@ def _checked(texts: list[str], where: str) -> tuple[str, ...]:
 
 
 def _letter(answer: Any, choices: tuple[str, ...], fmt: str, where: str) -> str:
-    """The gold letter of a multiple-choice row, from a letter, a 0-based index or the option text."""
+    """The gold letter of a multiple-choice row, from a letter, a 0-based index or the option text.
+
+    With `auto`, every reading that fits is tried; when they name different options (answer "2"
+    with options 1/2/3: index 2 is C, the text "2" is B) the row is refused, never guessed.
+    """
     labels = choice_labels(len(choices))
     text = _text(answer).strip()
+    readings: dict[str, str] = {}
     if fmt in ("auto", "letter"):
         letter = text.strip("()[]. ").upper()
         if len(letter) == 1 and letter in labels:
-            return letter
+            readings["a letter"] = letter
     if fmt in ("auto", "index"):
         if isinstance(answer, int) and not isinstance(answer, bool) or text.isdigit():
             index = int(text)
             if 0 <= index < len(choices):
-                return labels[index]
+                readings["a 0-based index"] = labels[index]
     if fmt in ("auto", "text"):
         matches = [labels[i] for i, option in enumerate(choices) if option.strip() == text]
         if len(matches) == 1:
-            return matches[0]
+            readings["an option text"] = matches[0]
+    if len(set(readings.values())) > 1:
+        shown = ", ".join(f"as {how} it is {letter}" for how, letter in readings.items())
+        raise DataError(
+            f"{where}: answer {text!r} is ambiguous ({shown}); set the field map's answer_format "
+            "to letter, index or text"
+        )
+    if readings:
+        return next(iter(readings.values()))
     expected = {"letter": f"one of {'/'.join(labels)}", "index": f"an index 0-{len(choices) - 1}",
                 "text": "one of the option texts"}.get(fmt, f"one of {'/'.join(labels)}, an index or an option text")
     raise DataError(f"{where}: answer {text!r} is not {expected}")
