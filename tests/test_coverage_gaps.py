@@ -112,14 +112,17 @@ RATE_SUBJECTS = [("ceval", "computer_network", "val"), ("ceval", "college_physic
                  ("ceval", "marxism", "val")]
 RATE_LIMIT = 15  # 45 requests over three datasets, all sharing the model's one limiter
 LATE_S = 0.25  # how much later than its slot a request may reach the server (timers, a busy box)
+# The burst opens its connections all at once: on a busy 2-core box the first of them has reached
+# the server 0.31 s late (CI), which shortens any window that starts inside the burst.
+BURST_LATE_S = 0.6
 
 
-def _bucket_excess(arrivals: list[float], rate: float, burst: float) -> float:
+def _bucket_excess(arrivals: list[float], rate: float, burst: float, start: int = 0) -> float:
     """How many seconds of slack the token bucket needs to explain these arrivals: the largest
-    (requests in [t_i, t_j] - burst - 1) / rate - (t_j - t_i) over all pairs (<= 0: none)."""
+    (requests in [t_i, t_j] - burst - 1) / rate - (t_j - t_i) over pairs with i >= start (<= 0: none)."""
     times = sorted(arrivals)
     return max((j - i + 1 - burst - 1) / rate - (times[j] - times[i])
-               for i in range(len(times)) for j in range(i, len(times)))
+               for i in range(start, len(times)) for j in range(i, len(times)))
 
 
 @needs_shared_data
@@ -137,8 +140,10 @@ def test_rate_limit_holds_end_to_end(tmp_path: Path, limits: list[str]) -> None:
     ideal = (n - burst) / rate  # the burst at once, then one request every 1/rate s: 1.25 s
     span = arrivals[-1] - arrivals[0]
     # Never faster than the bucket allows (without a limiter all 45 arrive within ~0.1 s) ...
-    assert span >= ideal - LATE_S
-    assert _bucket_excess(arrivals, rate, burst) <= LATE_S
+    assert span >= ideal - BURST_LATE_S
+    assert _bucket_excess(arrivals, rate, burst) <= BURST_LATE_S
+    # ... and the last 15, sent long after start-up, one per 1/rate s (twice the rate fails this).
+    assert _bucket_excess(arrivals, rate, 1.0, start=n - 15) <= LATE_S
     # ... nor throttled to another unit (20 per minute would take minutes).
     assert span <= 3 * ideal + 1.0
     for d, samples in slices.items():

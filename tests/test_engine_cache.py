@@ -68,7 +68,7 @@ def test_repeated_run_sends_nothing_and_cache_cli(
         second = _run(server, tmp_path)  # a new run folder, same requests
         elapsed = time.perf_counter() - started
         assert server.post_requests() == []
-        assert elapsed < 2.0
+        assert elapsed < 5.0  # nothing sent: no 50 ms waits (the bound leaves a busy box room)
         assert _outcome(second) == _outcome(first)
         records = [r for d in DATASETS for r in read_records(second, "m", d)]
         assert all(r["cached"] and r["attempts"] == 0 for r in records)
