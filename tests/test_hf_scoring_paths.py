@@ -116,7 +116,7 @@ def test_scores_do_not_depend_on_batch_size(backends: dict[int, HFBackend]) -> N
 def test_letters_take_one_pass_without_a_cache(backends: dict[int, HFBackend],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, Any]] = []
-    real = hfll._forward
+    real = hfll.forward
 
     def counting(model: Any, ids: Any, mask: Any, positions: Any, cache: Any,
                  logits_to_keep: int, use_cache: bool = True) -> Any:
@@ -124,7 +124,7 @@ def test_letters_take_one_pass_without_a_cache(backends: dict[int, HFBackend],
                       "mask_dims": mask.dim()})
         return real(model, ids, mask, positions, cache, logits_to_keep, use_cache)
 
-    monkeypatch.setattr(hfll, "_forward", counting)
+    monkeypatch.setattr(hfll, "forward", counting)
     backend = backends[16]
     backend.run_requests(LETTER_REQUESTS)
     assert calls == [{"rows": 3, "keep": 1, "use_cache": False, "mask_dims": 2}]

@@ -25,7 +25,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from proctor.config.schema import HFModelConfig, model_abbr
 from proctor.core import Request, Response
@@ -41,6 +41,9 @@ GATHER_S = 0.005
 """When the shared queue starts after being empty, the first batch waits until no new
 request came for this long (at most GATHER_MAX_S)."""
 GATHER_MAX_S = 0.1
+DECODE_POOL_BATCHES = 4
+"""Greedy generation decodes up to this many prefill batches together (see hf_generate):
+a decode step costs about twice as much for 4x the rows."""
 
 
 def require_hf_extra() -> None:
@@ -109,8 +112,8 @@ class _SharedQueue:
                 self._groups.setdefault(e.prepared.group, []).append(e)
                 self._unsorted.add(e.prepared.group)
 
-    def take(self, size: int) -> list[_Entry]:
-        """The `size` longest waiting requests of the group that holds the longest one
+    def take(self, size: Callable[[tuple[Any, ...]], int]) -> list[_Entry]:
+        """The `size(group)` longest waiting requests of the group that holds the longest one
         (longest first); requests of dropped calls are discarded on the way."""
         with self._lock:
             for name in self._unsorted:
@@ -123,9 +126,10 @@ class _SharedQueue:
                 if not live:
                     self._groups.clear()
                     return []
-                group = max(live.values(), key=lambda g: g[-1].key)
-                batch = group[-size:][::-1]
-                del group[-size:]
+                name, group = max(live.items(), key=lambda item: item[1][-1].key)
+                n = size(name)
+                batch = group[-n:][::-1]
+                del group[-n:]
                 batch = [e for e in batch if not e.call.dropped]
                 if batch:
                     return batch
@@ -268,7 +272,7 @@ class HFBackend:
         """(worker thread) Take the next batch from the queue and run it; None when empty."""
         if server is not self._serving:
             return None  # queued by a server that has since stopped (a closed event loop)
-        batch = self._queue.take(self._loaded.batch_size)
+        batch = self._queue.take(self._take_size)
         if not batch:
             return None
         answers = self._run_with_fallback([e.prepared for e in batch])
@@ -429,9 +433,16 @@ class HFBackend:
             " minus max_tokens" if budget is not None else "", keep,
         )
 
+    def _take_size(self, group: tuple[Any, ...]) -> int:
+        """Requests per batch: batch_size to score; to generate, a decode pool of several
+        prefill batches (hf_generate prefills them batch_size at a time)."""
+        size = self._loaded.batch_size
+        return size * DECODE_POOL_BATCHES if group[0] == "generate" else size
+
     def _plan(self, prepared: Sequence[_Prepared]) -> list[list[_Prepared]]:
         """Batches of same-kind requests, longest first (an OOM shows up at once)."""
         size = self._loaded.batch_size
+        pool = self._take_size(("generate",))
         gens = [p for p in prepared if p.error is None and p.gen is not None]
         scores = [p for p in prepared if p.error is None and p.gen is None]
         batches: list[list[_Prepared]] = []
@@ -440,7 +451,7 @@ class HFBackend:
             by_temperature.setdefault(p.temperature, []).append(p)
         for group in by_temperature.values():
             group.sort(key=lambda p: (-p.length, p.index))
-            batches += [group[i: i + size] for i in range(0, len(group), size)]
+            batches += [group[i: i + pool] for i in range(0, len(group), pool)]
         scores.sort(key=lambda p: (-p.length, p.index))
         batches += [scores[i: i + size] for i in range(0, len(scores), size)]
         return batches
@@ -478,14 +489,27 @@ class HFBackend:
         from proctor.models.hf_generate import generate_batch
 
         lm = self._loaded
-        outs = generate_batch(lm.model, lm.tokenizer, lm.device, [p.gen for p in batch],
-                              temperature=batch[0].temperature,
-                              generation_kwargs=self.config.generation_kwargs)
-        return [
-            Response(text=o.text, prompt_tokens=o.prompt_tokens,
-                     completion_tokens=o.completion_tokens, finish_reason=o.finish_reason)
-            for o in outs
-        ]
+        answers = []
+        for pool in self._decode_pools(batch):
+            outs = generate_batch(lm.model, lm.tokenizer, lm.device, [p.gen for p in pool],
+                                  temperature=pool[0].temperature,
+                                  generation_kwargs=self.config.generation_kwargs,
+                                  prefill_rows=lm.batch_size)
+            answers += [
+                Response(text=o.text, prompt_tokens=o.prompt_tokens,
+                         completion_tokens=o.completion_tokens, finish_reason=o.finish_reason)
+                for o in outs
+            ]
+        return answers
+
+    def _decode_pools(self, batch: Sequence[_Prepared]) -> list[Sequence[_Prepared]]:
+        """`batch` (longest first) cut into decode pools whose KV cache holds at most
+        batch_size x max_seq_len tokens: what one batch of the longest prompts allowed
+        may hold, so pooling short prompts never needs more memory than that."""
+        size = self._loaded.batch_size
+        per_row = max(len(p.gen.ids) for p in batch) + max(p.gen.max_tokens for p in batch)
+        rows = max(size, size * self.config.max_seq_len // max(1, per_row))
+        return [batch[i: i + rows] for i in range(0, len(batch), rows)]
 
     def _run_loglikelihood(self, batch: Sequence[_Prepared]) -> list[Response]:
         from proctor.models.hf_loglikelihood import score_jobs

@@ -13,14 +13,13 @@ forward pass per continuation, in one pass per request.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
 from proctor.models.base import PromptLogprobs
+from proctor.models.hf_cache import forward, output_cache, select_rows
 from proctor.models.hf_spans import continuation_start
 
 
@@ -150,7 +149,7 @@ def score_jobs_packed(model: Any, pad_id: int, device: torch.device,
             ids, positions, allowed = _pack_rows(jobs, inputs, width, pad_id)
             attention = _as_attention_mask(allowed.to(device), mask_kind or _mask_kind(model),
                                            _model_dtype(model))
-        out = _forward(model, ids.to(device), attention, positions.to(device), cache=None,
+        out = forward(model, ids.to(device), attention, positions.to(device), cache=None,
                        logits_to_keep=keep, use_cache=False)
         logits = out.logits[:, -keep:, :].float()
         logprobs = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
@@ -274,15 +273,15 @@ def score_jobs_cached(model: Any, pad_id: int, device: torch.device,
         width = max(len(j.prefix) for j in jobs)
         ids, mask = left_pad([j.prefix for j in jobs], width, pad_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = _forward(model, ids.to(device), mask.to(device), positions.to(device),
+        out = forward(model, ids.to(device), mask.to(device), positions.to(device),
                        cache=None, logits_to_keep=1, use_cache=suffix_width > 0)
         last_logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
 
         suffix_logprobs = None
         if suffix_width > 0:
-            cache = _output_cache(out)
+            cache = output_cache(out)
             row_job = torch.tensor([b for b, _ in rows], dtype=torch.long, device=device)
-            cache = _select_rows(cache, row_job)
+            cache = select_rows(cache, row_job)
             s_ids = torch.full((len(rows), suffix_width), pad_id, dtype=torch.long)
             s_mask = torch.zeros((len(rows), suffix_width), dtype=torch.long)
             for r, x in enumerate(inputs):
@@ -292,7 +291,7 @@ def score_jobs_cached(model: Any, pad_id: int, device: torch.device,
             full_mask = torch.cat([mask.to(device)[row_job], s_mask.to(device)], dim=1)
             prefix_lens = mask.sum(-1).to(device)[row_job]
             s_pos = prefix_lens[:, None] + torch.arange(suffix_width, device=device)[None, :]
-            s_out = _forward(model, s_ids.to(device), full_mask, s_pos, cache=cache,
+            s_out = forward(model, s_ids.to(device), full_mask, s_pos, cache=cache,
                              logits_to_keep=0)
             suffix_logprobs = s_out.logits
 
@@ -325,7 +324,7 @@ def prompt_logprobs_batch(model: Any, tokenizer: Any, device: torch.device,
         width = max(len(ids) for ids, _ in encoded)
         ids, mask = left_pad([e[0] for e in encoded], width, pad_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = _forward(model, ids.to(device), mask.to(device), positions.to(device),
+        out = forward(model, ids.to(device), mask.to(device), positions.to(device),
                        cache=None, logits_to_keep=0, use_cache=False)
         results = []
         for row, (tok_ids, starts) in enumerate(encoded):
@@ -389,40 +388,3 @@ def left_pad(seqs: Sequence[Sequence[int]], width: int, pad_id: int
             ids[r, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
             mask[r, width - len(s):] = 1
     return ids, mask
-
-
-@functools.lru_cache(maxsize=None)
-def _forward_params(model_type: type) -> frozenset[str]:
-    """The parameter names of model_type.forward (inspect.signature is slow: once per class)."""
-    return frozenset(inspect.signature(model_type.forward).parameters)
-
-
-def _forward(model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-             cache: Any, logits_to_keep: int, use_cache: bool = True) -> Any:
-    kwargs: dict[str, Any] = {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "position_ids": positions,
-        "use_cache": use_cache,
-    }
-    params = _forward_params(type(model))
-    if cache is not None:
-        # transformers >= 5.x names it `cache`; older versions (and remote code) `past_key_values`.
-        kwargs["cache" if "cache" in params else "past_key_values"] = cache
-    if logits_to_keep and "logits_to_keep" in params:
-        kwargs["logits_to_keep"] = logits_to_keep
-    return model(**kwargs)
-
-
-def _output_cache(out: Any) -> Any:
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else getattr(out, "past_key_values", None)
-
-
-def _select_rows(cache: Any, index: torch.Tensor) -> Any:
-    """The cache with its batch rows picked (and repeated) by `index`."""
-    if hasattr(cache, "batch_select_indices"):
-        cache.batch_select_indices(index)
-        return cache
-    # Legacy tuple-of-tuples cache (old transformers, remote code).
-    return tuple(tuple(t.index_select(0, index) for t in layer) for layer in cache)

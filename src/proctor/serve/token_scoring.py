@@ -58,7 +58,8 @@ def score_batch(model: Any, tokenizer: Any, device: Any, seqs: Sequence[Sequence
     """One left-padded forward pass over `seqs` (the HF backend's batching of prompts)."""
     import torch
 
-    from proctor.models.hf_loglikelihood import _forward, left_pad
+    from proctor.models.hf_cache import forward
+    from proctor.models.hf_loglikelihood import left_pad
 
     k = max(1, top_k)
     width = max((len(s) for s in seqs), default=0)
@@ -68,8 +69,8 @@ def score_batch(model: Any, tokenizer: Any, device: Any, seqs: Sequence[Sequence
     with torch.inference_mode():
         ids, mask = left_pad(seqs, width, pad_id)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = _forward(model, ids.to(device), mask.to(device), positions.to(device),
-                       cache=None, logits_to_keep=0, use_cache=False)
+        out = forward(model, ids.to(device), mask.to(device), positions.to(device),
+                      cache=None, logits_to_keep=0, use_cache=False)
         results = []
         for row, seq in enumerate(seqs):
             n = len(seq)
