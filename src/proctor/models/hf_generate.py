@@ -175,7 +175,7 @@ def _generate_pooled(
     masks, logits = [], []
     with torch.inference_mode():
         if prefix_width:
-            _prefill_prefixes(model, device, pool, [batch[i].ids for i in order], prefixes)
+            _prefill_prefixes(model, device, pool, [x.ids for x in batch], prefixes)
         for at, end in _prefill_chunks([len(x) for x in suffixes], prefill_rows):
             w = max(len(x) for x in suffixes[at:end])
             ids, suffix_mask = left_pad(suffixes[at:end], w, tokenizer.pad_token_id)
