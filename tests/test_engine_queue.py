@@ -19,7 +19,7 @@ from shared_data import needs_shared_data  # noqa: E402
 from proctor.config.schema import HFModelConfig  # noqa: E402
 from proctor.core import Request, Response  # noqa: E402
 from proctor.errors import BackendError  # noqa: E402
-from proctor.models.hf import HFBackend  # noqa: E402
+from proctor.models.hf import POOL_BATCHES, HFBackend  # noqa: E402
 
 BATCH = 8
 
@@ -90,7 +90,8 @@ def test_concurrent_calls_share_full_batches_longest_first(
     together = asyncio.run(_process_all(backend, CALLS))
 
     n = sum(len(c) for c in CALLS)
-    assert [len(b) for b in spy.batches] == [BATCH] * (n // BATCH) + ([n % BATCH] if n % BATCH else [])
+    pool = BATCH * POOL_BATCHES  # taken from the queue at once; forward passes hold BATCH
+    assert [len(b) for b in spy.batches] == [pool] * (n // pool) + ([n % pool] if n % pool else [])
     lengths = [length for batch in spy.batches for _, length in batch]
     assert lengths == sorted(lengths, reverse=True)  # one queue, sorted by length
     numbers = [number for batch in spy.batches for number, _ in batch]

@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 
 from proctor.config.schema import HFModelConfig  # noqa: E402
 from proctor.core import Request  # noqa: E402
-from proctor.models import hf_generate  # noqa: E402
+from proctor.models import hf_generate, hf_prefill  # noqa: E402
 from proctor.models.hf import HFBackend  # noqa: E402
 from proctor.models.hf_generate import GenInput, GenOutput, generate_batch  # noqa: E402
 
@@ -101,16 +101,16 @@ def test_settings_only_model_generate_applies_bypass_the_pool(lm: Any) -> None:
 
 def test_only_full_attention_models_are_pooled(lm: Any) -> None:
     model = copy.copy(lm.model)
-    assert hf_generate._not_full_attention(model) is None
+    assert hf_prefill.not_full_attention(model) is None
     for changes, why in (({"sliding_window": 16}, "sliding attention window"),
                          ({"layer_types": ["sliding_attention", "full_attention"]}, "layer types")):
         model.config = copy.deepcopy(lm.model.config)
         for key, value in changes.items():
             setattr(model.config, key, value)
-        assert why in (hf_generate._not_full_attention(model) or "")
+        assert why in (hf_prefill.not_full_attention(model) or "")
     model.config = copy.deepcopy(lm.model.config)
     model.config.sliding_window, model.config.use_sliding_window = 16, False  # Qwen2's off switch
-    assert hf_generate._not_full_attention(model) is None
+    assert hf_prefill.not_full_attention(model) is None
 
 
 def test_a_pool_that_disagrees_with_model_generate_is_not_used(lm: Any, monkeypatch: pytest.MonkeyPatch
@@ -129,7 +129,7 @@ def test_a_pool_that_disagrees_with_model_generate_is_not_used(lm: Any, monkeypa
 
 
 def test_prefill_batches_follow_the_lengths() -> None:
-    chunks = hf_generate._prefill_chunks
+    chunks = hf_prefill.prefill_chunks
     assert chunks([100] * 10, 4) == [(0, 4), (4, 8), (8, 10)]
     # A long prompt gets its own batch once it holds 512 tokens; short ones stay together.
     assert chunks([600, 300, 290, 120, 118, 110, 100], 8) == [(0, 1), (1, 3), (3, 7)]
@@ -144,7 +144,7 @@ def test_decode_pools_hold_at_most_batch_size_times_max_seq_len_tokens(tiny_mode
     prepared = backend._prepare_all(requests)
     per_row = max(len(p.gen.ids) for p in prepared) + 10
     assert 32 < per_row <= 64
-    pools = backend._decode_pools(prepared)
+    pools = backend._pools(prepared)
     assert [len(p) for p in pools] == [2] * 4  # 2 x 64 tokens hold 2 rows of this size
     assert [a.completion_tokens for a in backend.run_requests(requests)] == [10] * 8
 
@@ -160,23 +160,23 @@ def test_shared_prefixes_run_once_and_change_nothing(lm: Any, monkeypatch: pytes
     ids = [tuple(lm.tokenizer(t)["input_ids"]) for t in texts]
     random.Random(0).shuffle(ids)
     inputs = [GenInput(i, n, ()) for i, n in zip(ids, [3, 8, 5, 12, 1, 7, 9, 4, 6, 10])]
-    shared = hf_generate._shared_prefixes(ids)
+    shared = hf_prefill.shared_prefixes(ids)
     lengths = sorted({p for _, p in shared})
     assert lengths[0] == 0 and len(lengths) == 3  # no prefix for the loners, one per family
     assert all(p > 30 for p in lengths[1:])
 
     seen: list[int] = []
-    real = hf_generate.forward
+    real = hf_prefill.forward
 
     def counting(model: Any, ids: Any, *args: Any, **kwargs: Any) -> Any:
         if ids.shape[1] > 1:
             seen.append(int(ids.shape[0] * ids.shape[1]))
         return real(model, ids, *args, **kwargs)
 
-    monkeypatch.setattr(hf_generate, "forward", counting)
+    monkeypatch.setattr(hf_prefill, "forward", counting)
     got = generate_batch(lm.model, lm.tokenizer, lm.device, inputs, prefill_rows=4)
     assert hf_generate._poolable[lm.model] is True
-    monkeypatch.setattr(hf_generate, "forward", real)
+    monkeypatch.setattr(hf_prefill, "forward", real)
     assert got == _one_by_one(lm, inputs)
     # Each prefix ran once: far fewer prompt tokens went through the model than the prompts hold.
     saved = sum(p for _, p in shared) - sum(lengths[1:])

@@ -173,3 +173,33 @@ def test_models_without_custom_masks_use_the_cached_path(tiny_model_dir: Path,
     check_against_full_passes(backend, ALL, answers)
     lm = backend._lm
     assert lm is not None and lm.model._proctor_packing_ok is False
+
+
+# 3-shot prompts of two subjects (a prefix each, far longer than SHARED_PREFIX_MIN) and a loner.
+SHOTS = {subject: "".join(f"Q: {subject} question {k}?\nA. one\nB. two\nC. three\nD. four\nAnswer: B\n\n"
+                          for k in range(3)) for subject in ("anatomy", "天文学")}
+FEWSHOT_REQUESTS = [
+    Request(kind="loglikelihood", context=SHOTS[subject] + f"Q: {question}\nA. x\nB. y\nC. z\nD. w\nAnswer:",
+            continuations=LETTERS)
+    for subject, question in [("anatomy", "which bone?"), ("天文学", "哪颗行星最大？"),
+                              ("anatomy", "which muscle is the strongest of all?"), ("anatomy", "a?"),
+                              ("天文学", "月亮？")]
+] + [LETTER_REQUESTS[2]]
+
+
+@pytest.mark.parametrize("size", [1, 3, 16])
+def test_shared_few_shot_prefixes_run_once_and_score_the_same(
+        backends: dict[int, HFBackend], size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared_calls: list[int] = []
+    real = hfll.score_jobs_shared
+
+    def counting(model: Any, pad_id: int, device: Any, jobs: Any, prefill_rows: int) -> Any:
+        shared_calls.append(len(jobs))
+        return real(model, pad_id, device, jobs, prefill_rows)
+
+    monkeypatch.setattr(hfll, "score_jobs_shared", counting)
+    backend = backends[size]
+    answers = backend.run_requests(FEWSHOT_REQUESTS)
+    check_against_full_passes(backend, FEWSHOT_REQUESTS, answers)
+    # A pool is 4 batches of `size` requests; the first (longest) one shares prefixes.
+    assert shared_calls and shared_calls[0] == min(len(FEWSHOT_REQUESTS), 4 * size)

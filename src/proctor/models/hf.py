@@ -41,9 +41,11 @@ GATHER_S = 0.005
 """When the shared queue starts after being empty, the first batch waits until no new
 request came for this long (at most GATHER_MAX_S)."""
 GATHER_MAX_S = 0.1
-DECODE_POOL_BATCHES = 4
-"""Greedy generation decodes up to this many prefill batches together (see hf_generate):
-a decode step costs about twice as much for 4x the rows."""
+POOL_BATCHES = 4
+"""Requests are taken from the queue this many batches at a time, one pool: greedy generation
+decodes them together (a decode step costs about twice as much for 4x the rows; see
+hf_generate), and prompts that begin alike share that part (hf_prefill). Forward passes still
+hold at most batch_size prompts."""
 
 
 def require_hf_extra() -> None:
@@ -434,15 +436,12 @@ class HFBackend:
         )
 
     def _take_size(self, group: tuple[Any, ...]) -> int:
-        """Requests per batch: batch_size to score; to generate, a decode pool of several
-        prefill batches (hf_generate prefills them batch_size at a time)."""
-        size = self._loaded.batch_size
-        return size * DECODE_POOL_BATCHES if group[0] == "generate" else size
+        """Requests taken from the queue at once: one pool of POOL_BATCHES batches."""
+        return self._loaded.batch_size * POOL_BATCHES
 
     def _plan(self, prepared: Sequence[_Prepared]) -> list[list[_Prepared]]:
-        """Batches of same-kind requests, longest first (an OOM shows up at once)."""
-        size = self._loaded.batch_size
-        pool = self._take_size(("generate",))
+        """Pools of same-kind requests, longest first (an OOM shows up at once)."""
+        pool = self._take_size(("any",))
         gens = [p for p in prepared if p.error is None and p.gen is not None]
         scores = [p for p in prepared if p.error is None and p.gen is None]
         batches: list[list[_Prepared]] = []
@@ -453,7 +452,7 @@ class HFBackend:
             group.sort(key=lambda p: (-p.length, p.index))
             batches += [group[i: i + pool] for i in range(0, len(group), pool)]
         scores.sort(key=lambda p: (-p.length, p.index))
-        batches += [scores[i: i + size] for i in range(0, len(scores), size)]
+        batches += [scores[i: i + pool] for i in range(0, len(scores), pool)]
         return batches
 
     def _run_with_fallback(self, batch: list[_Prepared], attempt: int = 1) -> list[Response]:
@@ -490,7 +489,7 @@ class HFBackend:
 
         lm = self._loaded
         answers = []
-        for pool in self._decode_pools(batch):
+        for pool in self._pools(batch):
             outs = generate_batch(lm.model, lm.tokenizer, lm.device, [p.gen for p in pool],
                                   temperature=pool[0].temperature,
                                   generation_kwargs=self.config.generation_kwargs,
@@ -502,12 +501,12 @@ class HFBackend:
             ]
         return answers
 
-    def _decode_pools(self, batch: Sequence[_Prepared]) -> list[Sequence[_Prepared]]:
-        """`batch` (longest first) cut into decode pools whose KV cache holds at most
+    def _pools(self, batch: Sequence[_Prepared]) -> list[Sequence[_Prepared]]:
+        """`batch` (longest first) cut into pools whose KV cache holds at most
         batch_size x max_seq_len tokens: what one batch of the longest prompts allowed
         may hold, so pooling short prompts never needs more memory than that."""
         size = self._loaded.batch_size
-        per_row = max(len(p.gen.ids) for p in batch) + max(p.gen.max_tokens for p in batch)
+        per_row = max(p.length for p in batch) + max(p.gen.max_tokens if p.gen else 0 for p in batch)
         rows = max(size, size * self.config.max_seq_len // max(1, per_row))
         return [batch[i: i + rows] for i in range(0, len(batch), rows)]
 
@@ -515,11 +514,11 @@ class HFBackend:
         from proctor.models.hf_loglikelihood import score_jobs
 
         lm = self._loaded
-        jobs = [j for p in batch for j in p.jobs]
         values: dict[Any, list[float]] = {}
-        if jobs:
-            for job, sums in zip(jobs, score_jobs(lm.model, lm.tokenizer.pad_token_id,
-                                                  lm.device, jobs)):
+        for pool in self._pools(batch):
+            jobs = [j for p in pool for j in p.jobs]
+            for job, sums in zip(jobs, score_jobs(lm.model, lm.tokenizer.pad_token_id, lm.device,
+                                                  jobs, prefill_rows=lm.batch_size)):
                 values[job.key] = sums
         answers = []
         for p in batch:

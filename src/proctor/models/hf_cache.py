@@ -1,9 +1,6 @@
-"""The model's KV cache as plain tensors and back, across transformers versions.
-
-Only caches made of full-attention layers qualify (no sliding window, no recurrent
-state): those are exactly (keys, values) of shape (rows, heads, tokens, head_dim) per
-layer, which may be padded, joined and re-indexed freely under an attention mask.
-"""
+"""Forward passes over a KV cache, across transformers versions: left-padded inputs, the
+cache a pass returns, its rows re-indexed, and a KVPool that prompts are prefilled into and
+decoded in without copying the cache at every step."""
 
 from __future__ import annotations
 
@@ -14,6 +11,18 @@ from typing import Any, Sequence
 import torch
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (keys, values)
+
+
+def left_pad(seqs: Sequence[Sequence[int]], width: int, pad_id: int
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of shape (len(seqs), width), each row padded on the left."""
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        if s:
+            ids[r, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
+            mask[r, width - len(s):] = 1
+    return ids, mask
 
 
 @functools.lru_cache(maxsize=None)

@@ -21,8 +21,8 @@ from typing import Any, Mapping, Sequence
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from proctor.models.hf_cache import KVPool, forward
-from proctor.models.hf_loglikelihood import left_pad
+from proctor.models.hf_cache import forward, left_pad
+from proctor.models.hf_prefill import not_full_attention, prefill
 
 # Settings of a generation config that leave greedy decoding plain: every other one set to a
 # non-default value (a repetition penalty, banned words, a minimum length...) needs
@@ -37,8 +37,6 @@ _PLAIN_GREEDY_KEYS = frozenset({
 })
 log = logging.getLogger("proctor.models.hf")
 
-PREFILL_MIN_TOKENS = 512
-SHARED_PREFIX_MIN = 8  # tokens: a shorter common prefix is not worth a pass of its own
 # Per loaded model: whether its greedy generation may run in the pool (checked on first use).
 _poolable: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
@@ -115,7 +113,7 @@ def _pool_ok(model: Any, tokenizer: Any, device: torch.device, batch: Sequence[G
     known = _poolable.get(model)
     if known is not None:
         return known
-    why = _not_full_attention(model)
+    why = not_full_attention(model)
     if why is None:
         probe = [replace(x, max_tokens=min(x.max_tokens, 4)) for x in batch[:2]]
         probe_config = copy.deepcopy(config)
@@ -134,21 +132,6 @@ def _pool_ok(model: Any, tokenizer: Any, device: torch.device, batch: Sequence[G
     return why is None
 
 
-def _not_full_attention(model: Any) -> str | None:
-    """Why the model's attention is not plain full attention over all past tokens, or None."""
-    config = model.config
-    if hasattr(config, "get_text_config"):
-        config = config.get_text_config()
-    if getattr(config, "is_encoder_decoder", False):
-        return "an encoder-decoder model"
-    types = set(getattr(config, "layer_types", None) or ["full_attention"])
-    if types != {"full_attention"}:
-        return f"layer types {sorted(types)}"
-    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
-        return "a sliding attention window"
-    return None
-
-
 def _generate_pooled(
     model: Any,
     tokenizer: Any,
@@ -158,50 +141,19 @@ def _generate_pooled(
     eos_ids: set[int],
 ) -> list[GenOutput]:
     """Greedy decoding of `batch` in one pool (see the module docstring)."""
-    shared = _shared_prefixes([x.ids for x in batch])
-    longest = max(len(x.ids) for x in batch)
-    if max(p for _, p in shared) + max(len(x.ids) - p for x, (_, p) in zip(batch, shared)) > 1.25 * longest:
-        shared = [(i, 0) for i in range(len(batch))]  # the gaps would cost more than sharing saves
-    # Pool rows ordered by what is left to prefill, longest first (less padding per batch).
-    order = sorted(range(len(batch)), key=lambda i: (shared[i][1] - len(batch[i].ids), i))
-    rows = [batch[i] for i in order]
-    prefixes = [shared[i] for i in order]  # (row whose first tokens are the prefix, its length)
-    suffixes = [x.ids[p:] for x, (_, p) in zip(rows, prefixes)]
-    prefix_width = max(p for _, p in prefixes)
-    # Each pool row: [its prefix][zeros][its suffix], every suffix ending at column `width`.
-    width = prefix_width + max(len(x) for x in suffixes)
-    pool = KVPool(len(rows), width, max(x.max_tokens for x in rows))
-    stopper = _StopCheck(tokenizer, rows)
-    masks, logits = [], []
     with torch.inference_mode():
-        if prefix_width:
-            _prefill_prefixes(model, device, pool, [x.ids for x in batch], prefixes)
-        for at, end in _prefill_chunks([len(x) for x in suffixes], prefill_rows):
-            w = max(len(x) for x in suffixes[at:end])
-            ids, suffix_mask = left_pad(suffixes[at:end], w, tokenizer.pad_token_id)
-            lengths = torch.tensor([p for _, p in prefixes[at:end]], dtype=torch.long)
-            mask = torch.zeros((end - at, width), dtype=torch.long)
-            mask[:, width - w:] = suffix_mask
-            mask[torch.arange(width)[None, :] < lengths[:, None]] = 1
-            positions = lengths[:, None] + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
-            if prefix_width:
-                pool.zero(slice(at, end), (mask[:, : width - w] == 0).to(device))
-                cache, chunk_mask = pool.filled_cache(slice(at, end), width - w), mask
-            else:  # plain left padding: the chunk's own columns only
-                cache, chunk_mask = pool.prefill_cache(slice(at, end), w), suffix_mask
-            out = forward(model, ids.to(device), chunk_mask.to(device), positions.to(device),
-                          cache=cache, logits_to_keep=1)
-            masks.append(mask)
-            logits.append(out.logits[:, -1, :])
-            del out, cache
-        mask = torch.cat(masks).to(device)
+        filled = prefill(model, tokenizer.pad_token_id, device, [x.ids for x in batch], prefill_rows,
+                         room=max(x.max_tokens for x in batch))
+        pool, order, mask = filled.pool, filled.order, filled.mask
+        rows = [batch[i] for i in order]
+        stopper = _StopCheck(tokenizer, rows)
         positions = mask.sum(-1)  # each row's next position: its prompt length
-        step_logits = torch.cat(logits)
-        del logits
+        step_logits = filled.last_logits
+        del filled
         tokens: list[list[int]] = [[] for _ in rows]
         done: list[int | None] = [None] * len(rows)
         active = list(range(len(rows)))  # pool slot -> pool row
-        filled = width
+        columns = mask.shape[1]
         while True:
             next_ids = step_logits.argmax(-1)
             keep = []
@@ -224,81 +176,14 @@ def _generate_pooled(
                 active = [active[slot] for slot in keep]
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             out = forward(model, next_ids[:, None], mask, positions[:, None],
-                          pool.filled_cache(slice(None), filled), logits_to_keep=1)
+                          pool.filled_cache(slice(None), columns), logits_to_keep=1)
             step_logits = out.logits[:, -1, :]
             positions = positions + 1
-            filled += 1
+            columns += 1
     results: list[GenOutput | None] = [None] * len(batch)
     for row, i in enumerate(order):
         results[i] = _output(tokenizer, rows[row], tokens[row], done[row], eos_ids)
     return [r for r in results if r is not None]
-
-
-def _prefill_prefixes(model: Any, device: torch.device, pool: KVPool,
-                      seqs: Sequence[Sequence[int]], prefixes: Sequence[tuple[int, int]]) -> None:
-    """Run each shared prefix once and copy its keys and values into the rows that share it."""
-    groups: dict[tuple[int, int], list[int]] = {}
-    for row, (source, length) in enumerate(prefixes):
-        if length:
-            groups.setdefault((source, length), []).append(row)
-    for (source, length), members in groups.items():
-        one = KVPool(1, length, 0)
-        ids = torch.tensor([list(seqs[source][:length])], dtype=torch.long, device=device)
-        forward(model, ids, torch.ones_like(ids), torch.arange(length, device=device)[None, :],
-                cache=one.prefill_cache(slice(0, 1), length), logits_to_keep=1)
-        pool.copy_prefix(one, torch.tensor(members, dtype=torch.long, device=device), length)
-
-
-def _shared_prefixes(seqs: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
-    """For each sequence, (index of a sequence, how many first tokens) it shares with others
-    of the pool, to be computed once; (i, 0) when none is worth sharing.
-
-    Sequences are clustered in sorted order; a cluster keeps a common prefix of at least
-    SHARED_PREFIX_MIN tokens, and a newcomer may shorten it at most by half (so 5-shot
-    prompts of one subject stay together rather than shrink to the instruction words they
-    share with another subject). The last token is never shared: its logits start decoding.
-    """
-    order = sorted(range(len(seqs)), key=lambda i: tuple(seqs[i]))
-    out = [(i, 0) for i in range(len(seqs))]
-    cluster: list[int] = []
-    common = 0
-
-    def close() -> None:
-        if len(cluster) > 1 and common >= SHARED_PREFIX_MIN:
-            for i in cluster:
-                out[i] = (cluster[0], common)
-
-    for i in order:
-        if cluster:
-            first, limit = seqs[cluster[0]], min(common, len(seqs[i]) - 1)
-            n = 0
-            while n < limit and first[n] == seqs[i][n]:
-                n += 1
-            if n >= SHARED_PREFIX_MIN and (len(cluster) == 1 or 2 * n >= common):
-                cluster.append(i)
-                common = n
-                continue
-            close()
-        cluster, common = [i], len(seqs[i]) - 1
-    close()
-    return out
-
-
-def _prefill_chunks(lengths: Sequence[int], most: int) -> list[tuple[int, int]]:
-    """(start, end) of the prefill batches of rows with these prompt lengths (longest first):
-    at most `most` rows each, and a new batch where the next prompt is over 10% shorter
-    than the batch's longest once the batch has PREFILL_MIN_TOKENS (fewer padded tokens;
-    a forward pass costs the same per token from about 512 tokens up, CPU)."""
-    chunks: list[tuple[int, int]] = []
-    start = 0
-    for i in range(1, len(lengths) + 1):
-        full = i - start >= most
-        ragged = i < len(lengths) and lengths[i] < 0.9 * lengths[start] \
-            and (i - start) * lengths[start] >= PREFILL_MIN_TOKENS
-        if i == len(lengths) or full or ragged:
-            chunks.append((start, i))
-            start = i
-    return chunks
 
 
 def _generate_rows(

@@ -19,7 +19,8 @@ from typing import Any, Sequence
 import torch
 
 from proctor.models.base import PromptLogprobs
-from proctor.models.hf_cache import forward, output_cache, select_rows
+from proctor.models.hf_cache import forward, left_pad, output_cache, select_rows
+from proctor.models.hf_prefill import prefill, prefill_supported, shared_prefixes
 from proctor.models.hf_spans import continuation_start
 
 
@@ -111,22 +112,49 @@ def _common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
 
 
 def score_jobs(model: Any, pad_id: int, device: torch.device,
-               jobs: Sequence[ScoreJob]) -> list[list[float]]:
-    """Per job, per continuation: the sum of log-probs of its scored tokens.
+               jobs: Sequence[ScoreJob], prefill_rows: int | None = None) -> list[list[float]]:
+    """Per job, per continuation: the sum of log-probs of its scored tokens, in passes of
+    at most `prefill_rows` jobs (all at once when None).
 
     A suffix's last token is only ever a target, never an input, and its first target
     is read from the prefix's last position: so when every suffix has at most one
-    token (the letters " A".." D") one pass over the prefixes gives everything.
-    Otherwise each job becomes one packed row, prefix followed by all its suffix
-    inputs, each suffix attending to the prefix and to itself only (a 4D mask), so a
-    job still costs one pass, without copies of a KV cache or padding between
+    token (the letters " A".." D") one pass over the prefixes gives everything, and
+    prefixes that begin alike (the few-shot examples of a subject) share that part
+    (`score_jobs_shared`). Otherwise each job becomes one packed row, prefix followed by
+    all its suffix inputs, each suffix attending to the prefix and to itself only (a 4D
+    mask), so a job still costs one pass, without copies of a KV cache or padding between
     suffixes. Models whose attention cannot take such a mask use `score_jobs_cached`.
     """
     if not jobs:
         return []
-    if any(len(s) > 1 for j in jobs for s in j.suffixes) and not packing_supported(model, pad_id, device):
-        return score_jobs_cached(model, pad_id, device, jobs)
-    return score_jobs_packed(model, pad_id, device, jobs)
+    size = prefill_rows or len(jobs)
+    letters = all(len(s) <= 1 for j in jobs for s in j.suffixes)
+    if letters and len(jobs) > 1 and all(j.prefix for j in jobs) \
+            and any(p for _, p in shared_prefixes([j.prefix for j in jobs])) \
+            and prefill_supported(model, pad_id, device):
+        return score_jobs_shared(model, pad_id, device, jobs, size)
+    cached = not letters and not packing_supported(model, pad_id, device)
+    score = score_jobs_cached if cached else score_jobs_packed
+    return [r for at in range(0, len(jobs), size)
+            for r in score(model, pad_id, device, jobs[at: at + size])]
+
+
+def score_jobs_shared(model: Any, pad_id: int, device: torch.device,
+                      jobs: Sequence[ScoreJob], prefill_rows: int) -> list[list[float]]:
+    """`score_jobs` for continuations of at most one token: every prefix run into a KV pool
+    (hf_prefill: a prefix shared by several jobs runs once), each continuation's log-prob
+    read from its prefix's last position."""
+    with torch.inference_mode():
+        filled = prefill(model, pad_id, device, [j.prefix for j in jobs], prefill_rows, room=0)
+        logprobs = torch.log_softmax(filled.last_logits.float(), dim=-1).cpu()
+        order = filled.order
+        del filled  # the pool's memory
+    results: list[list[float]] = [[0.0] * len(j.suffixes) for j in jobs]
+    for row, b in enumerate(order):
+        for i, (suffix, skip) in enumerate(zip(jobs[b].suffixes, jobs[b].skip)):
+            if skip < len(suffix):  # else no scored token: 0.0
+                results[b][i] = float(logprobs[row, suffix[0]])
+    return results
 
 
 def score_jobs_packed(model: Any, pad_id: int, device: torch.device,
@@ -376,15 +404,3 @@ def full_pass_logprobs(model: Any, device: torch.device, ids: Sequence[int]) -> 
         logits = model(input_ids=x).logits[0, :-1].float()
         lp = torch.log_softmax(logits, -1).gather(-1, x[0, 1:, None])[:, 0]
         return lp.tolist()
-
-
-def left_pad(seqs: Sequence[Sequence[int]], width: int, pad_id: int
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, attention mask) of shape (len(seqs), width), each row padded on the left."""
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for r, s in enumerate(seqs):
-        if s:
-            ids[r, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
-            mask[r, width - len(s):] = 1
-    return ids, mask

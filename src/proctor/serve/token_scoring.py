@@ -58,8 +58,7 @@ def score_batch(model: Any, tokenizer: Any, device: Any, seqs: Sequence[Sequence
     """One left-padded forward pass over `seqs` (the HF backend's batching of prompts)."""
     import torch
 
-    from proctor.models.hf_cache import forward
-    from proctor.models.hf_loglikelihood import left_pad
+    from proctor.models.hf_cache import forward, left_pad
 
     k = max(1, top_k)
     width = max((len(s) for s in seqs), default=0)
