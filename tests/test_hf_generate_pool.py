@@ -181,3 +181,21 @@ def test_shared_prefixes_run_once_and_change_nothing(lm: Any, monkeypatch: pytes
     # Each prefix ran once: far fewer prompt tokens went through the model than the prompts hold.
     saved = sum(p for _, p in shared) - sum(lengths[1:])
     assert sum(seen) < sum(map(len, ids)) - saved // 2
+
+
+def test_pool_groups_keep_shared_layouts_narrow() -> None:
+    # Two families (prefixes of 40 and 12 tokens) and two loners, one of them long.
+    a = [tuple(range(40)) + (100 + k,) * (5 + k) for k in range(3)]
+    b = [tuple(range(500, 512)) + (200 + k,) * 30 for k in range(2)]
+    loners = [tuple(range(900, 990)), (7, 8, 9)]
+    seqs = a + b + loners
+    groups = hf_prefill.pool_groups(seqs)
+    assert sorted(i for g in groups for i in g) == list(range(len(seqs)))
+    assert groups[-1] == [5, 6]  # the loners, apart
+    for group in groups:
+        sub = [seqs[i] for i in group]
+        shared = hf_prefill.shared_prefixes(sub)
+        width = max(p for _, p in shared) + max(len(x) - p for x, (_, p) in zip(sub, shared))
+        assert width <= hf_prefill.MAX_WIDENING * max(map(len, sub))
+    # Family a (prefix 40, rest <= 8) and family b (prefix 12, rest 30): 40 + 30 > 1.25 x 48.
+    assert groups[:2] == [[0, 1, 2], [3, 4]]

@@ -22,7 +22,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from proctor.models.hf_cache import forward, left_pad
-from proctor.models.hf_prefill import not_full_attention, prefill
+from proctor.models.hf_prefill import not_full_attention, pool_groups, prefill
 
 # Settings of a generation config that leave greedy decoding plain: every other one set to a
 # non-default value (a repetition penalty, banned words, a minimum length...) needs
@@ -86,7 +86,11 @@ def generate_batch(
         config = _generation_config(model, max(x.max_tokens for x in batch), temperature,
                                     tokenizer.pad_token_id, eos_ids, generation_kwargs or {})
         if _plain_greedy(config) and _pool_ok(model, tokenizer, device, batch, config, eos_ids):
-            results = _generate_pooled(model, tokenizer, device, batch, chunk, eos_ids)
+            results = [None] * len(batch)
+            for group in pool_groups([x.ids for x in batch]):
+                outs = _generate_pooled(model, tokenizer, device, [batch[i] for i in group], chunk, eos_ids)
+                for i, out in zip(group, outs):
+                    results[i] = out
         else:
             results = [out for at in range(0, len(batch), chunk)
                        for out in _generate_rows(model, tokenizer, device, batch[at: at + chunk],

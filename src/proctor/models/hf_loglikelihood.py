@@ -20,7 +20,7 @@ import torch
 
 from proctor.models.base import PromptLogprobs
 from proctor.models.hf_cache import forward, left_pad, output_cache, select_rows
-from proctor.models.hf_prefill import prefill, prefill_supported, shared_prefixes
+from proctor.models.hf_prefill import pool_groups, prefill, prefill_supported, shared_prefixes
 from proctor.models.hf_spans import continuation_start
 
 
@@ -144,16 +144,17 @@ def score_jobs_shared(model: Any, pad_id: int, device: torch.device,
     """`score_jobs` for continuations of at most one token: every prefix run into a KV pool
     (hf_prefill: a prefix shared by several jobs runs once), each continuation's log-prob
     read from its prefix's last position."""
-    with torch.inference_mode():
-        filled = prefill(model, pad_id, device, [j.prefix for j in jobs], prefill_rows, room=0)
-        logprobs = torch.log_softmax(filled.last_logits.float(), dim=-1).cpu()
-        order = filled.order
-        del filled  # the pool's memory
     results: list[list[float]] = [[0.0] * len(j.suffixes) for j in jobs]
-    for row, b in enumerate(order):
-        for i, (suffix, skip) in enumerate(zip(jobs[b].suffixes, jobs[b].skip)):
-            if skip < len(suffix):  # else no scored token: 0.0
-                results[b][i] = float(logprobs[row, suffix[0]])
+    for group in pool_groups([j.prefix for j in jobs]):
+        with torch.inference_mode():
+            filled = prefill(model, pad_id, device, [jobs[b].prefix for b in group], prefill_rows, room=0)
+            logprobs = torch.log_softmax(filled.last_logits.float(), dim=-1).cpu()
+            order = [group[k] for k in filled.order]
+            del filled  # the pool's memory
+        for row, b in enumerate(order):
+            for i, (suffix, skip) in enumerate(zip(jobs[b].suffixes, jobs[b].skip)):
+                if skip < len(suffix):  # else no scored token: 0.0
+                    results[b][i] = float(logprobs[row, suffix[0]])
     return results
 
 

@@ -20,6 +20,7 @@ from proctor.models.hf_cache import KVPool, forward, left_pad
 
 PREFILL_MIN_TOKENS = 512
 SHARED_PREFIX_MIN = 8  # tokens: a shorter common prefix is not worth a pass of its own
+MAX_WIDENING = 1.25  # a shared layout is at most this much wider than the longest prompt
 PROBE_TOLERANCE = 1e-3  # max |difference| of last-position log-probs, pool vs plain pass
 _supported: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
@@ -36,12 +37,14 @@ class Prefilled:
 
 def prefill(model: Any, pad_id: int, device: torch.device, seqs: Sequence[Sequence[int]],
             prefill_rows: int, room: int) -> Prefilled:
-    """Run the prompts `seqs` (none empty) into a new pool with `room` free columns per row,
-    at most `prefill_rows` rows per forward pass. Call under torch.inference_mode()."""
+    """Run the prompts `seqs` (none empty; best one of `pool_groups`) into a new pool with
+    `room` free columns per row, at most `prefill_rows` rows per forward pass. Call under
+    torch.inference_mode()."""
     shared = shared_prefixes(seqs)
     longest = max(len(x) for x in seqs)
-    if max(p for _, p in shared) + max(len(x) - p for x, (_, p) in zip(seqs, shared)) > 1.25 * longest:
-        shared = [(i, 0) for i in range(len(seqs))]  # the gaps would cost more than sharing saves
+    if max(p for _, p in shared) + max(len(x) - p for x, (_, p) in zip(seqs, shared)) > MAX_WIDENING * longest:
+        # Too wide to be worth it (pool_groups splits a pool so that this does not happen).
+        shared = [(i, 0) for i in range(len(seqs))]
     # Pool rows ordered by what is left to prefill, longest first (less padding per batch).
     order = sorted(range(len(seqs)), key=lambda i: (shared[i][1] - len(seqs[i]), i))
     prefixes = [shared[i] for i in order]  # (prompt whose first tokens are the prefix, its length)
@@ -71,6 +74,37 @@ def prefill(model: Any, pad_id: int, device: torch.device, seqs: Sequence[Sequen
         logits.append(out.logits[:, -1, :])
         del out, cache
     return Prefilled(pool, order, torch.cat(masks).to(device), torch.cat(logits))
+
+
+def pool_groups(seqs: Sequence[Sequence[int]]) -> list[list[int]]:
+    """The prompts of a pool split into groups to prefill (and decode) apart, so that sharing
+    never widens a group's layout [prefix][zeros][rest] past MAX_WIDENING x its longest
+    prompt: prompts that share a prefix, as few groups as fit, then those that share none."""
+    shared = shared_prefixes(seqs)
+    clusters: dict[tuple[int, int], list[int]] = {}
+    loners = []
+    for i, (source, length) in enumerate(shared):
+        if length:
+            clusters.setdefault((source, length), []).append(i)
+        else:
+            loners.append(i)
+    groups: list[list[int]] = []
+    current: list[int] = []
+    prefix = rest = longest = 0
+    for (_, length), members in sorted(clusters.items(), key=lambda item: -item[0][1]):
+        p = max(prefix, length)
+        r = max([rest] + [len(seqs[i]) - length for i in members])
+        n = max([longest] + [len(seqs[i]) for i in members])
+        if current and p + r > MAX_WIDENING * n:
+            groups.append(current)
+            current, prefix, rest, longest = [], 0, 0, 0
+            p = length
+            r = max(len(seqs[i]) - length for i in members)
+            n = max(len(seqs[i]) for i in members)
+        current += members
+        prefix, rest, longest = p, r, n
+    groups += [g for g in (current, loners) if g]
+    return groups
 
 
 def _prefill_prefixes(model: Any, device: torch.device, pool: KVPool,
