@@ -77,34 +77,29 @@ def prefill(model: Any, pad_id: int, device: torch.device, seqs: Sequence[Sequen
 
 
 def pool_groups(seqs: Sequence[Sequence[int]]) -> list[list[int]]:
-    """The prompts of a pool split into groups to prefill (and decode) apart, so that sharing
-    never widens a group's layout [prefix][zeros][rest] past MAX_WIDENING x its longest
-    prompt: prompts that share a prefix, as few groups as fit, then those that share none."""
+    """The prompts of a pool split into as few groups to prefill (and decode) apart as keep
+    every group's layout [prefix][zeros][rest] within MAX_WIDENING x its longest prompt:
+    prompts by shared prefix, longest prefix first, then those sharing none, longest first.
+    (One group is best when it fits: a decode step costs about as much for 32 rows as for 8.)"""
     shared = shared_prefixes(seqs)
     clusters: dict[tuple[int, int], list[int]] = {}
-    loners = []
     for i, (source, length) in enumerate(shared):
-        if length:
-            clusters.setdefault((source, length), []).append(i)
-        else:
-            loners.append(i)
+        clusters.setdefault((source, length) if length else (i, 0), []).append(i)
+    ordered = sorted(clusters.items(), key=lambda item: (-item[0][1], -max(len(seqs[i]) for i in item[1])))
     groups: list[list[int]] = []
     current: list[int] = []
     prefix = rest = longest = 0
-    for (_, length), members in sorted(clusters.items(), key=lambda item: -item[0][1]):
+    for (_, length), members in ordered:
         p = max(prefix, length)
         r = max([rest] + [len(seqs[i]) - length for i in members])
         n = max([longest] + [len(seqs[i]) for i in members])
         if current and p + r > MAX_WIDENING * n:
             groups.append(current)
-            current, prefix, rest, longest = [], 0, 0, 0
-            p = length
-            r = max(len(seqs[i]) - length for i in members)
-            n = max(len(seqs[i]) for i in members)
+            current = []
+            p, r, n = length, max(len(seqs[i]) - length for i in members), max(len(seqs[i]) for i in members)
         current += members
         prefix, rest, longest = p, r, n
-    groups += [g for g in (current, loners) if g]
-    return groups
+    return groups + [current] if current else groups
 
 
 def _prefill_prefixes(model: Any, device: torch.device, pool: KVPool,
