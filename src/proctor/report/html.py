@@ -195,15 +195,6 @@ def _load_sections(
         scores = read_score_lines(scores_path, {r.item_id for r in records})
         sections.append(_Section(key[0], key[1], tuple(records), total, bad, scores))
     return sections
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            try:
-                data = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(data, dict) and data.get("item_id") in wanted:
-                scores[data["item_id"]] = data
-    return scores
 
 
 # ---------------------------------------------------------------- rendering
