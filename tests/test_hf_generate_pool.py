@@ -202,3 +202,13 @@ def test_pool_groups_keep_shared_layouts_narrow() -> None:
     # Zero-shot prompts that share only an instruction line stay one group (one decode pool).
     head = tuple(range(12))
     assert hf_prefill.pool_groups([head + (k,) * (60 + k) for k in range(6)] + loners) == [list(range(8))]
+
+
+@pytest.mark.parametrize("setting, plain", [
+    ({"repetition_penalty": 1.0}, True), ({"no_repeat_ngram_size": 0}, True),
+    ({"no_repeat_ngram_size": 1}, False), ({"min_new_tokens": 1}, False),
+    ({"min_new_tokens": 0}, True), ({"bad_words_ids": [[5]]}, False), ({"suppress_tokens": [3]}, False),
+])
+def test_only_settings_at_their_off_value_keep_the_pool(lm: Any, setting: dict[str, Any], plain: bool) -> None:
+    config = hf_generate._generation_config(lm.model, 4, 0.0, lm.tokenizer.pad_token_id, {2}, setting)
+    assert hf_generate._plain_greedy(config) is plain

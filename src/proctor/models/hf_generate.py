@@ -35,6 +35,13 @@ _PLAIN_GREEDY_KEYS = frozenset({
     "output_attentions", "output_hidden_states", "output_logits", "return_legacy_cache",
     "length_penalty", "early_stopping",  # beam search only
 })
+# Settings that change greedy decoding, and the one value of each that leaves it as it is.
+# (Not "any falsy or 1": no_repeat_ngram_size 1 or min_new_tokens 1 do change it.)
+_OFF_VALUES: dict[str, object] = {
+    "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": 0,
+    "num_return_sequences": 1, "renormalize_logits": False,
+}
 log = logging.getLogger("proctor.models.hf")
 
 # Per loaded model: whether its greedy generation may run in the pool (checked on first use).
@@ -104,9 +111,17 @@ def _plain_greedy(config: Any) -> bool:
     """Whether `config` is greedy decoding with nothing that model.generate alone applies."""
     if config.do_sample or (config.num_beams or 1) > 1:
         return False
-    # A setting at its off value (no_repeat_ngram_size 0, repetition_penalty 1.0, ...) is plain too.
-    return all(key in _PLAIN_GREEDY_KEYS or value in (None, False, 0, 1, 1.0, [], {})
-               for key, value in config.to_diff_dict().items())
+    return all(_leaves_greedy_alone(key, value) for key, value in config.to_diff_dict().items())
+
+
+def _leaves_greedy_alone(key: str, value: object) -> bool:
+    """Whether a generation setting, at this value, leaves greedy decoding unchanged."""
+    if key in _PLAIN_GREEDY_KEYS or value is None or value == [] or value == {}:
+        return True
+    if key not in _OFF_VALUES:
+        return False
+    off = _OFF_VALUES[key]
+    return value == off and isinstance(value, bool) == isinstance(off, bool)  # True is not 1
 
 
 def _pool_ok(model: Any, tokenizer: Any, device: torch.device, batch: Sequence[GenInput],
