@@ -168,6 +168,12 @@ class Response:
     finish_reason: str | None = None
     # The server's build/config behind this answer (OpenAI's `system_fingerprint`), when it says.
     system_fingerprint: str | None = None
+    # A reasoning model's thought when the server returns it apart from the answer
+    # (`reasoning_content` / `reasoning`); `reasoning_ended` False when a backend that tracked
+    # the markers saw the thought never close (see proctor.reasoning).
+    reasoning: str | None = None
+    reasoning_ended: bool | None = None
+    reasoning_tokens: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -207,6 +213,10 @@ class Record:
     finish_reason: str | None = None
     sample_id: str = ""  # the sample the item was made from ("" = item_id)
     system_fingerprint: str | None = None
+    # The reasoning part of the output (proctor.reasoning.split_answer decides what is read).
+    reasoning: str | None = None
+    reasoning_ended: bool | None = None
+    reasoning_tokens: int | None = None
 
     @property
     def failed(self) -> bool:

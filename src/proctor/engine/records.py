@@ -34,4 +34,7 @@ def make_record(item: Item, request: Request, response: Response) -> Record:
         ),
         finish_reason=response.finish_reason,
         system_fingerprint=response.system_fingerprint,
+        reasoning=response.reasoning,
+        reasoning_ended=response.reasoning_ended,
+        reasoning_tokens=response.reasoning_tokens,
     )
