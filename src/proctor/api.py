@@ -24,12 +24,17 @@ def build_run_config(
     judge: dict[str, Any] | str | None = None,
     dataset_overrides: dict[str, Any] | None = None,
     run_options: dict[str, Any] | None = None,
+    model_overrides: dict[str, Any] | None = None,
 ) -> RunConfig:
     """Merge a config file, named presets, `--api-base`/`--hf-path` models and dataset names.
 
     The command line overrides the file: models given on it (`--models`, `--api-base`,
     `--hf-path`) replace the file's models, `--datasets` replaces its datasets, and run
     options win over the file's. Unset (None) values are ignored.
+
+    `model_overrides` (model field -> value, the command line's model flags) set that field on
+    every model that has it (the file's, presets, `-r`'s); a field no model of the run has is
+    refused, never dropped. A `--max-out-len` also wins over a file dataset's `max_out_len`.
     """
     from proctor.config.files import load_config_file
     from proctor.config.registry import resolve_model_preset
@@ -64,6 +69,10 @@ def build_run_config(
         options.update(loaded.run_options)
     for model in models:
         model_configs.append(resolve_model_preset(model) if isinstance(model, str) else model)
+    model_flags = {k: v for k, v in (model_overrides or {}).items() if v is not None}
+    model_configs = [_override_model(m, model_flags) for m in model_configs]
+    if "max_out_len" in model_flags:
+        dataset_configs = [d.model_copy(update={"max_out_len": None}) if d.max_out_len else d for d in dataset_configs]
     if api:
         model_configs.append(model_from_dict(api, where="--api-base", names=_flags(api, "api_base", "--api-base")))
     if hf:
@@ -72,6 +81,7 @@ def build_run_config(
         # The judge flags replace a judge the file named, as model flags replace its models.
         options["judge"] = resolve_model_preset(judge) if isinstance(judge, str) else model_from_dict(
             judge, where="--judge-api-base")
+    _refuse_unused_flags(model_flags, model_configs)
     names = [d for d in datasets if isinstance(d, str)]
     dataset_configs += [d for d in datasets if isinstance(d, DatasetConfig)]
     if names:
@@ -102,6 +112,37 @@ _DATASET_FLAGS = {"limit": "--limit", "range": "--range", "fewshot": "--fewshot"
                   "continuations": "--ppl-continuations"}
 # Command-line flags by model field, for errors about --api-base / --hf-path models.
 _FLAG_FIELDS = {"model": "--api-model", "path": "--hf-path", "api_base": "--api-base"}
+
+
+def _flag_of(field: str) -> str:
+    """The command-line flag that sets a model field."""
+    return "--chat/--no-chat" if field == "chat" else _FLAG_FIELDS.get(field, "--" + field.replace("_", "-"))
+
+
+def _override_model(model: Any, flags: dict[str, Any]) -> Any:
+    """`model` with the command line's settings for the fields it has, validated again."""
+    update = {k: v for k, v in flags.items() if k in type(model).model_fields}
+    if not update:
+        return model
+    # Only the fields the file set, plus the flags: what was left at its default stays unset
+    # (the spec's answer length applies unless max_out_len was set somewhere).
+    data = {**model.model_dump(exclude_unset=True), "type": model.type, **update}
+    try:
+        return type(model).model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, "command line", names={k: _flag_of(k) for k in update})) from None
+
+
+def _refuse_unused_flags(flags: dict[str, Any], configs: Sequence[Any]) -> None:
+    """A model flag that no model of the run has would be silently ignored: refuse it."""
+    from proctor.config.schema import ApiModelConfig, HFModelConfig, VLLMModelConfig
+
+    kinds = {"api": ("--api-base", ApiModelConfig), "hf": ("--hf-path", HFModelConfig), "vllm": ("vllm", VLLMModelConfig)}
+    for field in flags:
+        if configs and not any(field in type(m).model_fields for m in configs):
+            owners = [flag for flag, cls in kinds.values() if field in cls.model_fields]
+            what = " or ".join(f"a {o} model" for o in owners)
+            raise ConfigError(f"{_flag_of(field)} applies to {what}, and no model of this run is one")
 
 
 def _flags(fields: dict[str, Any], anchor: str, anchor_flag: str) -> dict[str, str]:

@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  proctor run -r latest                 (the run's own models and datasets, from its config.json)\n"
             "config file and command line: the command line wins. Models given on it (--models, --api-base,\n"
             "  --hf-path) replace the file's models, --datasets replaces its datasets, and each other flag\n"
-            "  overrides the file's setting (--limit, --range, --fewshot apply to every dataset).\n"
+            "  overrides the file's setting: a model flag (--max-seq-len, --max-out-len, --temperature,\n"
+            "  --batch-size, --qps, ...) sets it on every model of the run that has that setting, and is\n"
+            "  refused when none has; --limit, --range, --fewshot apply to every dataset.\n"
             "exit codes: 0 done, 1 some requests failed (retry them with -r), 2 a mistake in the input"
         ),
     )
@@ -226,6 +228,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         datasets=[*args.datasets, *_custom_dataset(args)],
         api=_cli_model(args, "api"),
         hf=_cli_model(args, "hf"),
+        model_overrides=_model_flags(args),
         judge=_cli_judge(args),
         dataset_overrides={
             "limit": args.limit,
@@ -306,15 +309,19 @@ def _cli_model(args: argparse.Namespace, kind: str) -> dict[str, Any] | None:
     _, anchor, anchor_flag, own = next(k for k in _MODEL_KINDS if k[0] == kind)
     location = getattr(args, anchor)
     if not location:
-        given = [dest for dest in own if getattr(args, dest) is not None]
-        if given:
-            raise ProctorError(f"{_flag_name(given[0])} applies to a {anchor_flag} model, and no {anchor_flag} was given")
-        return None
+        return None  # its flags still apply to the run's other models (see _model_flags)
     fields: dict[str, Any] = {"type": kind, "api_base" if kind == "api" else "path": location}
     for dest, field in (*own.items(), *((f, f) for f in _SHARED_FLAGS)):
         if getattr(args, dest) is not None:
             fields[field] = getattr(args, dest)
     return fields
+
+
+def _model_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """Every model flag given, as config field -> value: they also set the models of a config file,
+    of `--models` presets and of `-r` (the command line wins over the file)."""
+    flags = {**_API_FLAGS, **_HF_FLAGS, **{f: f for f in _SHARED_FLAGS}}
+    return {field: getattr(args, dest) for dest, field in flags.items() if getattr(args, dest) is not None}
 
 
 def _cli_judge(args: argparse.Namespace) -> dict[str, Any] | str | None:
