@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from proctor.cachedir import cache_dir
 from proctor.core import Response
 from proctor.errors import ProctorError
 
@@ -26,12 +26,7 @@ class CacheError(ProctorError):
 
 def default_cache_path() -> Path:
     """$PROCTOR_CACHE_DIR/responses.sqlite, else the user cache dir."""
-    root = os.environ.get("PROCTOR_CACHE_DIR")
-    if root:
-        return Path(root) / "responses.sqlite"
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("proctor")) / "responses.sqlite"
+    return cache_dir() / "responses.sqlite"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ the path (or hub id) and what was expected.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,23 +18,10 @@ import torch
 
 from proctor.config.schema import HFModelConfig
 from proctor.errors import BackendError
+from proctor.models.identity import TOKENIZER_FILES, generation_settings, model_identity
 
 log = logging.getLogger("proctor.models.hf")
 
-# Files that decide how text becomes tokens and tokens become text: part of the identity.
-_TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "tokenizer.model",
-    "vocab.json",
-    "vocab.txt",
-    "merges.txt",
-    "chat_template.jinja",
-    "chat_template.json",
-)
-_WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # Small files fetched first for a hub id (weights come through from_pretrained).
 _HUB_SMALL_FILES = ["*.json", "*.jinja", "*.model", "*.txt", "*.tiktoken", "*.py"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -81,7 +67,7 @@ def load_model(config: HFModelConfig) -> LoadedModel:
         if config.batch_size == "auto"
         else int(config.batch_size)
     )
-    identity = compute_identity(model_dir, tok_dir, tokenizer, dtype)
+    identity = model_identity("hf", model_dir, tok_dir, tokenizer, dtype, generation_settings(config))
     log.info(
         "loaded %s on %s (%s, batch size %d, chat=%s)", model_src, input_device, dtype,
         batch_size, chat,
@@ -191,7 +177,7 @@ def check_model_dir(model_dir: Path, shown: str, trust_remote_code: bool) -> Non
 
 
 def check_tokenizer_dir(tok_dir: Path, shown: str, trust_remote_code: bool) -> None:
-    if not any((tok_dir / name).is_file() for name in _TOKENIZER_FILES):
+    if not any((tok_dir / name).is_file() for name in TOKENIZER_FILES):
         raise BackendError(
             f"no tokenizer files in '{shown}' (expected tokenizer.json or tokenizer_config.json "
             "with its vocabulary); set tokenizer_path to the directory that has them"
@@ -330,30 +316,3 @@ def auto_batch_size(model: Any, device: torch.device, max_seq_len: int) -> int:
     per_token = kv_per_token + 8 * cfg.vocab_size
     free, _ = torch.cuda.mem_get_info(device)
     return max(1, min(64, int(0.8 * free / (max_seq_len * per_token))))
-
-
-def compute_identity(model_dir: Path, tok_dir: Path, tokenizer: Any, dtype: str,
-                     kind: str = "hf") -> str:
-    """'<kind>|<resolved path>|<short hash>|<dtype>'; the hash covers config.json, tokenizer
-    files, the chat template, and a cheap fingerprint of the weights (names, sizes, first
-    and last 64 KiB), so a retrained checkpoint at the same path gets a new identity."""
-    digest = hashlib.sha256()
-
-    def add(label: str, data: bytes) -> None:
-        digest.update(label.encode() + b"\x00" + hashlib.sha256(data).digest())
-
-    add("config.json", (model_dir / "config.json").read_bytes())
-    for name in _TOKENIZER_FILES:
-        f = tok_dir / name
-        if f.is_file():
-            add("tokenizer/" + name, f.read_bytes())
-    add("chat_template", json.dumps(tokenizer.chat_template, sort_keys=True).encode())
-    for f in sorted(model_dir.iterdir()):
-        if f.is_file() and f.name.endswith(_WEIGHT_SUFFIXES):
-            size = f.stat().st_size
-            with f.open("rb") as fh:
-                head = fh.read(65536)
-                fh.seek(max(0, size - 65536))
-                tail = fh.read(65536)
-            add("weights/" + f.name, str(size).encode() + head + tail)
-    return f"{kind}|{model_dir}|{digest.hexdigest()[:16]}|{dtype}"

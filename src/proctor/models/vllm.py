@@ -136,7 +136,6 @@ class VLLMBackend:
         from proctor.models.hf_loading import (
             check_model_dir,
             check_tokenizer_dir,
-            compute_identity,
             resolve_checkpoint,
         )
 
@@ -147,6 +146,8 @@ class VLLMBackend:
                             if cfg.tokenizer_path else (model_src, model_dir))
         check_tokenizer_dir(tok_dir, cfg.tokenizer_path or cfg.path, cfg.trust_remote_code)
         from vllm import LLM
+
+        from proctor.models.identity import generation_settings, model_identity
 
         try:
             llm = LLM(
@@ -168,8 +169,8 @@ class VLLMBackend:
         dtype = str(getattr(llm.llm_engine.model_config, "dtype", cfg.dtype)).replace("torch.", "")
         self._tokenizer = tokenizer
         self._chat = cfg.chat if cfg.chat is not None else bool(getattr(tokenizer, "chat_template", None))
-        self._identity = compute_identity(Path(model_dir), Path(tok_dir), tokenizer, dtype,
-                                          kind="vllm")
+        self._identity = model_identity("vllm", Path(model_dir), Path(tok_dir), tokenizer, dtype,
+                                        generation_settings(cfg))
         self._llm = llm
 
     def _warn_truncation(self) -> None:
