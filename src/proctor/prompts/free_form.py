@@ -17,17 +17,19 @@ from proctor.prompts.wording import Wording, fill
 def version(wording: Wording) -> str:
     parts = [wording.instruction, wording.answer_cue, wording.template or "", wording.shot_answer or "",
              wording.shot_separator, wording.prefix]
+    if wording.syntax == "jinja":  # only then: 0.1 rendered every template in the `{field}` form
+        parts.append(wording.syntax)
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:6] + "g"
 
 
 def _block(sample: Sample, wording: Wording) -> str:
-    block = fill(wording.template or "{question}", sample, {}, prefix=wording.prefix)
+    block = fill(wording.template or "{question}", sample, {}, wording.syntax, prefix=wording.prefix)
     return f"{block}\n{wording.answer_cue}" if wording.answer_cue else block
 
 
 def _answer(shot: Sample, wording: Wording) -> str:
     target = shot.target[0] if isinstance(shot.target, list) and shot.target else shot.target
-    return fill(wording.shot_answer or "{answer}", shot, {}, answer=target)
+    return fill(wording.shot_answer or "{answer}", shot, {}, wording.syntax, answer=target)
 
 
 def build_request(

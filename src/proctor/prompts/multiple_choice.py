@@ -25,6 +25,8 @@ def version(wording: Wording, kind: str, continuations: str = "letters") -> str:
         parts += [wording.template, wording.shot_answer or ""]
     if wording.prefix:
         parts.append(wording.prefix)
+    if wording.syntax == "jinja":  # only then: 0.1 rendered every template in the `{field}` form
+        parts.append(wording.syntax)
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:6]
     suffix = "g" if kind != "loglikelihood" else ("p" if continuations == "letters" else "o")
     return f"{digest}{suffix}"
@@ -43,7 +45,7 @@ def option_continuations(sample: Sample) -> tuple[str, ...]:
 def question_block(sample: Sample, wording: Wording) -> str:
     if wording.template is not None:
         options = dict(zip(sample.labels, sample.choices))
-        return fill(wording.template, sample, options, prefix=wording.prefix)
+        return fill(wording.template, sample, options, wording.syntax, prefix=wording.prefix)
     lines = [sample.question.strip()]
     lines += [f"{label}. {text.strip()}" for label, text in zip(sample.labels, sample.choices)]
     lines.append(wording.answer_cue)
@@ -55,7 +57,7 @@ def shot_answer(shot: Sample, wording: Wording, *, with_text: bool = False) -> s
     if with_text:
         return shot.option(shot.target).strip()
     if wording.shot_answer is not None:
-        return fill(wording.shot_answer, shot, dict(zip(shot.labels, shot.choices)), answer=shot.target)
+        return fill(wording.shot_answer, shot, dict(zip(shot.labels, shot.choices)), wording.syntax, answer=shot.target)
     return str(shot.target)
 
 

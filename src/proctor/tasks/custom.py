@@ -158,6 +158,8 @@ def data_file_spec(path: Path, meta: dict[str, Any]) -> TaskSpec:
     for key, text_key in (("human_prompt", "template"), ("bot_prompt", "shot_answer")):
         if meta.get(key):
             texts[text_key] = _template(meta[key], f"{where}: {key}", first, FieldMap(**fields), labels)
+    if meta.get("human_prompt") or meta.get("bot_prompt"):
+        texts["syntax"] = "format"  # OpenCompass prompts are `{column}` templates, braces escaped as {{ }}
     prompt["texts"] = {"en": texts}
     infer = meta.get("infer_method", "gen")
     if infer == "ppl" and data_type != "mcq":

@@ -130,7 +130,7 @@ def resolve_task(config: DatasetConfig, data_dir: str | Path | None = None) -> R
         return PromptPlan(
             preset=prompt.preset,
             wording=Wording(texts.instruction, texts.answer_cue, texts.template, texts.shot_answer,
-                            texts.shot_separator, prefix),
+                            texts.shot_separator, prefix, texts.syntax),
             subject=subject_title(spec, subset),
             kind=kind,  # type: ignore[arg-type]
             continuations=config.continuations,

@@ -51,7 +51,8 @@ class SplitsSpec(_Spec):
 
 class PromptTexts(_Spec):
     """The wording of a preset: an instruction (formatted with {subject}) and the cue that the
-    answer follows; `template` formats a free-form question (`{question}` and any field)."""
+    answer follows; `template` formats the question block (`{question}` and any field, or Jinja:
+    `{{ passage }}\n{{ question }}`, `{{ test_list | join("\n") }}`)."""
 
     instruction: str = ""
     answer_cue: str = ""
@@ -59,6 +60,8 @@ class PromptTexts(_Spec):
     # The few-shot answer format of a free-form question ({answer}, or {explanation} and {answer}).
     shot_answer: str | None = None
     shot_separator: str = "\n\n"
+    # auto: Jinja when a template holds `{{ name }}`, `{% %}` or `{# #}`, else the `{field}` form.
+    syntax: Literal["auto", "format", "jinja"] = "auto"
 
 
 class _PromptParts(_Spec):
