@@ -26,6 +26,8 @@ class FieldMap(BaseModel):
     index, the option text, or `auto` (letter, then index, then text).
     `id`: the id column; unset and absent (or null), the 0-based row number is the id.
     `meta`: columns copied into `Sample.meta` when not empty (e.g. `explanation`).
+    `answerless`: the rows carry no answer (IFEval: the scorer checks a response against the
+    row's own instructions); the target is None. Only a scorer that needs no answer accepts it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -39,6 +41,7 @@ class FieldMap(BaseModel):
     # A transform of a free-form answer: "####" keeps what follows the last "####"
     # (GSM8K's "reasoning #### 42"), stripped; None keeps it as written.
     answer_after: str | None = None
+    answerless: bool = False
 
 
 def _column(row: Mapping[str, Any], name: str | None, fallbacks: tuple[str, ...]) -> str | None:
@@ -177,6 +180,8 @@ def row_to_sample(row: Mapping[str, Any], index: int, fields: FieldMap, where: s
     question = _text(row[q_col])
     if not question.strip():
         raise DataError(f"{where}: the question ({q_col!r}) is empty")
+    if fields.answerless:
+        return _answerless_sample(row, index, fields, where, q_col, question, meta)
     a_col = _column(row, fields.answer, ANSWER_COLUMNS)
     if a_col is None:
         wanted = fields.answer or " or ".join(ANSWER_COLUMNS)
@@ -209,3 +214,26 @@ def row_to_sample(row: Mapping[str, Any], index: int, fields: FieldMap, where: s
             sample_meta[name] = row[column]
     extra = {k: v for k, v in row.items() if k not in used and k not in fields.meta and isinstance(k, str) and k}
     return Sample(id=sample_id, question=question, target=target, choices=choices, fields=extra, meta=sample_meta)
+
+
+def _answerless_sample(row: Mapping[str, Any], index: int, fields: FieldMap, where: str, q_col: str,
+                       question: str, meta: Mapping[str, Any] | None) -> Sample:
+    """A row without an answer: its target is None and every other column stays in `fields`."""
+    if fields.answer is not None:
+        raise DataError(f"{where}: the field map names an answer column ({fields.answer!r}) and says "
+                        "the rows are answerless; drop one of the two")
+    id_col = _column(row, fields.id, ID_COLUMNS)
+    if fields.id is not None and id_col is None:
+        raise DataError(f"{where}: no id column {fields.id!r}")
+    raw_id = row[id_col] if id_col is not None else None
+    sample_id = str(index) if raw_id is None else _text(raw_id).strip()
+    if not sample_id:
+        raise DataError(f"{where}: the id ({id_col!r}) is empty")
+    sample_meta: dict[str, Any] = dict(meta or {})
+    for name in fields.meta:
+        column = _column(row, name, ())
+        if column is not None and _text(row[column]).strip():
+            sample_meta[name] = row[column]
+    used = {q_col, id_col}
+    extra = {k: v for k, v in row.items() if k not in used and k not in fields.meta and isinstance(k, str) and k}
+    return Sample(id=sample_id, question=question, target=None, fields=extra, meta=sample_meta)

@@ -40,6 +40,9 @@ class BaseScorer:
 
     name: ClassVar[str]
     revision: ClassVar[int]
+    # False for a scorer that judges a response without a gold answer (IFEval's checkers):
+    # only such a scorer may read a spec whose rows are answerless.
+    needs_answer: ClassVar[bool] = True
 
     @property
     def version(self) -> str:

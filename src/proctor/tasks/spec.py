@@ -163,6 +163,14 @@ class TaskSpec(_Spec):
         if self.request.kind == "loglikelihood" and "ppl" not in self.modes:
             raise ValueError("request.kind: loglikelihood needs `ppl` among `modes`")
         self._check_scorer()
+        if self.fields.answerless:
+            from proctor.scoring import get_scorer
+
+            if getattr(get_scorer(self.scorer.name, self.scorer.params), "needs_answer", True):
+                raise ValueError(f"fields.answerless: the rows have no answer, but scorer {self.scorer.name!r} "
+                                 "compares with one; use a scorer that needs none (ifeval)")
+            if self.prompt.preset != "free_form":
+                raise ValueError("fields.answerless: answerless rows need the free_form prompt preset")
         return self
 
     def _check_scorer(self) -> None:
