@@ -116,11 +116,11 @@ def test_several_answers_per_question_give_pass_at_k(
     run = only_run(tmp_path)
     result = read_result(run, "m", "gsm8k")
     right = [min(int(s.id) % 4, 3) for s in gsm8k[:4]]  # ids 0..3: 0, 1, 2, 3 of 3 right
-    assert result["metric"] == "pass@1" and result["n"] == 4
+    assert result["metric"] == "avg@3" and result["n"] == 4  # --num-samples is --repeats
     assert result["value"] == pytest.approx(100 * sum(c / 3 for c in right) / 4)
     assert result["extra_metrics"]["pass@3"] == pytest.approx(100 * sum(c > 0 for c in right) / 4)
     ids = sorted(r["item_id"] for r in read_records(run, "m", "gsm8k"))
-    assert ids[:3] == ["0#n0", "0#n1", "0#n2"]
+    assert ids[:3] == ["0#k0", "0#k1", "0#k2"]
 
 
 # ---------------------------------------------------------------- MATH-500

@@ -11,7 +11,7 @@ from proctor.config.schema import DatasetConfig, RunConfig
 from proctor.errors import ConfigError
 
 # Settings that `evaluate()` applies to every dataset (the rest are run options).
-DATASET_OPTIONS = ("limit", "range", "fewshot", "continuations", "circular", "num_samples", "judge")
+DATASET_OPTIONS = ("limit", "range", "fewshot", "continuations", "circular", "repeats", "num_samples", "judge")
 
 
 def build_run_config(
@@ -108,7 +108,7 @@ def build_run_config(
 
 
 # The flags that set dataset fields, for errors about them.
-_DATASET_FLAGS = {"limit": "--limit", "range": "--range", "fewshot": "--fewshot", "num_samples": "--num-samples",
+_DATASET_FLAGS = {"limit": "--limit", "range": "--range", "fewshot": "--fewshot", "repeats": "--repeats",
                   "continuations": "--ppl-continuations"}
 # Command-line flags by model field, for errors about --api-base / --hf-path models.
 _FLAG_FIELDS = {"model": "--api-model", "path": "--hf-path", "api_base": "--api-base"}

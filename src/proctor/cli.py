@@ -187,8 +187,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("--judge-api-model", default=None, metavar="NAME", help="the judge's model id at --judge-api-base")
     d.add_argument("--judge-api-key-env", default=None, metavar="VAR", help="the judge's key variable (default OPENAI_API_KEY)")
     d.add_argument("--judge-model", default=None, metavar="PRESET", help="the judge as a model preset (see `proctor list models`)")
-    d.add_argument("--num-samples", type=int, default=None, metavar="N",
-                   help="answers per question (pass@k); needs --temperature > 0")
+    d.add_argument("--repeats", "--num-samples", dest="repeats", type=int, default=None, metavar="K",
+                   help="ask each question K times (avg@K, pass@K, maj@K; a seed per repeat); "
+                        "needs --temperature > 0 (--num-samples: the older name)")
     d.add_argument("--custom-dataset-path", default=None, metavar="FILE",
                    help="OpenCompass-style custom dataset (.jsonl/.csv; FILE.meta.json beside it is read)")
     d.add_argument("--custom-dataset-meta-path", default=None, metavar="FILE", help="its meta.json elsewhere")
@@ -236,7 +237,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             "fewshot": args.fewshot,
             "continuations": args.ppl_continuations,
             "circular": args.circular,
-            "num_samples": args.num_samples,
+            "repeats": args.repeats,
             "judge": args.judge,
         },
         run_options={

@@ -59,9 +59,9 @@ class Sample:
 class Item:
     """What one request is made for: a sample, or one variant of it (an option order, a repeat).
 
-    `id` is the sample id, plus `#r<k>` for the k-th option order and `#n<k>` for the
-    k-th of several samples; `sample` is the sample as asked (options reordered, target
-    relabelled), so scorers need nothing else.
+    `id` is the sample id, plus `#r<k>` for the k-th option order and `#k<j>` for the
+    j-th repeat (`--repeats`; older runs wrote `#n<j>`, still read); `sample` is the
+    sample as asked (options reordered, target relabelled), so scorers need nothing else.
     """
 
     id: str
@@ -104,8 +104,9 @@ class Request:
     """What a backend is asked to do for one sample.
 
     generate: `messages` (chat) or `prompt` (plain text), with `max_tokens`,
-    `temperature` and `stop`. loglikelihood: `context` and `continuations`;
-    the backend returns log P(continuation | context) for each continuation.
+    `temperature` and `stop`, and `seed` for a repeat (sent where the API takes one; part
+    of the cache key, so each repeat has its own answer). loglikelihood: `context` and
+    `continuations`; the backend returns log P(continuation | context) for each continuation.
     """
 
     kind: RequestKind
@@ -116,11 +117,12 @@ class Request:
     stop: tuple[str, ...] = ()
     context: str | None = None
     continuations: tuple[str, ...] = ()
+    seed: int | None = None
 
     def payload(self) -> dict[str, Any]:
         """The request content as JSON-able data (what is sent, what is hashed)."""
         # Built by hand: dataclasses.asdict deep-copies and costs ~0.1 ms per request.
-        return {
+        data: dict[str, Any] = {
             "kind": self.kind,
             "messages": (
                 [{"role": m.role, "content": m.content} for m in self.messages] if self.messages is not None else None
@@ -132,6 +134,9 @@ class Request:
             "context": self.context,
             "continuations": list(self.continuations),
         }
+        if self.seed is not None:  # only then: unseeded requests hash as they always did
+            data["seed"] = self.seed
+        return data
 
     def key(self, model_identity: str) -> str:
         """Stable hash of model identity + request content: the response cache key."""
@@ -145,8 +150,9 @@ class Request:
 
     @property
     def deterministic(self) -> bool:
-        """True when the same request must always give the same answer (cacheable)."""
-        return self.kind == "loglikelihood" or self.temperature == 0.0
+        """True when the same request stands for one answer (cacheable): greedy, log-likelihood,
+        or a seeded repeat (its seed is in the key, so repeats never share an answer)."""
+        return self.kind == "loglikelihood" or self.temperature == 0.0 or self.seed is not None
 
 
 @dataclass(frozen=True)
@@ -245,10 +251,14 @@ class Result:
     n: int  # scored samples
     n_failed: int = 0
     extra_metrics: Mapping[str, float] = field(default_factory=dict)
+    # Standard errors of extra metrics that have one (pass@K, maj@K over repeats), in percent.
+    extra_stderrs: Mapping[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able data; a missing value (NaN) is written as null, since NaN is not JSON."""
         data = asdict(self)
+        if not data["extra_stderrs"]:
+            del data["extra_stderrs"]  # results without them read as before
         for key in ("value", "stderr"):
             if isinstance(data[key], float) and math.isnan(data[key]):
                 data[key] = None

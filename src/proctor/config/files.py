@@ -34,7 +34,7 @@ log = logging.getLogger("proctor.config")
 RUN_KEYS = set(RunConfig.model_fields) - {"models", "datasets"}
 # The command line's --limit/--range/--fewshot look like run options; in a file they belong to a
 # dataset entry. Named at the top level (even of a Python file) they would otherwise be ignored.
-DATASET_KEYS = {"limit", "range", "fewshot", "continuations", "circular", "num_samples", "scorer"}
+DATASET_KEYS = {"limit", "range", "fewshot", "continuations", "circular", "repeats", "num_samples", "scorer"}
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ def _datasets(entry: Any, where: str, folder: Path) -> list[DatasetConfig]:
     if "name" in entry:
         name = _anchored(entry.pop("name"), folder)
         allowed = {"fewshot", "range", "limit", "data_dir", "max_out_len", "continuations", "circular",
-                   "variants", "mode", "num_samples", "abbr", "scorer", "scorer_params", "judge"}
+                   "variants", "mode", "repeats", "num_samples", "abbr", "scorer", "scorer_params", "judge"}
         extra = sorted(set(entry) - allowed)
         if extra:
             lines = []

@@ -162,11 +162,26 @@ class DatasetConfig(_Config):
     range: str | None = None  # OpenCompass-style slice of the eval split: "[0:10]", "[-5:]"
     limit: int | None = Field(None, ge=1)  # first N samples (after range)
     max_out_len: int | None = Field(None, ge=1)  # overrides the model's for this dataset
-    num_samples: int | None = Field(None, ge=1)  # answers per question (pass@k); None: the spec's
+    # Times each question is asked (`#k<j>` items; avg@K, pass@K, maj@K); None: the spec's.
+    repeats: int | None = Field(None, ge=1)
     # Another scorer than the spec's (e.g. `cascade`: the rule, then a judge model), with params.
     scorer: str | None = None
     scorer_params: dict[str, Any] | None = None
     data_dir: str | None = None  # overrides the run's data root (e.g. the bundled demo set)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _num_samples_is_repeats(cls, data: Any) -> Any:
+        """`num_samples` (the older name, in config files and old runs' config.json) is `repeats`."""
+        if isinstance(data, dict) and "num_samples" in data:
+            data = dict(data)
+            old = data.pop("num_samples")
+            if data.get("repeats") is not None and old is not None and data["repeats"] != old:
+                raise PydanticCustomError("repeats", "repeats {new} and num_samples {old} disagree; keep repeats",
+                                          {"new": data["repeats"], "old": old})
+            if data.get("repeats") is None:
+                data["repeats"] = old
+        return data
 
 
 class RunConfig(_Config):

@@ -134,7 +134,7 @@ async def evaluate_run(
 async def _evaluate(
     run: RunDir, model_names: Sequence[str], prepared: Sequence[PreparedDataset], session: JudgeSession
 ) -> list[Result]:
-    from proctor.metrics import accuracy_result, circular_result, passk_result
+    from proctor.metrics import accuracy_result, circular_result, passk_result, repeats_result
 
     results = []
     for model in model_names:
@@ -147,8 +147,10 @@ async def _evaluate(
             generated = dataset.task.kind == "generate"
             if dataset.task.variants != "none":
                 result = circular_result(dataset.items, scores, model, abbr, generated=generated)
-            elif dataset.task.n > 1 or "pass@k" in dataset.task.spec.metrics:
+            elif "pass@k" in dataset.task.spec.metrics:  # code: pass@1 and pass@k for every k
                 result = passk_result(dataset.items, scores, model, abbr, generated=generated)
+            elif dataset.task.repeats > 1:
+                result = repeats_result(dataset.items, scores, model, abbr, generated=generated)
             else:
                 # An item with no record at all (interrupted run) counts as not answered.
                 result = accuracy_result(

@@ -125,7 +125,8 @@ def check_unique(names: Sequence[str], what: str) -> None:
 class _Requests:
     """Each dataset's requests rendered once per (chat, max_tokens, temperature, max_seq_len)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed  # the run's: repeat j of a question is sent with seed + j
         self._memo: dict[tuple[Any, ...], list[tuple[Item, Request]]] = {}
         self._estimated: set[str] = set()
 
@@ -145,10 +146,10 @@ class _Requests:
         key = (dataset.config.abbr, chat, config.max_out_len, config.temperature, max_seq_len, explicit,
                backend.identity if count is not None else None)
         if key not in self._memo:
-            if dataset.task.n > 1 and config.temperature == 0:
+            if dataset.task.repeats > 1 and config.temperature == 0:
                 raise ConfigError(
-                    f"dataset {dataset.config.abbr} asks for {dataset.task.n} answers per question, "
-                    "which would all be the same at temperature 0; set --temperature (e.g. 0.8)"
+                    f"dataset {dataset.config.abbr} asks each question {dataset.task.repeats} times (repeats), "
+                    "which would all be the same answer at temperature 0; set --temperature (e.g. 0.6)"
                 )
             self._memo[key] = [
                 (
@@ -161,6 +162,7 @@ class _Requests:
                         max_seq_len=max_seq_len,
                         max_tokens_set=explicit,
                         count=count,
+                        seed=self.seed,
                     ),
                 )
                 for item in dataset.items
@@ -192,7 +194,7 @@ async def run_inference(
         previous = read_manifest(run)  # before Manifest() merges the old datasets in
         manifest = Manifest(run, datasets=prepared, seed=config.seed, argv=argv, runner=runner)
         _warn_if_measure_changed(previous, manifest.data, [p.config.abbr for p in prepared])
-        rendered = _Requests()
+        rendered = _Requests(config.seed)
         by_abbr = {p.config.abbr: p for p in prepared}
 
         def on_start(entry: ModelEntry) -> None:

@@ -6,7 +6,7 @@ The engine does not look inside a task spec: it asks `tasks` for the resolved ta
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +40,7 @@ class PreparedDataset:
         max_seq_len: int | None = None,
         max_tokens_set: bool = False,
         count: Callable[[Request], int] | None = None,
+        seed: int = 0,
     ) -> Request:
         """The item's request; with `max_seq_len`, the last few-shot examples are dropped
         until the prompt and its answer fit (as OpenCompass does), rather than cutting the prompt.
@@ -47,6 +48,8 @@ class PreparedDataset:
 
         Answer length: the dataset's `max_out_len`, else the model's when the user set it
         (`max_tokens_set`), else the spec's (512 for chain of thought), else the model's default.
+        A repeat (`#k<j>`) is sent with the seed `seed + j`: each repeat is its own sample, and
+        its own cache entry.
         """
         from proctor.prompts import estimate_request_tokens
 
@@ -60,7 +63,8 @@ class PreparedDataset:
             request = plan.request(item.sample, shots, chat=chat, max_tokens=max_tokens, temperature=temperature)
             size = count(request) if count is not None else estimate_request_tokens(request)
             if not shots or max_seq_len is None or size <= max_seq_len:
-                return request
+                repeat = item.variant.get("repeat")
+                return request if repeat is None else replace(request, seed=seed + int(repeat))
             shots = shots[:-1]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from proctor.core import Record
 from proctor.engine.diskio import write_error
 from proctor.errors import ProctorError
+from proctor.prompts.variants import current_item_id
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,10 @@ class PredictionStore:
                     damaged.append(number)
                     good_bytes += len(raw)
                     continue
-                records[record.item_id] = record
+                item_id = current_item_id(record.item_id, record.sample_id)
+                if item_id != record.item_id:  # an older run's repeat (`#n<j>`): the same item today
+                    record = dataclasses.replace(record, item_id=item_id)
+                records[item_id] = record
                 good_bytes += len(raw)
         if damaged:
             shown = ", ".join(map(str, damaged[:5])) + (", ..." if len(damaged) > 5 else "")

@@ -1,4 +1,4 @@
-"""Aggregations: accuracy with standard errors, circular accuracy, extraction rate, group averages."""
+"""Aggregations: accuracy with standard errors, circular accuracy, pass@k, avg@K/maj@K over repeats, extraction rate, group averages."""
 
 from proctor.metrics.accuracy import (
     ACCURACY,
@@ -12,6 +12,7 @@ from proctor.metrics.accuracy import (
 )
 from proctor.metrics.circular import CIRCULAR, circular_result
 from proctor.metrics.passk import pass_at_k, passk_result
+from proctor.metrics.repeats import majority, repeats_result, vote_key
 
 __all__ = [
     "ACCURACY",
@@ -23,7 +24,10 @@ __all__ = [
     "circular_result",
     "common_metric",
     "group_results",
+    "majority",
     "pass_at_k",
     "passk_result",
     "proportion_stderr",
+    "repeats_result",
+    "vote_key",
 ]

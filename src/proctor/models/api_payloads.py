@@ -44,6 +44,8 @@ def plan_request(request: Request, *, model: str | None, chat: bool, display_bas
     body["temperature"] = request.temperature
     if request.stop:
         body["stop"] = list(request.stop)
+    if request.seed is not None:  # a repeat: OpenAI, vLLM and SGLang servers take a per-request seed
+        body["seed"] = request.seed
     return path, body, parse_chat if chat else parse_completion
 
 

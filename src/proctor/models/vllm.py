@@ -204,7 +204,8 @@ class VLLMBackend:
                 temperature=r.temperature,
                 max_tokens=r.max_tokens,
                 stop=list(r.stop) or None,
-                **self.config.generation_kwargs,
+                # A repeat is its own sample (the model's own generation_kwargs win).
+                **{**({"seed": r.seed} if r.seed is not None else {}), **self.config.generation_kwargs},
             ))
             slots.append(i)
         if prompts:

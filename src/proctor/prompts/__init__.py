@@ -2,7 +2,7 @@
 
 from proctor.prompts.length import estimate_request_tokens, estimate_tokens
 from proctor.prompts.render import PromptPlan
-from proctor.prompts.variants import items_of, option_orders
+from proctor.prompts.variants import current_item_id, items_of, option_orders
 from proctor.prompts.wording import Wording
 
-__all__ = ["PromptPlan", "Wording", "estimate_request_tokens", "estimate_tokens", "items_of", "option_orders"]
+__all__ = ["PromptPlan", "Wording", "estimate_request_tokens", "current_item_id", "estimate_tokens", "items_of", "option_orders"]

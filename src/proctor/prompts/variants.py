@@ -1,4 +1,4 @@
-"""Variants: the items a sample is asked as (option orders for circular evaluation, repeats for pass@k)."""
+"""Variants: the items a sample is asked as (option orders for circular evaluation, repeats for avg@K/pass@k)."""
 
 from __future__ import annotations
 
@@ -32,15 +32,32 @@ def reorder(sample: Sample, order: tuple[int, ...]) -> Sample:
     return replace(sample, choices=choices, target=target)
 
 
-def items_of(sample: Sample, variants: Variants = "none", n: int = 1) -> list[Item]:
+REPEAT_MARK = "#k"
+# Older runs marked the j-th answer `#n<j>` (`--num-samples`); their records are still read.
+OLD_REPEAT_MARK = "#n"
+
+
+def items_of(sample: Sample, variants: Variants = "none", repeats: int = 1) -> list[Item]:
     """The items of one sample. A single item keeps the sample id; several get `#r<k>` (option
-    order k) and/or `#n<j>` (the j-th of n answers)."""
+    order k) and/or `#k<j>` (the j-th of `repeats` answers)."""
     orders = option_orders(len(sample.choices), variants) if sample.choices and variants != "none" else [None]
     items = []
     for k, order in enumerate(orders):
         asked = sample if order is None else reorder(sample, order)
-        for j in range(n):
-            suffix = (f"#r{k}" if order is not None else "") + (f"#n{j}" if n > 1 else "")
-            variant = {**({"rotation": k, "order": list(order)} if order is not None else {}), **({"repeat": j} if n > 1 else {})}
+        for j in range(repeats):
+            suffix = (f"#r{k}" if order is not None else "") + (f"{REPEAT_MARK}{j}" if repeats > 1 else "")
+            variant = {**({"rotation": k, "order": list(order)} if order is not None else {}),
+                       **({"repeat": j} if repeats > 1 else {})}
             items.append(Item(id=sample.id + suffix, sample=asked, sample_id=sample.id, variant=variant))
     return items
+
+
+def current_item_id(item_id: str, sample_id: str) -> str:
+    """The id this version gives a record's item: an older run's repeat `s#n2` (`s#r1#n2`) is
+    `s#k2` (`s#r1#k2`); any other id is kept. `sample_id` tells the suffix from the sample's own id."""
+    if not sample_id or not item_id.startswith(sample_id):
+        return item_id
+    head, mark, j = item_id[len(sample_id):].rpartition(OLD_REPEAT_MARK)
+    if not mark or not j.isdigit() or (head and not (head.startswith("#r") and head[2:].isdigit())):
+        return item_id
+    return f"{sample_id}{head}{REPEAT_MARK}{j}"

@@ -7,10 +7,12 @@ several answers, partial credit); see `proctor.report.stats`. Questions in one s
 failed or never answered ones, datasets in one side only and manifest differences are
 counted and shown, never dropped silently.
 
-A question is a sample: its items (option orders of a circular question, the answers of a
-pass@k question) are folded into one score by the dataset's metric: `circular` counts it
-right when every order was right, `pass@k` takes the share of right answers (the pass@1
-estimate), anything else the mean item score.
+A question is a sample: its items (option orders of a circular question, the repeats of a
+question asked K times) are folded into one score by the dataset's metric: `circular` counts
+it right when every order was right, `pass@k` takes the share of right answers (the pass@1
+estimate), anything else (avg@K) the mean item score. A question answered more than once is
+tested by the paired bootstrap over questions (its per-question mean is not a right/wrong
+outcome); exact McNemar is kept for one answer per question.
 """
 
 from __future__ import annotations
@@ -170,6 +172,7 @@ class Unit:
     value: float | None
     answers: tuple[Any, ...]
     target: Any
+    draws: int = 1  # answers folded into `value` by their mean (repeats, pass@k answers)
 
 
 def unit_value(metric: str, lines: Sequence[Mapping[str, Any]]) -> float:
@@ -204,6 +207,7 @@ def load_units(path: Path, metric: str) -> dict[str, Unit]:
             answers=tuple(line.get("answer") if line.get("status", "scored") == "scored" else f"({line.get('status')})"
                           for line in group),
             target=group[0].get("target"),
+            draws=1 if metric == "circular" else len(group),
         )
     return units
 
@@ -385,13 +389,16 @@ def _row(name: str, kind: Literal["dataset", "group"], metric: str,
     a_values: list[float] = []
     b_values: list[float] = []
     totals = {"only_a": 0, "only_b": 0, "failed_a": 0, "failed_b": 0}
+    # Several answers per question (repeats): each question is its mean over them, tested by the
+    # paired bootstrap over questions; McNemar only for one right/wrong answer per question.
+    exact = all(u.draws == 1 for ua, ub in parts for side in (ua, ub) for u in side.values())
     for ua, ub in parts:
         paired, counts = _count(ua, ub)
         a_values.extend(x for _, x, _ in paired)
         b_values.extend(y for _, _, y in paired)
         for key, value in counts.items():
             totals[key] += value
-    test = paired_test(a_values, b_values, resamples=resamples, seed=seed)
+    test = paired_test(a_values, b_values, resamples=resamples, seed=seed, exact=exact)
     return CompareRow(name, kind, metric, test, members=members, reported_a=reported[0], reported_b=reported[1],
                       **totals)
 
@@ -554,8 +561,9 @@ def row_cells(row: CompareRow) -> list[str]:
 
 LEGEND = (
     "n: questions both sides answered (A and B are their scores on those, in percent; B-A with its 95% "
-    "interval). p: exact McNemar test for right/wrong scores, else a paired bootstrap "
-    f"({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}); verdict at the {ALPHA:g} level. "
+    "interval). p: exact McNemar test for one right/wrong answer per question, else (several answers "
+    "per question, --repeats: each question's mean over its repeats; partial credit) a paired bootstrap over "
+    f"questions ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}); verdict at the {ALPHA:g} level. "
     "B>A / A>B: questions where B / A scored higher. only A / only B: questions one side has no line for; "
     "failed A / failed B: questions both have, failed or never answered by that side. "
     "Groups pool their members' questions (mean of questions). The interval is the normal one "

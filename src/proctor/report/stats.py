@@ -8,7 +8,8 @@ A's by more than the questions' luck of the draw.
   information: `b_better` questions B got right and A wrong, `a_better` the reverse.
   Under "no difference" each discordant pair goes either way with probability 1/2, so
   with m = a_better + b_better, p = min(1, 2 * sum_{i <= min(a_better, b_better)} C(m, i) / 2^m).
-- Other scores (pass@k, partial credit): a paired bootstrap with a fixed seed. The
+- Other scores (the per-question mean over repeats or pass@k answers, partial credit): a
+  paired bootstrap over questions with a fixed seed. The
   differences d_i = b_i - a_i are resampled with replacement R times; the 95% interval is
   the 2.5th and 97.5th percentile of the resampled means, and the two-sided p-value is
   (1 + #{r : |mean_r - mean(d)| >= |mean(d)|}) / (R + 1) (the resampled means, shifted to
@@ -130,9 +131,13 @@ def is_binary(values: Sequence[float]) -> bool:
 
 
 def paired_test(
-    a: Sequence[float], b: Sequence[float], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+    a: Sequence[float], b: Sequence[float], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+    exact: bool = True,
 ) -> PairedTest:
-    """Compare B against A on paired scores in [0, 1]: McNemar for right/wrong, else a bootstrap."""
+    """Compare B against A on paired scores in [0, 1]: McNemar for right/wrong, else a bootstrap.
+
+    `exact=False`: the bootstrap whatever the values (per-question means over repeats that happen
+    to be all 0 or 1 are still means of several draws, not one right/wrong answer)."""
     if len(a) != len(b):
         raise ValueError(f"paired scores need equal lengths, got {len(a)} and {len(b)}")
     n = len(a)
@@ -143,7 +148,7 @@ def paired_test(
         return PairedTest(None, 0, nan, nan, nan, nan, nan, 1.0, 0, 0)
     diffs = [y - x for x, y in zip(a, b)]
     diff = math.fsum(diffs) / n
-    if is_binary(a) and is_binary(b):
+    if exact and is_binary(a) and is_binary(b):
         low, high = normal_interval(diffs)
         return PairedTest("mcnemar", n, _mean(a), _mean(b), diff, low, high,
                           mcnemar_exact(a_better, b_better), b_better, a_better)

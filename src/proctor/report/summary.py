@@ -124,7 +124,7 @@ def _dataset_rows(info: DatasetRowInfo, per_model: list[Result | None]) -> list[
                 mode=info.mode,
                 values=tuple(_number(r.extra_metrics.get(key)) if r else None for r in per_model),
                 failed=failed,
-                stderrs=tuple(None for _ in per_model),
+                stderrs=tuple(_number(r.extra_stderrs.get(key)) if r else None for r in per_model),
             )
         )
     return rows

@@ -57,7 +57,7 @@ def resolve_datasets(names: Iterable[str], **overrides: Any) -> list[DatasetConf
     """Expand dataset names into one DatasetConfig per (subset, mode).
 
     `overrides` (fewshot, range, limit, data_dir, max_out_len, continuations, variants, mode,
-    num_samples) apply to every config; `circular=True` is `variants="circular"`.
+    repeats, or its older name num_samples) apply to every config; `circular=True` is `variants="circular"`.
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides.pop("circular", False):

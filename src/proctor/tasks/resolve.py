@@ -26,7 +26,7 @@ class ResolvedTask:
     fewshot: int
     base_fewshot: int
     variants: str
-    n: int  # answers per question
+    repeats: int  # times each question is asked (`#k<j>` items)
     scorer: str
     scorer_params: dict[str, Any]
     prefix_file: Path | None = None  # the file that filled {prefix} (hashed in the manifest)
@@ -46,7 +46,7 @@ class ResolvedTask:
         return data_files(self.spec.data_source(), self.subset.name, split, data_dir)
 
     def items(self, sample: Sample) -> list[Item]:
-        return items_of(sample, self.variants, self.n)  # type: ignore[arg-type]
+        return items_of(sample, self.variants, self.repeats)  # type: ignore[arg-type]
 
     def shots(self, data_dir: str | Path | None, *, base: bool = False) -> tuple[list[Sample], list[Path]]:
         """The few-shot examples (and the files they came from) of the chat or the base prompt:
@@ -149,7 +149,7 @@ def resolve_task(config: DatasetConfig, data_dir: str | Path | None = None) -> R
         fewshot=prompt.fewshot if config.fewshot is None else config.fewshot,
         base_fewshot=(prompt.base.fewshot if prompt.base else prompt.fewshot) if config.fewshot is None else config.fewshot,
         variants=config.variants if config.variants != "none" else spec.variants,
-        n=config.num_samples or spec.request.n,
+        repeats=config.repeats or spec.request.repeats,
         scorer=scorer,
         scorer_params=params,
         prefix_file=prefix_file,

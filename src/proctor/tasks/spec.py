@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from proctor.datasets import DataSource, FieldMap, SourceSpec
 
@@ -103,7 +103,9 @@ class RequestSpec(_Spec):
     kind: Literal["generate", "loglikelihood"] = "generate"
     # loglikelihood over a multiple-choice question: score the letters or the option texts.
     continuations: Literal["letters", "options"] = "letters"
-    n: int = Field(1, ge=1)  # samples per question (pass@k); n > 1 needs temperature > 0
+    # Times each question is asked by default (`--repeats` overrides; > 1 needs temperature > 0).
+    # `n` is its older name.
+    repeats: int = Field(1, ge=1, validation_alias=AliasChoices("repeats", "n"))
 
 
 class ScorerSpec(_Spec):
