@@ -28,8 +28,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Literal, Sequence
 
-Responder = Callable[[dict[str, Any]], "str | Withheld"]
-"""Decides the completion text from the request JSON (or a Withheld answer)."""
+Responder = Callable[[dict[str, Any]], "str | Withheld | Reply"]
+"""Decides the completion text from the request JSON (or a Withheld answer, or a Reply)."""
 
 LogprobFn = Callable[[str], "tuple[Sequence[str], Sequence[int], Sequence[float | None]]"]
 """prompt -> (tokens, character offsets, log-probs with None first), as OpenAI's echo gives."""
@@ -44,6 +44,16 @@ class Withheld:
 
     finish_reason: str = "content_filter"
     refusal: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Return from a responder for a 200 answer with this text and finish_reason (e.g. "length":
+    cut off by the token limit) and, if set, a separate `reasoning_content` field."""
+
+    text: str
+    finish_reason: str = "stop"
+    reasoning_content: str | None = None
 
 
 class Reject(Exception):
@@ -389,6 +399,11 @@ class OpenAIApp:
         answer = self.responder(body)
         message: dict[str, Any] = {"role": "assistant", "content": answer}
         finish_reason = "stop"
+        if isinstance(answer, Reply):
+            message["content"], finish_reason = answer.text, answer.finish_reason
+            if answer.reasoning_content is not None:
+                message["reasoning_content"] = answer.reasoning_content
+            answer = answer.text
         text = answer if isinstance(answer, str) else ""
         if isinstance(answer, Withheld):
             message["content"] = None
@@ -580,6 +595,7 @@ __all__ = [
     "Reject",
     "ServerStats",
     "Withheld",
+    "Reply",
     "default_logprob_fn",
     "free_port",
     "last_user_message",

@@ -97,7 +97,7 @@ class JudgeSession:
                 self.failed += 1  # the judge could not answer: the item is not scored
                 continue
             assert reply is not None
-            scores[item.id] = scorer.final(item.sample, records[item.id], rule, reply.output)
+            scores[item.id] = scorer.final(item.sample, records[item.id], rule, reply)
         return scores
 
     async def close(self) -> None:
