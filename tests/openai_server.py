@@ -187,7 +187,8 @@ class OpenAIApp:
         self.echo_key_in_errors = echo_key_in_errors
         self.record_bodies = record_bodies
         # Per model id: fields that replace or add to its GET /v1/models entry
-        # (root, created, owned_by, ...); may be changed while the server runs.
+        # (root, created, owned_by, ...; a callable is called per reply); may be changed while
+        # the server runs.
         self.model_info = dict(model_info or {})
         # > 0: model (POST) answers send their body one byte per trickle_s seconds.
         self.trickle_s = trickle_s
@@ -327,7 +328,8 @@ class OpenAIApp:
                     "object": "model",
                     "created": 0,
                     "owned_by": "proctor-tests",
-                    **self.model_info.get(m, {}),
+                    # A callable value is evaluated per reply (vLLM stamps `created` with the time).
+                    **{k: v() if callable(v) else v for k, v in self.model_info.get(m, {}).items()},
                 }
                 for m in self.model_ids
             ]

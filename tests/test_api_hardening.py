@@ -73,9 +73,30 @@ def test_identity_changes_with_the_checkpoint_behind_the_name() -> None:
 
 def test_a_created_stamped_per_reply_is_not_part_of_the_identity() -> None:
     # vLLM stamps every /models reply with the current time: it must not make each run a miss.
-    with OpenAIServer(model_info={"test-model": {"root": "/m", "created": int(time.time())}}) as server:
+    stamp = {"root": "/m", "created": lambda: int(time.time())}
+    with OpenAIServer(model_info={"test-model": stamp}) as server:
         identity = started_identity(backend_for(server.base_url))
     assert identity == f"api|{server.base_url}|test-model|chat|server:root=/m"
+
+
+def test_a_recent_but_steady_created_is_kept() -> None:
+    # A checkpoint copied in a minute ago (proctor serve, Ollama: created = its mtime) is near the
+    # clock too; dropping it would give the previous checkpoint's cached answers to this one.
+    just_now = int(time.time()) - 60
+    with OpenAIServer(model_info={"test-model": {"root": "/m", "created": just_now}}) as server:
+        identity = started_identity(backend_for(server.base_url))
+    assert identity == f"api|{server.base_url}|test-model|chat|server:root=/m,created={just_now}"
+
+
+def test_a_published_fingerprint_is_the_identity_and_answers_must_match_it() -> None:
+    info = {"test-model": {"root": "/m", "fingerprint": "fp_one"}}
+    with OpenAIServer(model_info=info, system_fingerprint="fp_one") as server:
+        assert started_identity(backend_for(server.base_url)).endswith("|server:fingerprint=fp_one,root=/m")
+        assert asyncio.run(answers(backend_for(server.base_url), [ask("x")]))[0].ok
+        # The server swaps its model under the same name mid-run: stop, never record its answers.
+        server.app.system_fingerprint = "fp_two"
+        with pytest.raises(BackendError, match="system_fingerprint fp_two, but GET /models said fp_one"):
+            asyncio.run(answers(backend_for(server.base_url), [ask("y")]))
 
 
 def test_revision_is_part_of_the_identity_and_silence_is_noted(

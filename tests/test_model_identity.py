@@ -126,3 +126,81 @@ def test_identity_covers_dtype_template_tokenizer_and_settings(tiny_model_dir: P
     # Settings other parts add (a served chat-template override) enter it too.
     assert model_identity("hf", model_dir, model_dir, tok, "float32",
                           generation_settings(config, chat_template_override="x")) != others[-1]
+
+
+# --- proctor serve publishes the identity; the API backend keys on it -------------------
+
+OTHER_TEMPLATE = "{% for m in messages %}<|user|>\n{{ m['content'] }}\n{% endfor %}<|assistant|>\n"
+
+
+def _served_run(model_dir: Path, work: Path, port: int, **serve: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(records of one API run against `proctor serve model_dir` on `port`, its /v1/models entry).
+    The same port each time: the URL is part of the identity, so only the server's facts differ."""
+    import httpx
+    from serve_helpers import serve_options
+
+    from proctor.serve.server import serve_in_thread
+
+    with serve_in_thread(serve_options(model_dir, port=port, **serve)) as server:
+        card = httpx.get(server.base_url + "/v1/models", timeout=30).json()["data"][0]
+        argv = model_run_args(["--api-base", server.base_url + "/v1"], work, [DATASET], 4, "--fewshot", "0",
+                              "--max-out-len", "6")
+        run = run_new(argv, work)
+    return sorted(read_records(run, "ckpt", DATASET), key=lambda r: r["item_id"]), card
+
+
+@needs_shared_data
+def test_serve_publishes_its_identity_and_another_checkpoint_or_setting_gets_no_cached_answers(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("fastapi")
+    from proctor.serve.health import free_port
+
+    port = free_port()
+    model_dir = tmp_path / "ckpt"
+    shutil.copytree(tiny_model_dir, model_dir)
+    first, card = _served_run(model_dir, tmp_path / "w1", port)
+    assert card["fingerprint"].startswith("fp_") and not any(r["cached"] for r in first)
+    assert {r["system_fingerprint"] for r in first} == {card["fingerprint"]}
+    again, same_card = _served_run(model_dir, tmp_path / "w2", port)
+    assert same_card["fingerprint"] == card["fingerprint"] and all(r["cached"] for r in again)
+
+    fingerprints = {card["fingerprint"]}
+    for name, serve in [("dtype", {"dtype": "bfloat16"}), ("template", {"chat_template": OTHER_TEMPLATE})]:
+        records, other = _served_run(model_dir, tmp_path / f"w-{name}", port, **serve)
+        assert not any(r["cached"] for r in records), name
+        fingerprints.add(other["fingerprint"])
+    # Another checkpoint copied to the same path.
+    tuned = tmp_path / "tuned"
+    shutil.copytree(tiny_model_dir, tuned)
+    fine_tune_middle_tensor(tuned)
+    shutil.rmtree(model_dir)
+    shutil.copytree(tuned, model_dir)
+    records, other = _served_run(model_dir, tmp_path / "w-copied", port)
+    assert not any(r["cached"] for r in records)
+    fingerprints.add(other["fingerprint"])
+    assert len(fingerprints) == 4
+
+
+@needs_shared_data
+def test_resume_with_another_endpoint_under_the_same_name_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from openai_server import OpenAIServer
+
+    from proctor.cli import main
+
+    work = tmp_path / "w"
+    info = {"m": {"root": "/ckpt/a"}}
+    with OpenAIServer(model_ids=["m"], model_info=info) as first, OpenAIServer(model_ids=["m"]) as second:
+        args = model_run_args(["--api-base", first.base_url], work, [DATASET], 2)
+        run_new(args, work)
+        # The same endpoint and checkpoint: resuming is fine.
+        assert main([*args, "-r", "latest"]) == 0
+        capsys.readouterr()
+        other = model_run_args(["--api-base", second.base_url], work, [DATASET], 2, "-r", "latest")
+        assert main(other) == 2
+        assert not second.post_requests()  # refused before anything was asked
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "-r: model m is not the model that made this run's records" in err[0]
+    assert first.base_url in err[0] and second.base_url in err[0]

@@ -51,16 +51,23 @@ class ModelEntry:
         self.remaining = 0  # tasks of this model not finished yet
         self._lock = asyncio.Lock()
         self._closed = False
+        self._refused: Exception | None = None
 
     async def ready(self, on_start: Callable[[ModelEntry], None]) -> Backend:
         """The started backend (started here by the first task that asks)."""
         async with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.name} was already closed")
+            if self._refused is not None:
+                raise self._refused
             if not self.started:
                 await self.backend.start()
                 self.started = True
-                on_start(self)
+                try:
+                    on_start(self)
+                except Exception as exc:  # e.g. -r with another model: no task may use it
+                    self._refused = exc
+                    raise
         return self.backend
 
     async def close(self) -> None:
@@ -103,6 +110,16 @@ def _warn_if_measure_changed(previous: dict[str, Any], now: dict[str, Any], data
 
     for change in measured_changes(diff_manifests(previous, now, datasets=datasets)):
         log.warning("-r: %s", change.message)
+
+
+def check_same_model(name: str, before: str | None, now: str) -> None:
+    """`-r` must not mix two models' answers in one result: the model named `name` must be
+    the one that made this run's earlier records (same identity), or the run is refused."""
+    if before and before != now:
+        raise ConfigError(
+            f"-r: model {name} is not the model that made this run's records (it was {before}, "
+            f"now {now}); start a new run without -r, or give this model another abbr"
+        )
 
 
 def check_unique(names: Sequence[str], what: str) -> None:
@@ -202,9 +219,8 @@ async def run_inference(
             devices = getattr(entry.backend, "devices", None)
             if devices:
                 info["devices"] = devices
-            old = manifest.previous_models.get(entry.name, {}).get("identity")
-            if old and old != info["identity"]:
-                log.warning("-r: model %s was %s in this run before, now %s", entry.name, old, info["identity"])
+            check_same_model(entry.name, manifest.previous_models.get(entry.name, {}).get("identity"),
+                             info["identity"])
             manifest.add_model(entry.name, info)
             for dataset in prepared:
                 items = rendered.of(dataset, entry.backend.chat, entry.config, entry.backend)

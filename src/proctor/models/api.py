@@ -50,10 +50,15 @@ _ENDPOINT_SUFFIXES = ("/chat/completions", "/completions")
 # root is the model path, parent the base of a LoRA; Ollama: created is the model's mtime;
 # OpenAI: created is the model's release). `owned_by` is left out: it names the serving
 # software or company (vllm, openai), the same for every checkpoint it serves.
-_MODEL_FACTS = ("root", "parent", "created")
-# A `created` this close to the server's clock was made up for the answer (vLLM stamps
-# every /models reply with the current time): it says nothing about the checkpoint.
+# `fingerprint`: `proctor serve`'s digest of everything behind its answers (weights, dtype,
+# chat template, settings), also sent as each answer's `system_fingerprint`.
+_MODEL_FACTS = ("fingerprint", "root", "parent", "created")
+# A `created` this close to the server's clock may be made up for the reply (vLLM stamps
+# every /models reply with the current time) or be a checkpoint's mtime that is simply
+# recent (a fine-tune just copied in): GET /models is asked again a second later, and a
+# `created` that moved with the clock is left out (it would make every run a cache miss).
 _VOLATILE_CREATED_S = 300
+_CREATED_RECHECK_S = 1.1
 
 
 class ApiBackend:
@@ -64,15 +69,19 @@ class ApiBackend:
 
     Identity (the response-cache key prefix): the endpoint (with its non-secret query,
     e.g. `?api-version=...`), the model id and the API type, plus -- by default --
-    what the server's GET /models says about that model's checkpoint (`root`, `parent`,
-    `created`; not `owned_by`, which names the serving software), and the config's
-    `revision` when set. So a server that loads another
-    checkpoint under the same name (another path, another mtime) gets a new identity
-    and nothing stale is reused. A `created` within a few minutes of the server's
-    clock is left out (vLLM stamps each reply with the current time; it would make
-    every run a cache miss). A server that reports nothing about the model is named
-    in a warning at start(): set `revision` to tell its checkpoints apart.
-    `system_fingerprint`s seen in answers are collected in `fingerprints`.
+    what the server's GET /models says about that model's checkpoint (`fingerprint`,
+    which `proctor serve` publishes as a digest of its full backend identity, `root`,
+    `parent`, `created`; not `owned_by`, which names the serving software), and the
+    config's `revision` when set. So a server that loads another checkpoint under the
+    same name (another path, another mtime, other weights or settings) gets a new
+    identity and nothing stale is reused. A `created` within a few minutes of the
+    server's clock is asked for again a second later and left out only when it moved
+    (vLLM stamps each reply with the current time; it would make every run a cache
+    miss), so a freshly copied checkpoint's recent mtime still counts. A server that
+    reports nothing about the model is named in a message at start(): set `revision`
+    to tell its checkpoints apart. `system_fingerprint`s seen in answers are collected
+    in `fingerprints`; one that differs from the published fingerprint stops the model
+    (the server swapped its model during the run).
     """
 
     def __init__(
@@ -101,6 +110,8 @@ class ApiBackend:
         revision = getattr(config, "revision", None)
         self._revision: str | None = str(revision) if revision else None
         self._server_facts: str | None = None  # what GET /models says about the model
+        # The fingerprint GET /models gave (proctor serve): every answer must carry the same.
+        self._published_fingerprint: str | None = None
         self.identity_verified = False  # set by start(): the server named the checkpoint, or a revision is set
         self._served: list[str] | None = None  # the model ids GET /models listed
         self.fingerprints: set[str] = set()  # system_fingerprint values seen in answers
@@ -227,7 +238,13 @@ class ApiBackend:
                 _listing(ids),
             )
         entry = next((e for e in entries or () if e["id"] == self._model), None)
-        self._server_facts = _model_facts(entry, _server_time(resp)) if entry else None
+        keep_created = True
+        # A published fingerprint names everything already (proctor serve): no second look needed.
+        if entry is not None and not entry.get("fingerprint") and _recent_created(entry, _server_time(resp)):
+            keep_created = await self._created_is_stable(state, url, entry["created"])
+        self._server_facts = _model_facts(entry, keep_created) if entry else None
+        fingerprint = entry.get("fingerprint") if entry else None
+        self._published_fingerprint = printable(fingerprint) if isinstance(fingerprint, str) and fingerprint else None
         # Without facts on the checkpoint or a revision, the URL and name could serve another
         # checkpoint next time: the engine then keeps this model's cached answers to one run.
         self.identity_verified = bool(self._server_facts or self._revision)
@@ -239,6 +256,18 @@ class ApiBackend:
                 self._display_base,
                 printable(str(self._model)),
             )
+
+    async def _created_is_stable(self, state: LoopState, url: str, created: Any) -> bool:
+        """Whether a `created` near the server's clock is still the same a second later (a
+        checkpoint's time, kept) rather than stamped per reply (left out)."""
+        await asyncio.sleep(_CREATED_RECHECK_S)
+        try:
+            async with state.slots.slot():
+                again = model_entries(await exchange(state, "GET", url))
+        except Exception:  # cannot tell: keeping it only costs cache hits, never gives wrong ones
+            return True
+        entry = next((e for e in again or () if e["id"] == self._model), None)
+        return entry is None or entry.get("created") == created
 
     async def close(self) -> None:
         state, self._state = self._state, None
@@ -361,6 +390,13 @@ class ApiBackend:
             if fingerprint is None:
                 return parse(data)
             shown_fingerprint = printable(fingerprint)
+            published = self._published_fingerprint
+            if published is not None and shown_fingerprint != published:
+                # The server now runs another checkpoint or settings than the identity names.
+                raise BackendError(
+                    f"{shown} answered with system_fingerprint {shown_fingerprint}, but GET /models "
+                    f"said {published}: the server changed its model during the run; run again"
+                )
             self.fingerprints.add(shown_fingerprint)
             return replace(parse(data), system_fingerprint=shown_fingerprint)
 
@@ -429,17 +465,22 @@ def _server_time(resp: Reply) -> float:
         return time.time()
 
 
-def _model_facts(entry: dict[str, Any], server_now: float) -> str | None:
-    """'root=...,created=...,owned_by=...' of a /models entry (the fields it has), or None."""
+def _recent_created(entry: dict[str, Any], server_now: float) -> bool:
+    """Whether the entry's `created` is close enough to the server's clock to be a stamp."""
+    value = entry.get("created")
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            and abs(value - server_now) < _VOLATILE_CREATED_S)
+
+
+def _model_facts(entry: dict[str, Any], keep_created: bool = True) -> str | None:
+    """'fingerprint=...,root=...,created=...' of a /models entry (the fields it has), or None."""
     facts = []
     for name in _MODEL_FACTS:
         value = entry.get(name)
         if value is None or value == "" or isinstance(value, (dict, list)):
             continue
-        if name == "created":  # 0: unknown (many servers); near now: made up for this reply
-            if not isinstance(value, (int, float)) or value <= 0:
-                continue
-            if abs(value - server_now) < _VOLATILE_CREATED_S:
+        if name == "created":  # 0: unknown (many servers); a per-reply stamp: not the checkpoint's
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0 or not keep_created:
                 continue
             value = int(value)
         text = printable(str(value)).replace("|", "%7C").replace(",", "%2C")[:200]

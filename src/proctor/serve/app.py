@@ -52,6 +52,10 @@ class AppSettings:
     # path as `root`, and the time its files last changed as `created`.
     model_root: str | None = None
     model_created: int | None = None
+    # A digest of everything behind the answers (the backend's identity: full weights, dtype,
+    # tokenizer, settings; plus this server's chat template and context): `fingerprint` in
+    # /v1/models and `system_fingerprint` in every answer, so clients never confuse two.
+    fingerprint: str | None = None
 
 
 class _ClientGone(Exception):
@@ -207,7 +211,16 @@ class ServeState:
         card = model_card(settings.model_name, settings.model_created or self.created)
         if settings.model_root:
             card["root"] = settings.model_root
+        if settings.fingerprint:
+            card["fingerprint"] = settings.fingerprint
         return card
+
+    def stamp(self) -> dict[str, Any]:
+        """The fields every answer (and chunk) carries besides its content."""
+        stamp: dict[str, Any] = {"created": now(), "model": self.settings.model_name}
+        if self.settings.fingerprint:
+            stamp["system_fingerprint"] = self.settings.fingerprint
+        return stamp
 
     def check_token_ids(self, ids: tuple[int, ...]) -> None:
         """Token-id prompts need the tokenizer, and ids it knows."""
@@ -315,8 +328,7 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
         return {
             "id": new_id("chatcmpl"),
             "object": "chat.completion",
-            "created": now(),
-            "model": settings.model_name,
+            **state.stamp(),
             "choices": [
                 {
                     "index": index,
@@ -356,8 +368,7 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
         return {
             "id": new_id("cmpl"),
             "object": "text_completion",
-            "created": now(),
-            "model": settings.model_name,
+            **state.stamp(),
             "choices": [{**choice, "index": index} for index, (choice, _) in enumerate(answers)],
             "usage": usage(
                 sum(r.prompt_tokens for _, r in answers[:: body.n]), sum(r.completion_tokens for _, r in answers)
@@ -515,8 +526,7 @@ async def _chat_chunks(
     state: ServeState, request: Request, prompt_tokens: int | None, include_usage: bool
 ) -> AsyncIterator[dict[str, Any]]:
     """Chunks of a chat completion. The backend answers whole, so the text comes in one chunk."""
-    base = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk", "created": now(),
-            "model": state.settings.model_name}  # fmt: skip
+    base = {"id": new_id("chatcmpl"), "object": "chat.completion.chunk", **state.stamp()}
 
     def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
         return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
@@ -535,8 +545,7 @@ async def _completion_chunks(
     state: ServeState, body: CompletionRequest, prompt: str, max_tokens: int, prompt_tokens: int | None
 ) -> AsyncIterator[dict[str, Any]]:
     """Chunks of a text completion (one prompt)."""
-    base = {"id": new_id("cmpl"), "object": "text_completion", "created": now(),
-            "model": state.settings.model_name}  # fmt: skip
+    base = {"id": new_id("cmpl"), "object": "text_completion", **state.stamp()}
     choice, result = await _complete(state, body, prompt, max_tokens, prompt_tokens)
     yield {**base, "choices": [{**choice, "finish_reason": None}]}
     yield {**base, "choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": result.finish_reason}]}

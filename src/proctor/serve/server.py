@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import signal
 import socket
 import sys
@@ -117,6 +119,7 @@ class ModelServer:
                 default_max_tokens=DEFAULT_MAX_TOKENS,
                 model_root=checkpoint_root(options.model_path),
                 model_created=checkpoint_mtime(options.model_path),
+                fingerprint=serve_fingerprint(backend.identity, template, prompter.max_seq_len),
             )
             self.app = create_app(backend, settings, prompter)
             config = uvicorn.Config(
@@ -139,6 +142,14 @@ class ModelServer:
             await self._uvicorn.serve(sockets=sockets)
         finally:
             await backend.close()
+
+
+def serve_fingerprint(backend_identity: str, chat_template: str | None, max_seq_len: int) -> str:
+    """`fp_<hash>` of the backend's full identity and what this server adds to it (a chat
+    template override, the context it cuts generation at, the default max_tokens)."""
+    blob = json.dumps({"backend": backend_identity, "chat_template": chat_template,
+                       "max_seq_len": max_seq_len, "default_max_tokens": DEFAULT_MAX_TOKENS}, sort_keys=True)
+    return "fp_" + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
 
 
 def checkpoint_root(model_path: str) -> str:
