@@ -138,7 +138,7 @@ def test_bbh_object_with_examples() -> None:
 def test_humaneval_jsonl_gz() -> None:
     # No default answer column in HumanEval: the field map names it; ids from task_id.
     message = error_of(HUMANEVAL)
-    assert message.startswith(f"{HUMANEVAL}: line 1: no answer field (answer or target or label or output or solution)")
+    assert message.startswith(f"{HUMANEVAL}: line 1: no answer field (answer or target or label or output or solution or answerKey)")
     assert "'canonical_solution'" in message
     samples = load(HUMANEVAL, FieldMap(answer="canonical_solution", id="task_id"))
     assert len(samples) == 164

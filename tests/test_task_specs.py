@@ -45,7 +45,7 @@ def spec_error(tmp_path: Path, text: str, name: str = "mybench.yaml") -> str:
         ("prompt: {format: html}", "prompt.format: Input should be 'auto', 'chat' or 'text'"),
         ("promt: {fewshot: 1}", "promt: unknown key; did you mean: prompt?"),
         ("prompt: {texts: {en: {instuction: x}}}", "prompt.texts.en.instuction: unknown key; did you mean: instruction?"),
-        ("fields: {answer_format: number}", "fields.answer_format: Input should be 'auto', 'letter', 'index' or 'text'"),
+        ("fields: {answer_format: number}", "fields.answer_format: Input should be 'auto', 'label', 'letter', 'index', 'index1' or 'text'"),
         ("fields: {qestion: q}", "fields.qestion: unknown key; did you mean: question?"),
         ("subsets: [{name: a, titel: A}]", "subsets.0.titel: unknown key; did you mean: title, title_zh?"),
         ("subsets: [{name: a}, {name: bb}]\ngroups: [{name: g, subsets: [a, b]}]",
