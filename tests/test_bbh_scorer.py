@@ -169,7 +169,7 @@ def test_target_kinds(target: Any, kind: str) -> None:
 def test_bbh_is_registered_and_explains_itself() -> None:
     assert "bbh" in scorer_names()
     bbh = get_scorer("bbh")
-    assert bbh.name == "bbh" and bbh.version.startswith("1.")
+    assert bbh.name == "bbh" and bbh.version.startswith("2.")
     score = bbh.score(sample("(B)"), gen("So the answer is (B)." + INVENTED))
     assert score.explanation == "choice answer; cut at an invented next question"
     assert bbh.score(sample(["Yes", "yes"]), gen("So the answer is YES.")).value == 1.0  # a list of targets

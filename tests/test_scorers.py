@@ -69,7 +69,7 @@ def test_bad_params_are_named() -> None:
 def test_version_changes_with_params_and_scorers_are_frozen() -> None:
     default, same, last_line = get_scorer("exact"), get_scorer("exact", {}), get_scorer("exact", {"last_line": True})
     assert default.version == same.version != last_line.version
-    assert default.version.startswith("1.") and len(default.version) == 10
+    assert default.version.startswith("2.") and len(default.version) == 10
     assert get_scorer("regex", {"pattern": "a"}).version != get_scorer("regex", {"pattern": "b"}).version
     with pytest.raises(dataclasses.FrozenInstanceError):
         default.last_line = True  # type: ignore[attr-defined]

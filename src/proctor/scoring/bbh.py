@@ -36,7 +36,6 @@ A dyck answer that repeats the input before the closing brackets ("[ { [ ] } ]" 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -45,6 +44,7 @@ from typing import Any, ClassVar, Literal
 from proctor.core import Record, Sample, Score
 from proctor.scoring.base import BaseScorer, register
 from proctor.scoring.exact import normalise_text
+from proctor.scoring.text import clean_text
 from proctor.scoring.numeric import (
     after_thinking,
     boxed_contents,
@@ -204,7 +204,7 @@ _READERS: dict[Kind, Callable[[str, Sample], Reading | None]] = {
 
 def _compared(kind: Kind, target: Any, sample: Sample) -> Any:
     """The target in the form answers of its kind are compared in."""
-    text = " ".join(str(target).split())
+    text = " ".join(clean_text(str(target)).split())
     if kind == "choice":
         return text.strip("()")
     if kind == "boolean":
@@ -230,7 +230,7 @@ def _prepare(output: str) -> tuple[str, list[str]]:
     text, cut = cut_at_next_question(text)
     if cut:
         notes.append("cut at an invented next question")
-    text = unicodedata.normalize("NFKC", text)
+    text = clean_text(text)
     text = _LATEX_TEXT.sub(r"\1", text)
     return _MARKUP.sub("", text), notes
 
@@ -305,7 +305,7 @@ class BBHScorer(BaseScorer):
     """BIG-Bench Hard answers against their targets; the kind of answer is read from the target."""
 
     name: ClassVar[str] = "bbh"
-    revision: ClassVar[int] = 1
+    revision: ClassVar[int] = 2
 
     def score(self, sample: Sample, record: Record) -> Score:
         targets = list(sample.target) if isinstance(sample.target, (list, tuple)) else [sample.target]

@@ -20,7 +20,7 @@ class ChoiceScorer(BaseScorer):
     most likely option of a log-likelihood record."""
 
     name: ClassVar[str] = "choice"
-    revision: ClassVar[int] = 1
+    revision: ClassVar[int] = 2
 
     def score(self, sample: Sample, record: Record) -> Score:
         labels = sample.labels

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from proctor.core import Record, Sample, Score
 from proctor.scoring.base import BaseScorer, register
+from proctor.scoring.text import clean_text
 
 _SPACES = re.compile(r"\s+")
 # Wrappers that never belong to the answer: quotes and markdown emphasis/code, at either end.
@@ -19,8 +19,8 @@ _TRAILING = ".。,;:!"
 
 
 def normalise_text(text: str, *, ignore_case: bool = True) -> str:
-    """NFKC, whitespace collapsed, surrounding quotes and trailing period stripped, casefolded unless told not."""
-    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+    """NFKC without invisible marks (scoring/text.py), whitespace collapsed, surrounding quotes and trailing period stripped, casefolded unless told not."""
+    text = _SPACES.sub(" ", clean_text(text)).strip()
     while True:
         stripped = text.strip(_WRAPPERS + " ").rstrip(_TRAILING + " ")
         if stripped == text:
@@ -63,7 +63,7 @@ class ExactScorer(BaseScorer):
     """The whole output (or with `last_line`, its last non-empty line) must equal the target."""
 
     name: ClassVar[str] = "exact"
-    revision: ClassVar[int] = 1
+    revision: ClassVar[int] = 2
 
     ignore_case: bool = True
     last_line: bool = False

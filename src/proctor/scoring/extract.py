@@ -23,10 +23,11 @@ scores as no answer (None), never as a lucky one.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, NamedTuple
+
+from proctor.scoring.text import clean_text
 
 _THINK_CLOSE = re.compile(r"</think(?:ing)?>", re.IGNORECASE)
 _LATEX_TEXT = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
@@ -74,7 +75,9 @@ def _tiers(labels: str) -> _Tiers:
     # After a comma the next letter is a list item only when it ends like one: in "B, A
     # completely randomized design ..." and "C，B项错误" the text goes on to discuss another
     # option (or uses the article "A"), and the first letter is the answer.
-    item_end = r"[ \t]*(?:[,、/.;:!?。)\]】\n]|or\b|and\b|或|和|及|都|均|两|三|四|$)"
+    # A letter with a colon after the comma is a label that opens a remark on that option
+    # ("正确答案是 D，A：..."), not a list item, so ":" does not end an item.
+    item_end = r"[ \t]*(?:[,、/.;!?。)\]】\n]|or\b|and\b|或|和|及|都|均|两|三|四|$)"
     not_list = (
         rf"(?!\s*(?:/|or\b|and\b|或|和)\s*{up}(?![A-Za-z0-9])"
         rf"|\s*[,、]\s*{up}(?![A-Za-z0-9]){item_end})"
@@ -205,7 +208,7 @@ def _answer_part(text: str) -> str:
 
 
 def _normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", _answer_part(text))  # "Ｂ" -> "B", "：" -> ":"
+    text = clean_text(_answer_part(text))  # "Ｂ" -> "B", "：" -> ":", zero-width marks gone
     text = _LATEX_TEXT.sub(r"\1", text)
     text = _MARKUP.sub("", text)
     # One whitespace character per run: the patterns chain several optional \s*, which

@@ -64,6 +64,7 @@ from proctor.errors import ConfigError, DataError
 from proctor.scoring.base import BaseScorer, register
 from proctor.scoring.hendrycks import is_equiv
 from proctor.scoring.numeric import boxed_contents
+from proctor.scoring.text import strip_invisible
 
 INSTALL_HINT = "the math_equiv scorer needs Math-Verify: pip install 'proctor[math]'"
 
@@ -357,7 +358,7 @@ def _golds(sample: Sample) -> list[str]:
     for target in targets:
         if isinstance(target, bool) or not isinstance(target, (str, int, float)) or not str(target).strip():
             raise DataError(f"sample {sample.id}: target {target!r} is not a maths answer (math_equiv scorer)")
-        golds.append(str(target).strip())
+        golds.append(strip_invisible(str(target)).strip())
     return golds
 
 
@@ -372,7 +373,7 @@ class MathEquivScorer(BaseScorer):
     """
 
     name: ClassVar[str] = "math_equiv"
-    revision: ClassVar[int] = 1
+    revision: ClassVar[int] = 2
     processes: ClassVar[bool] = True
 
     timeout: float = 5.0
@@ -395,7 +396,8 @@ class MathEquivScorer(BaseScorer):
 
     def score(self, sample: Sample, record: Record) -> Score:
         golds = _golds(sample)  # first: a bad target is an error even when no answer is found
-        answer, extraction = extract_math_answer(record.output)
+        # Invisible marks only: NFKC would change maths ("x²" -> "x2", "½" -> "1⁄2").
+        answer, extraction = extract_math_answer(strip_invisible(record.output or ""))
         if answer is None:
             return Score(value=0.0)
         extra = {"extraction": extraction}

@@ -28,7 +28,6 @@ Numbers and targets compare exactly as rationals, so "29.00" equals 29 and "0.5"
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
@@ -36,6 +35,7 @@ from typing import Any, ClassVar
 from proctor.core import Record, Sample, Score
 from proctor.errors import DataError
 from proctor.scoring.base import BaseScorer, register
+from proctor.scoring.text import clean_text, strip_invisible
 
 # A next question the model invented after its answer: a line that starts one, with some
 # text of the model's own before it (an output that starts with "Question:" is not cut).
@@ -95,9 +95,9 @@ def _frac(match: re.Match[str]) -> str:
 
 def _clean(text: str) -> str:
     """The text with the ways of writing a number reduced to the plain ones the patterns read."""
-    text = _UNICODE_THOUSANDS.sub(",", text)
+    text = _UNICODE_THOUSANDS.sub(",", strip_invisible(text))
     text = _MINUS.sub("-", text)
-    text = unicodedata.normalize("NFKC", text)  # full-width digits and colons
+    text = clean_text(text)  # full-width digits and colons
     text = text.replace("\\$", "$").replace("\\%", "%").replace("**", "").replace("__", "")
     text = _LATEX_THOUSANDS.sub(",", text)
     text = _LATEX_TEXT.sub(r"\1", text)
@@ -251,7 +251,7 @@ class NumericScorer(BaseScorer):
     """The final number of the output (see the module docstring) against a numeric target."""
 
     name: ClassVar[str] = "numeric"
-    revision: ClassVar[int] = 2
+    revision: ClassVar[int] = 3
 
     def score(self, sample: Sample, record: Record) -> Score:
         targets = _target_values(sample)  # first: a bad target is an error even when no answer is found

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Mapping
+
+from proctor.scoring.text import clean_text
 
 _NOISE = re.compile(r"[\W_]+", re.UNICODE)  # punctuation and spaces; CJK characters are kept
 # The answer may wrap the option in a few words ("答案是传输层。"), not restate the whole question.
@@ -12,7 +13,7 @@ _MAX_EXTRA_CHARS = 24
 
 
 def _normalise(text: str) -> str:
-    return _NOISE.sub("", unicodedata.normalize("NFKC", text).casefold())
+    return _NOISE.sub("", clean_text(text).casefold())
 
 
 def match_option_text(text: str | None, options: Mapping[str, object]) -> str | None:

@@ -10,6 +10,7 @@ from proctor.core import Record, Sample, Score
 from proctor.errors import ConfigError
 from proctor.scoring.base import BaseScorer, register
 from proctor.scoring.exact import compare
+from proctor.scoring.text import strip_invisible
 
 
 @register
@@ -20,7 +21,7 @@ class RegexScorer(BaseScorer):
     to matching and to the comparison with the target."""
 
     name: ClassVar[str] = "regex"
-    revision: ClassVar[int] = 1
+    revision: ClassVar[int] = 2
 
     pattern: str
     group: int | str | None = None
@@ -52,7 +53,9 @@ class RegexScorer(BaseScorer):
         return 1 if self._compiled.groups else 0
 
     def score(self, sample: Sample, record: Record) -> Score:
-        matches = list(self._compiled.finditer(record.output or ""))
+        # Invisible marks would split a word the pattern reads; NFKC is left to the comparison,
+        # since a user pattern may spell full-width text.
+        matches = list(self._compiled.finditer(strip_invisible(record.output or "")))
         if not matches:
             return Score(value=0.0)
         found = matches[-1] if self.match == "last" else matches[0]
