@@ -268,6 +268,20 @@ BAD_FILES: list[tuple[str, str, Callable[[Path], str]]] = [
     ("short_row.csv", "question,A,B,answer\nq1,x,y,A\nq2,x,B\n", lambda p: f"{p}: row 3 (line 3): 3 fields, expected 4"),
     ("empty_answer.csv", "question,answer\nq1,yes\nq2,\n", lambda p: f"{p}: row 3 (line 3): the answer ('answer') is empty"),
     ("empty.jsonl", "", lambda p: f"{p}: the file holds no rows"),
+    # Option columns A and C only: not a free-form question with the options dropped.
+    ("gap.jsonl", '{"question": "q1", "A": "x", "C": "y", "answer": "A"}\n',
+     lambda p: f"{p}: line 1: option columns A, C have a gap: no column 'B'; options are the columns A, B, C, ... in order"),
+    ("gap_later.jsonl",
+     '{"question": "q1", "A": "x", "B": "y", "answer": "A"}\n{"question": "q2", "A": "x", "C": "y", "answer": "A"}\n',
+     lambda p: f"{p}: line 2: option columns A, C have a gap: no column 'B'; options are the columns A, B, C, ... in order"),
+    ("no_a.jsonl", '{"question": "q1", "B": "x", "C": "y", "answer": "B"}\n',
+     lambda p: f"{p}: line 1: option columns B, C have a gap: no column 'A'; options are the columns A, B, C, ... in order"),
+    ("same_text.jsonl", '{"question": "q1", "A": "x", "B": "y", "C": "y", "answer": "y"}\n',
+     lambda p: f"{p}: line 1: answer 'y' is the text of options B and C, which are identical; "
+               "make the options distinct or give the answer as a letter"),
+    ("same_text_list.jsonl", '{"question": "q1", "choices": ["y", "x", "y"], "answer": "y"}\n',
+     lambda p: f"{p}: line 1: answer 'y' is the text of options A and C, which are identical; "
+               "make the options distinct or give the answer as a letter"),
 ]
 
 

@@ -238,6 +238,7 @@ def row_options(row: Mapping[str, Any], fields: FieldMap, where: str) -> Options
             letters = _option_columns(row)
             if len(letters) >= 2:
                 return _letter_columns(row, letters, where)
+            _refuse_gapped_columns(row, where)
             value, name, top = _field(row, None, CHOICES_COLUMNS)
             if value is MISSING:
                 nested, top = lookup(row, "question.choices")
@@ -256,6 +257,16 @@ def row_options(row: Mapping[str, Any], fields: FieldMap, where: str) -> Options
         own = [_scalar(v, where, f"{fields.labels}[{i}]") for i, v in enumerate(value)]
         options = _checked(list(options.texts), own, {*options.used, top or ""}, where)
     return options
+
+
+def _refuse_gapped_columns(row: Mapping[str, Any], where: str) -> None:
+    """Option columns with a gap before the second (`A` and `C`, or `B` and `C`) would make the
+    row a free-form question without a word: refused, naming the columns and the missing one."""
+    present = [c for c in CHOICE_LABELS if c in row]
+    if len(present) >= 2:
+        missing = next(c for c in CHOICE_LABELS if c not in row)
+        raise DataError(f"{where}: option columns {', '.join(present)} have a gap: no column {missing!r}; "
+                        f"options are the columns A, B, C, ... in order")
 
 
 def _letter_columns(row: Mapping[str, Any], letters: tuple[str, ...], where: str) -> Options:
@@ -324,6 +335,9 @@ def _letter(answer: Any, options: Options, fmt: str, where: str, name: str) -> s
         matches = [labels[i] for i, option in enumerate(choices) if option.strip() == text]
         if len(matches) == 1:
             readings["an option text"] = matches[0]
+        elif len(matches) > 1:
+            raise DataError(f"{where}: answer {text!r} is the text of options {' and '.join(matches)}, which are "
+                            "identical; make the options distinct or give the answer as a letter")
     if len(set(readings.values())) > 1:
         shown = ", ".join(f"as {how} it is {letter}" for how, letter in readings.items())
         raise DataError(
