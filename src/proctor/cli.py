@@ -165,6 +165,10 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--temperature", type=float, default=None, help="default 0 (greedy; cached)")
     g.add_argument("--max-out-len", type=int, default=None, help="tokens to generate (default 256)")
     g.add_argument("--max-seq-len", type=int, default=None, help="prompt + answer tokens; few-shot examples are dropped to fit")
+    g.add_argument("--reasoning", action="store_true", default=None,
+                   help="a reasoning model: answers get 32768 tokens unless --max-out-len is given (see README)")
+    g.add_argument("--reasoning-effort", default=None, metavar="LEVEL",
+                   help="sent as reasoning_effort to OpenAI-style APIs (e.g. low, medium, high)")
     d = p.add_argument_group("datasets")
     d.add_argument("--datasets", nargs="+", default=[], metavar="NAME",
                    help="e.g. ceval_gen cmmlu-anatomy mmlu_ppl ceval_gen_circular, or your own file: "
@@ -288,6 +292,7 @@ _API_FLAGS = {
     "rpm": "rpm",
     "retry": "retry",
     "timeout": "timeout",
+    "reasoning_effort": "reasoning_effort",
 }
 _HF_FLAGS = {
     "tokenizer_path": "tokenizer_path",
@@ -297,7 +302,7 @@ _HF_FLAGS = {
     "trust_remote_code": "trust_remote_code",
     "chat": "chat",
 }
-_SHARED_FLAGS = ("temperature", "max_out_len", "max_seq_len")
+_SHARED_FLAGS = ("temperature", "max_out_len", "max_seq_len", "reasoning")
 _MODEL_KINDS = (("api", "api_base", "--api-base", _API_FLAGS), ("hf", "hf_path", "--hf-path", _HF_FLAGS))
 
 

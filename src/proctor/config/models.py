@@ -61,10 +61,9 @@ OPENCOMPASS_IGNORED: dict[str, str] = {
     "verbose": "use --debug",
     "org": "not supported",
     "openai_proxy_url": "set HTTPS_PROXY instead",
-    "extra_body": "not supported",
     "logprobs": "not supported",
     "top_logprobs": "not supported",
-    "think_tag": "not supported",
+    "think_tag": "the answer always follows </think>; set `reasoning: {start, end}` for other markers",
     "pred_postprocessor": "answers are extracted by the dataset's scorer",
     "meta_template": "chat prompts use the tokenizer's chat template, base prompts are plain text",
     "tokenizer_path": "API prompt lengths are estimated without a tokenizer",  # api models only

@@ -50,7 +50,67 @@ class _Config(BaseModel):
         return {**data, **wrong} if wrong else data
 
 
-class ApiModelConfig(_Config):
+class ReasoningMarkersConfig(_Config):
+    """A reasoning model's own thought delimiters (`reasoning: {start, end}` in a model config).
+
+    `opened_by_prompt`: the chat template writes `start` into the prompt (Qwen3, DeepSeek-R1),
+    so an output without `end` is a thought that never ended.
+    """
+
+    start: str = "<think>"
+    end: str = Field("</think>", min_length=1)
+    opened_by_prompt: bool = False
+
+
+# The answer budget of a model with `reasoning: true` when no max_out_len is given: a
+# benchmark's own (256, 512) is spent before most thoughts end.
+REASONING_MAX_OUT_LEN = 32768
+
+# Request fields Proctor sets itself: `extra_body` may not replace them (say them as settings).
+_OWN_BODY_KEYS = ("model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "stop",
+                  "n", "stream", "echo", "logprobs")
+
+
+class _ReasoningSettings(_Config):
+    """Settings every kind of model shares for reasoning models (see README, "Evaluating
+    reasoning models")."""
+
+    # True: a reasoning model (`<think>` tags; the answer budget is REASONING_MAX_OUT_LEN unless
+    # max_out_len is given); a mapping: its own markers.
+    reasoning: bool | ReasoningMarkersConfig = False
+
+    @field_validator("reasoning", mode="before")
+    @classmethod
+    def _reasoning_shape(cls, value: Any) -> Any:
+        """One line for a wrong value (not the union's two complaints)."""
+        if isinstance(value, (bool, ReasoningMarkersConfig)):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"expected true, false or a mapping {{start, end}}, got {type(value).__name__}")
+        unknown = [k for k in value if k not in ReasoningMarkersConfig.model_fields]
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r}; the markers are start, end, opened_by_prompt")
+        for key in ("start", "end"):
+            if key in value and not isinstance(value[key], str):
+                raise ValueError(f"{key} must be a string, got {type(value[key]).__name__}")
+        if "end" in value and not value["end"]:
+            raise ValueError("end must be a non-empty marker (the answer follows it)")
+        if not isinstance(value.get("opened_by_prompt", False), bool):
+            raise ValueError("opened_by_prompt must be true or false")
+        return value
+
+    def reasoning_markers(self) -> Any:
+        """The proctor.reasoning.ReasoningMarkers this model's outputs are split with (None: the
+        default tags, which are always recognised)."""
+        from proctor.reasoning import ReasoningMarkers
+
+        if isinstance(self.reasoning, ReasoningMarkersConfig):
+            r = self.reasoning
+            return ReasoningMarkers(start=r.start, end=r.end, opened_by_prompt=r.opened_by_prompt)
+        return ReasoningMarkers() if self.reasoning else None
+
+
+class ApiModelConfig(_ReasoningSettings):
     """A model behind an OpenAI-compatible HTTP API."""
 
     type: Literal["api"] = "api"
@@ -73,6 +133,43 @@ class ApiModelConfig(_Config):
     max_out_len: int = Field(256, ge=1)
     # Prompt + answer budget in tokens (estimated): few-shot examples are dropped to fit.
     max_seq_len: int | None = Field(None, ge=1)
+    # OpenAI-style reasoning models: `reasoning_effort` sent as is ("low", "medium", "high", ...);
+    # `max_completion_tokens: true` sends the answer budget under that name instead of
+    # `max_tokens` (o-series), an integer N also makes N the budget (OpenCompass's setting).
+    reasoning_effort: str | None = None
+    max_completion_tokens: bool | int = False
+    # Further request-body fields, merged into every generate request (vLLM/SGLang:
+    # `chat_template_kwargs: {enable_thinking: true}`); part of the model's cache identity.
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _completion_budget(cls, data: Any) -> Any:
+        """`max_completion_tokens: N` is the budget N sent under that name."""
+        if isinstance(data, dict):
+            value = data.get("max_completion_tokens")
+            if isinstance(value, int) and not isinstance(value, bool):
+                if value < 1:
+                    raise ValueError(f"max_completion_tokens must be at least 1 or true/false, got {value}")
+                data = {**data, "max_completion_tokens": True}
+                data.setdefault("max_out_len", value)
+        return data
+
+    @field_validator("extra_body")
+    @classmethod
+    def _no_own_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        own = [k for k in value if k in _OWN_BODY_KEYS]
+        if own:
+            raise ValueError(f"{own[0]!r} is set by Proctor; use the model's own setting (max_out_len, "
+                             "temperature, max_completion_tokens, ...) instead of extra_body")
+        return value
+
+    def body_settings(self) -> dict[str, Any]:
+        """What this config adds to a generate request's body (empty for a plain model)."""
+        extra: dict[str, Any] = dict(self.extra_body)
+        if self.reasoning_effort is not None:
+            extra["reasoning_effort"] = self.reasoning_effort
+        return extra
 
     @field_validator("api_base")
     @classmethod
@@ -93,7 +190,7 @@ class ApiModelConfig(_Config):
         return value
 
 
-class HFModelConfig(_Config):
+class HFModelConfig(_ReasoningSettings):
     """A local Hugging Face checkpoint run with transformers."""
 
     type: Literal["hf"] = "hf"
@@ -110,6 +207,8 @@ class HFModelConfig(_Config):
     temperature: float = Field(0.0, ge=0)
     generation_kwargs: dict[str, Any] = Field(default_factory=dict)
     trust_remote_code: bool = False
+    # Given to the tokenizer's apply_chat_template (Qwen3: `{enable_thinking: true}`).
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("batch_size")
     @classmethod
@@ -119,7 +218,7 @@ class HFModelConfig(_Config):
         return value
 
 
-class VLLMModelConfig(_Config):
+class VLLMModelConfig(_ReasoningSettings):
     """A local checkpoint run with vLLM (extra `proctor[vllm]`)."""
 
     type: Literal["vllm"] = "vllm"
@@ -135,6 +234,7 @@ class VLLMModelConfig(_Config):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     generation_kwargs: dict[str, Any] = Field(default_factory=dict)
     trust_remote_code: bool = False
+    chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 ModelConfig = Annotated[

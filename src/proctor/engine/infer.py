@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from proctor.config.schema import ApiModelConfig, RunConfig, model_abbr
+from proctor.config.schema import REASONING_MAX_OUT_LEN, ApiModelConfig, RunConfig, model_abbr
 from proctor.core import Item, Record, Request
 from proctor.engine.cache import ResponseCache, open_cache
 from proctor.engine.manifest import Manifest, model_info, read_manifest, requests_digest
@@ -146,12 +146,21 @@ class _Requests:
         self.seed = seed  # the run's: repeat j of a question is sent with seed + j
         self._memo: dict[tuple[Any, ...], list[tuple[Item, Request]]] = {}
         self._estimated: set[str] = set()
+        self._budgeted: set[str] = set()
 
     def of(
         self, dataset: PreparedDataset, chat: bool, config: Any, backend: Any = None
     ) -> list[tuple[Item, Request]]:
         max_seq_len = getattr(config, "max_seq_len", None)
         explicit = "max_out_len" in config.model_fields_set
+        max_tokens = config.max_out_len
+        if getattr(config, "reasoning", False) and not explicit:
+            # A benchmark's answer length (256, 512) is spent before most thoughts end.
+            max_tokens, explicit = REASONING_MAX_OUT_LEN, True
+            if model_abbr(config) not in self._budgeted:
+                self._budgeted.add(model_abbr(config))
+                log.warning("%s is a reasoning model: answers get up to %d tokens (set max_out_len / "
+                            "--max-out-len for another budget)", model_abbr(config), max_tokens)
         # A local model counts prompt tokens with its own tokenizer and chat template; others are
         # estimated (an upper bound for most tokenizers), and the user is told once.
         count = getattr(backend, "count_tokens", None) if max_seq_len else None
@@ -160,7 +169,7 @@ class _Requests:
             log.warning("--max-seq-len for %s is checked with an estimate of the prompt's tokens (3 characters "
                         "or 1 CJK character per token, about 25%% to spare for English): its server's tokenizer "
                         "is not available here", model_abbr(config))
-        key = (dataset.config.abbr, chat, config.max_out_len, config.temperature, max_seq_len, explicit,
+        key = (dataset.config.abbr, chat, max_tokens, config.temperature, max_seq_len, explicit,
                backend.identity if count is not None else None)
         if key not in self._memo:
             if dataset.task.repeats > 1 and config.temperature == 0:
@@ -174,7 +183,7 @@ class _Requests:
                     dataset.request(
                         item,
                         chat=chat,
-                        max_tokens=config.max_out_len,
+                        max_tokens=max_tokens,
                         temperature=config.temperature,
                         max_seq_len=max_seq_len,
                         max_tokens_set=explicit,
@@ -277,7 +286,7 @@ async def _run_plan(
         progress.start(task)
         stats = await run_task(
             backend, items, stores[key], existing[key], cache, lambda record: progress.advance(task, record),
-            run_id=run.run_id,
+            run_id=run.run_id, markers=_markers(entry.config),
         )
         progress.finish(task, stats)
         outcome.stats[task] = stats
@@ -322,6 +331,12 @@ async def _gather_or_cancel(coroutines: list[Any]) -> None:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+def _markers(config: Any) -> Any:
+    """The model's reasoning markers (None: the default tags), for splitting its outputs."""
+    markers = getattr(config, "reasoning_markers", None)
+    return markers() if markers is not None else None
 
 
 def _log_task(run: RunDir, task: Task, stats: TaskStats) -> None:

@@ -33,7 +33,7 @@ from proctor.models.api_payloads import (
     plan_request,
     system_fingerprint,
 )
-from proctor.models.base import OnResponse
+from proctor.models.base import OnResponse, settings_tag
 from proctor.models.retry import RetryPolicy
 
 if TYPE_CHECKING:  # pydantic is imported lazily: `proctor --help` must stay fast
@@ -138,7 +138,15 @@ class ApiBackend:
             parts.append(f"server:{self._server_facts}")
         if self._revision:
             parts.append(f"revision:{self._revision}")
-        return "|".join(parts)
+        return "|".join(parts) + settings_tag(self._body_settings())
+
+    def _body_settings(self) -> dict[str, Any]:
+        """What the config adds to a generate request (reasoning_effort, extra_body, the budget's name)."""
+        settings = getattr(self.config, "body_settings", None)
+        extra = dict(settings()) if settings is not None else {}
+        if getattr(self.config, "max_completion_tokens", False):
+            extra["max_tokens_field"] = "max_completion_tokens"
+        return extra
 
     def _url(self, path: str) -> str:
         """The request URL of an endpoint: base + path + the query of api_base (kept on all)."""
@@ -313,7 +321,8 @@ class ApiBackend:
         """Send one request with retries; never raises except when the whole model is unusable."""
         try:
             path, body, parse = plan_request(
-                request, model=self._model, chat=self.chat, display_base=self._display_base
+                request, model=self._model, chat=self.chat, display_base=self._display_base,
+                settings=self._body_settings(),
             )
         except Unusable as exc:
             return Response(error=str(exc), attempts=0)

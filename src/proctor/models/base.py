@@ -59,3 +59,26 @@ class Backend(Protocol):
     async def process(self, requests: Sequence[Request], on_response: OnResponse) -> None: ...
 
     async def close(self) -> None: ...
+
+
+def settings_tag(settings: dict[str, object]) -> str:
+    """'|settings:<hash>' of the model settings that change its answers (reasoning_effort,
+    extra_body, chat_template_kwargs, reasoning markers), or '' when none is set: part of the
+    identity, so a cached answer made under other settings is never reused."""
+    import hashlib
+    import json
+
+    given = {k: v for k, v in settings.items() if v not in (None, False, {}, "")}
+    if not given:
+        return ""
+    blob = json.dumps(given, sort_keys=True, ensure_ascii=False, default=str)
+    return "|settings:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def local_settings_tag(config: object) -> str:
+    """settings_tag of a local model's config: its chat_template_kwargs and reasoning markers."""
+    markers = getattr(config, "reasoning", False)
+    return settings_tag({
+        "chat_template_kwargs": dict(getattr(config, "chat_template_kwargs", None) or {}),
+        "reasoning": markers.model_dump() if hasattr(markers, "model_dump") else markers,
+    })

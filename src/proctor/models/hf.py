@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from proctor.config.schema import HFModelConfig, model_abbr
 from proctor.core import Request, Response
 from proctor.errors import BackendError, MissingExtraError
-from proctor.models.base import OnResponse, PromptLogprobs
+from proctor.models.base import OnResponse, PromptLogprobs, local_settings_tag
 
 if TYPE_CHECKING:
     from proctor.models.hf_loading import LoadedModel
@@ -169,7 +169,9 @@ class HFBackend:
 
     @property
     def identity(self) -> str:
-        return self._loaded.identity
+        """The checkpoint's identity, plus the settings that change answers (chat template
+        kwargs, reasoning markers: stop strings wait for the thought to close)."""
+        return self._loaded.identity + local_settings_tag(self.config)
 
     @property
     def chat(self) -> bool:
@@ -366,7 +368,8 @@ class HFBackend:
         if request.kind == "loglikelihood":
             longest = max(request.continuations, key=len, default="")
             return len(lm.tokenizer((request.context or "") + longest)["input_ids"])
-        return render_generate(lm.tokenizer, request, lm.chat, 1 << 30).full_length + request.max_tokens
+        return (render_generate(lm.tokenizer, request, lm.chat, 1 << 30, self.config.chat_template_kwargs).full_length
+                + request.max_tokens)
 
     # -- internals ------------------------------------------------------------------
 
@@ -395,7 +398,8 @@ class HFBackend:
         from proctor.models.hf_render import render_generate
 
         lm = self._loaded
-        rendered = render_generate(lm.tokenizer, request, lm.chat, self.config.max_seq_len)
+        rendered = render_generate(lm.tokenizer, request, lm.chat, self.config.max_seq_len,
+                                   self.config.chat_template_kwargs)
         if rendered.truncated:
             self._warn_truncation(rendered.full_length, len(rendered.ids))
         gen = GenInput(ids=rendered.ids, max_tokens=request.max_tokens, stop=tuple(request.stop))

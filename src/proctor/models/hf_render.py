@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from proctor.core import Request
 
@@ -18,10 +18,13 @@ class RenderedPrompt:
         return self.full_length > len(self.ids)
 
 
-def render_generate(tokenizer: Any, request: Request, chat: bool, max_seq_len: int) -> RenderedPrompt:
+def render_generate(
+    tokenizer: Any, request: Request, chat: bool, max_seq_len: int, template_kwargs: Mapping[str, Any] | None = None
+) -> RenderedPrompt:
     """Prompt ids for a generate request, truncated from the left to leave room for max_tokens.
 
-    Chat model + messages: the tokenizer's chat template (with the generation prompt);
+    Chat model + messages: the tokenizer's chat template (with the generation prompt and the
+    model config's `chat_template_kwargs`, e.g. Qwen3's `enable_thinking`);
     base model + messages: the contents joined by blank lines; a plain `prompt` is
     sent as is. Raises ValueError for a request with neither messages nor prompt.
     """
@@ -29,7 +32,7 @@ def render_generate(tokenizer: Any, request: Request, chat: bool, max_seq_len: i
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
         if chat:
             text = tokenizer.apply_chat_template(messages, tokenize=False,
-                                                 add_generation_prompt=True)
+                                                 add_generation_prompt=True, **dict(template_kwargs or {}))
             # The template writes its own special tokens (BOS etc.): add none.
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         else:

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from proctor.config.schema import VLLMModelConfig, model_abbr
 from proctor.core import Request, Response
 from proctor.errors import BackendError, MissingExtraError
-from proctor.models.base import OnResponse, PromptLogprobs
+from proctor.models.base import OnResponse, PromptLogprobs, local_settings_tag
 
 log = logging.getLogger("proctor.models.vllm")
 
@@ -49,7 +49,7 @@ class VLLMBackend:
     def identity(self) -> str:
         self._require_started()
         assert self._identity is not None
-        return self._identity
+        return self._identity + local_settings_tag(self.config)
 
     @property
     def chat(self) -> bool:
@@ -189,7 +189,8 @@ class VLLMBackend:
         prompts, params, slots = [], [], []
         for i, r in enumerate(requests):
             try:
-                rendered = render_generate(self._tokenizer, r, self._chat, self.config.max_seq_len)
+                rendered = render_generate(self._tokenizer, r, self._chat, self.config.max_seq_len,
+                                           self.config.chat_template_kwargs)
             except Exception as exc:
                 answers[i] = Response(error=f"{type(exc).__name__}: {exc}")
                 continue
