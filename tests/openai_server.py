@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Literal, Sequence
 
 Responder = Callable[[dict[str, Any]], "str | Withheld | Reply"]
-"""Decides the completion text from the request JSON (or a Withheld answer, or a Reply)."""
+"""Decides the completion text from the request JSON (or a Withheld answer, or a full Reply)."""
 
 LogprobFn = Callable[[str], "tuple[Sequence[str], Sequence[int], Sequence[float | None]]"]
 """prompt -> (tokens, character offsets, log-probs with None first), as OpenAI's echo gives."""
@@ -48,12 +48,18 @@ class Withheld:
 
 @dataclass(frozen=True)
 class Reply:
-    """Return from a responder for a 200 answer with this text and finish_reason (e.g. "length":
-    cut off by the token limit) and, if set, a separate `reasoning_content` field."""
+    """Return from a responder for full control of a 200 answer, as a reasoning model's server
+    gives it: the `text` of the content (None: `content: null`), the finish_reason (e.g.
+    "length": cut off by the token limit), a separate `reasoning_content` field, other message
+    fields (`reasoning`), and `reasoning_tokens` for `usage.completion_tokens_details` (None:
+    not reported)."""
 
-    text: str
+    text: str | None
     finish_reason: str = "stop"
     reasoning_content: str | None = None
+    fields: tuple[tuple[str, Any], ...] = ()
+    reasoning_tokens: int | None = None
+    completion_tokens: int | None = None  # None: the words of content and the fields
 
 
 class Reject(Exception):
@@ -401,17 +407,26 @@ class OpenAIApp:
         answer = self.responder(body)
         message: dict[str, Any] = {"role": "assistant", "content": answer}
         finish_reason = "stop"
-        if isinstance(answer, Reply):
-            message["content"], finish_reason = answer.text, answer.finish_reason
-            if answer.reasoning_content is not None:
-                message["reasoning_content"] = answer.reasoning_content
-            answer = answer.text
         text = answer if isinstance(answer, str) else ""
+        details: dict[str, Any] = {}
         if isinstance(answer, Withheld):
             message["content"] = None
             if answer.refusal is not None:
                 message["refusal"] = answer.refusal
             finish_reason = answer.finish_reason
+        if isinstance(answer, Reply):
+            message["content"] = answer.text
+            fields = dict(answer.fields)
+            if answer.reasoning_content is not None:
+                fields["reasoning_content"] = answer.reasoning_content
+            message.update(fields)
+            finish_reason = answer.finish_reason
+            text = " ".join([answer.text or "", *(str(v) for v in fields.values())])
+            if answer.reasoning_tokens is not None:
+                details = {"completion_tokens_details": {"reasoning_tokens": answer.reasoning_tokens}}
+        completion_tokens = _words(text)
+        if isinstance(answer, Reply) and answer.completion_tokens is not None:
+            completion_tokens = answer.completion_tokens
         prompt_tokens = sum(_words(str(m.get("content", ""))) for m in messages)
         return {
             "id": "chatcmpl-test",
@@ -428,8 +443,9 @@ class OpenAIApp:
             ],
             "usage": {
                 "prompt_tokens": prompt_tokens,
-                "completion_tokens": _words(text),
-                "total_tokens": prompt_tokens + _words(text),
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+                **details,
             },
         }
 
@@ -460,6 +476,10 @@ class OpenAIApp:
             }
             if isinstance(answer, Withheld):
                 choice["text"] = None
+                choice["finish_reason"] = answer.finish_reason
+            if isinstance(answer, Reply):
+                generated = answer.text or ""
+                choice["text"] = (one if echo else "") + generated
                 choice["finish_reason"] = answer.finish_reason
             if want_logprobs and echo:
                 tokens, offsets, logprobs = self.logprob_fn(one)

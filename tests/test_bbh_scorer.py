@@ -68,6 +68,8 @@ CASES: list[tuple[str, str | None, tuple[float, Any, str]]] = [
     ("(B)", "So the answer is (B).\nNote that the answer is not (A), which swaps the roles.", (1.0, "(B)", "answer_is")),
     ("(B)", "So the answer is (B).\n\nI hope this helps!", (1.0, "(B)", "answer_is")),
     ("(D)", "<think>Maybe (A)? No. The answer is (A) only if ...</think>\nThe answer is (D).", (1.0, "(D)", "answer_is")),
+    # A thought cut off before its end holds no answer, however sure it sounds.
+    ("(D)", "<think>So the answer is (D).", (0.0, None, "none")),
     ("(B)", "So the answer is (B)." + INVENTED, (1.0, "(B)", "answer_is")),  # the invented question is cut
     ("(A)", "Tomorrow is 12/25/1937." + INVENTED, (0.0, None, "none")),  # its made-up answer never counts
     # boxed, then a final standalone option
@@ -169,7 +171,7 @@ def test_target_kinds(target: Any, kind: str) -> None:
 def test_bbh_is_registered_and_explains_itself() -> None:
     assert "bbh" in scorer_names()
     bbh = get_scorer("bbh")
-    assert bbh.name == "bbh" and bbh.version.startswith("2.")
+    assert bbh.name == "bbh" and bbh.version.startswith("3.")
     score = bbh.score(sample("(B)"), gen("So the answer is (B)." + INVENTED))
     assert score.explanation == "choice answer; cut at an invented next question"
     assert bbh.score(sample(["Yes", "yes"]), gen("So the answer is YES.")).value == 1.0  # a list of targets

@@ -96,8 +96,9 @@ def test_group_rows_are_the_means_of_subjects_and_of_questions(tmp_path: Path) -
     assert set(groups) == set(expected), sorted(groups)
     for name, (subjects, questions) in expected.items():
         got = groups[name]
-        assert sorted(got) == sorted(f"{metric} (mean of {kind})" for metric in ("accuracy", "extraction_rate")
+        assert sorted(got) == sorted(f"{metric} (mean of {kind})" for metric in ("accuracy", "extraction_rate", "truncated")
                                      for kind in ("subjects", "questions")), (name, got)
+        assert got["truncated (mean of subjects)"] == 0.0  # no reasoning cut off
         # Every answer style of KnownAnswers is read: an extraction rate of 100 both ways.
         assert got["extraction_rate (mean of subjects)"] == got["extraction_rate (mean of questions)"] == 100.0
         assert got["accuracy (mean of subjects)"] == pytest.approx(subjects, abs=0.005), name

@@ -58,6 +58,8 @@ CASES: list[tuple[str, str | None]] = [
     ),
     ("answer: A ... wait, re-checking the units, the answer is B", "B"),
     ("<think>A? B? Probably D, since A and B ignore friction.</think>\n答案：D", "D"),
+    ("<think>答案：D, since A and B ignore friction", None),  # the thought never ended: no letter
+    ("<think>答案：D</think>", None),  # nothing after the thought
     ("The answer is B, not A.", "B"),
     # --- the answer letter followed by talk of another option: not a list of options
     ("正确答案是 B，A completely randomized design cannot control for the block effect.", "B"),

@@ -133,7 +133,9 @@ CASES: list[tuple[str | None, Any, tuple[float, Any, str]]] = [
     # ---- reasoning in <think> tags
     ("<think>Maybe 5... no: 2 * 3 = 6.</think>\nThe answer is 6.", 6, (1.0, "6", "answer_is")),
     ("<think>First 3 + 4 = 7, then 7 * 2 = 14</think>\n\n**14**", 14, (1.0, "14", "last_number")),
-    ("<think>Let me compute 3 + 4 = 7", 7, (1.0, "7", "last_number")),  # cut short: the reasoning is all there is
+    # Cut short inside the thought: no answer, the 7 in the reasoning is never read (it was, before).
+    ("<think>Let me compute 3 + 4 = 7", 7, (0.0, None, "none")),
+    ("<think>So it is 7.</think>  ", 7, (0.0, None, "none")),  # nothing after the thought
     # ---- no number: no answer
     ("I cannot determine the answer without more information.", 5, (0.0, None, "none")),
     ("The answer is x.", 5, (0.0, None, "none")),
@@ -195,7 +197,8 @@ def test_helpers() -> None:
     assert cut_at_next_question("Q: restated\n5") == ("Q: restated\n5", False)
     assert cut_at_next_question("the question is\nhard") == ("the question is\nhard", False)
     assert after_thinking("<think>3</think> 4") == (" 4", True)
-    assert after_thinking("<think>3</think>  ") == ("<think>3</think>  ", False)
+    assert after_thinking("<think>3</think>  ") == ("", True)  # a thought with nothing after it: no answer
+    assert after_thinking("no reasoning, 5") == ("no reasoning, 5", False)
 
 
 @needs_shared_data

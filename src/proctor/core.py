@@ -253,6 +253,12 @@ class Result:
     extra_metrics: Mapping[str, float] = field(default_factory=dict)
     # Standard errors of extra metrics that have one (pass@K, maj@K over repeats), in percent.
     extra_stderrs: Mapping[str, float] = field(default_factory=dict)
+    # Generated answers: items whose reasoning was cut off (no answer, scored 0), answers read
+    # from replies the token limit ended, and the mean tokens spent (None: not known).
+    truncated: int = 0
+    length: int = 0
+    mean_completion_tokens: float | None = None
+    mean_reasoning_tokens: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able data; a missing value (NaN) is written as null, since NaN is not JSON."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 AnswerStatus = Literal["answered", "truncated", "no_answer"]
 
@@ -175,3 +175,12 @@ def _split_harmony(text: str) -> tuple[str, str | None, bool | None]:
     if final is None:
         return "", reasoning if reasoning is not None else text, False
     return final, reasoning, True
+
+
+def split_record(record: Any) -> AnswerSplit:
+    """The split of a stored record (proctor.core.Record): what every reader of a prediction
+    (scorers, the judge, compare, the report) takes the answer from. Records are stored split
+    already (engine.records), so this recovers the same answer; older records with raw
+    `<think>` outputs are split here."""
+    return split_answer(record.output, reasoning=record.reasoning, reasoning_ended=record.reasoning_ended,
+                        finish_reason=record.finish_reason)

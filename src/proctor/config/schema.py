@@ -68,7 +68,7 @@ REASONING_MAX_OUT_LEN = 32768
 
 # Request fields Proctor sets itself: `extra_body` may not replace them (say them as settings).
 _OWN_BODY_KEYS = ("model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "stop",
-                  "n", "stream", "echo", "logprobs")
+                  "n", "seed", "stream", "echo", "logprobs")
 
 
 class _ReasoningSettings(_Config):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from typing import Any, Sequence
 
@@ -14,6 +15,9 @@ from proctor.engine.store import PredictionStore
 from proctor.engine.judging import JudgeSession
 from proctor.engine.task import count_unanswered, has_answer
 from proctor.errors import ConfigError
+from proctor.reasoning import split_record
+
+log = logging.getLogger("proctor.engine")
 
 
 def count_unfinished(run: RunDir, model_names: Sequence[str], prepared: Sequence[PreparedDataset]) -> int:
@@ -51,16 +55,48 @@ async def score_dataset(
     task = dataset.task
     scorer = get_scorer(task.scorer, task.scorer_params)
     answered = [item for item in dataset.items if has_answer(records.get(item.id))]
-    # An answer the server filtered or the model refused is what it is, not an answer to read.
-    withheld = {i.id: _withheld(records[i.id].finish_reason or "") for i in answered
-                if records[i.id].finish_reason in WITHHELD}
-    to_score = [item for item in answered if item.id not in withheld]
+    # An answer the server filtered or the model refused is what it is, not an answer to read;
+    # a thought that never ended (or ended with nothing after it) has no answer to read either.
+    unread: dict[str, Score] = {}
+    to_score: list[Item] = []
+    answers: dict[str, Record] = {}
+    for item in answered:
+        record = records[item.id]
+        if record.finish_reason in WITHHELD:
+            unread[item.id] = _withheld(record.finish_reason or "")
+            continue
+        answer = answer_record(record)
+        if isinstance(answer, Score):
+            unread[item.id] = answer
+        else:
+            answers[item.id] = answer
+            to_score.append(item)
     if judge_scorer(scorer):
         if judge is None:
             raise ConfigError(f"dataset {dataset.config.abbr} is scored by a judge; give the judge model")
-        return {**withheld, **await judge.score(model, dataset, scorer, records, to_score)}
-    scores = score_records(scorer, [(item.sample, records[item.id]) for item in to_score])
-    return {**withheld, **{item.id: score for item, score in zip(to_score, scores)}}
+        return {**unread, **await judge.score(model, dataset, scorer, answers, to_score)}
+    scores = score_records(scorer, [(item.sample, answers[item.id]) for item in to_score])
+    return {**unread, **{item.id: score for item, score in zip(to_score, scores)}}
+
+
+# Scores of outputs with no answer to read (proctor.reasoning): scored 0, never shown to a scorer.
+UNANSWERED = {
+    "truncated": "the reasoning never ended (cut off by the answer budget): no answer to read",
+    "no_answer": "nothing followed the reasoning: no answer",
+}
+
+
+def answer_record(record: Record) -> Record | Score:
+    """The record a scorer sees (its `output` only the answer part), or the Score of an output
+    with no answer (`truncated`, `no_answer`). Log-likelihood records pass as they are."""
+    if record.output is None and record.reasoning is None:
+        return record
+    split = split_record(record)
+    if split.status != "answered":
+        return Score(0.0, answer=None, rule=split.status, explanation=UNANSWERED[split.status])
+    if split.answer == record.output and split.reasoning is None:
+        return record
+    return replace(record, output=split.answer)
 
 
 def _judge_metrics(scores: dict[str, Score]) -> dict[str, float]:
@@ -88,6 +124,42 @@ def _withheld_share(scores: dict[str, Score]) -> dict[str, float]:
     """`withheld`: percent of the answered items filtered or refused, when there are any."""
     count = sum(1 for s in scores.values() if s.rule in WITHHELD)
     return {"withheld": 100.0 * count / len(scores)} if count else {}
+
+
+def _with_budget_counts(
+    result: Result, dataset: PreparedDataset, records: dict[str, Record], scores: dict[str, Score]
+) -> Result:
+    """`truncated` (items whose thought was cut off: no answer) and `length` (answers read from
+    a reply that the token limit ended) as counts, the `truncated` share of the scored items as
+    a summary row beside extraction_rate, and the mean completion and reasoning tokens."""
+    scored = [(records[i.id], scores[i.id]) for i in dataset.items if i.id in scores and i.id in records]
+    truncated = sum(1 for _, s in scored if s.rule == "truncated")
+    length = sum(1 for r, s in scored if s.rule != "truncated" and r.finish_reason == "length")
+    extra = dict(result.extra_metrics)
+    if scored:
+        extra["truncated"] = 100.0 * truncated / len(scored)
+    completion = [r.completion_tokens for r, _ in scored if r.completion_tokens is not None]
+    reasoning = [r.reasoning_tokens for r, _ in scored if r.reasoning_tokens is not None]
+    return replace(
+        result, extra_metrics=extra, truncated=truncated, length=length,
+        mean_completion_tokens=sum(completion) / len(completion) if completion else None,
+        mean_reasoning_tokens=sum(reasoning) / len(reasoning) if reasoning else None,
+    )
+
+
+def _say_truncated(run: RunDir, model: str, dataset: str, result: Result) -> None:
+    """Cut-off thoughts are the model's failure, not a failed request: the run goes on and its
+    log (and console) says which setting gives the model room."""
+    if not result.truncated:
+        return
+    line = (f"{model} on {dataset}: {result.truncated} of {result.n} replies were cut off inside their reasoning "
+            "and scored 0 (truncated); raise the answer budget with --max-out-len (max_out_len in the model or "
+            "dataset config)")
+    log.warning("%s", line)
+    path = run.log(model, dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
 
 
 def _breakdown(dataset: PreparedDataset, scores: dict[str, Score]) -> dict[str, float]:
@@ -161,6 +233,9 @@ async def _evaluate(
                 result = replace(result, extra_metrics={**result.extra_metrics, **_breakdown(dataset, scores)})
             if withheld := _withheld_share(scores):
                 result = replace(result, extra_metrics={**result.extra_metrics, **withheld})
+            if generated:
+                result = _with_budget_counts(result, dataset, records, scores)
+                _say_truncated(run, model, abbr, result)
             if judged := _judge_metrics(scores):
                 result = replace(result, extra_metrics={**result.extra_metrics, **judged})
             write_json_atomic(run.result(model, abbr), result.to_json())

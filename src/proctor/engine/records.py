@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proctor.core import Item, Record, Request, Response
+from proctor.reasoning import ReasoningMarkers, split_answer
 
 
 def prompt_as_sent(request: Request) -> Any:
@@ -15,13 +16,27 @@ def prompt_as_sent(request: Request) -> Any:
     return request.prompt
 
 
-def make_record(item: Item, request: Request, response: Response) -> Record:
-    """A failed response is recorded with its error; the scoring stage never scores it."""
+def make_record(item: Item, request: Request, response: Response, markers: ReasoningMarkers | None = None) -> Record:
+    """A failed response is recorded with its error; the scoring stage never scores it.
+
+    A generated output is stored split (proctor.reasoning.split_answer, with the model's
+    `markers`): `output` is the answer part as the model gave it ("" when the reasoning never
+    ended or nothing followed it), `reasoning` the thought, and `reasoning_ended` whether it
+    closed. An output without reasoning is stored as it came (`reasoning` None). Splitting a
+    stored record again gives the same answer, so records written before the split (raw
+    outputs with `<think>` tags) are read the same way.
+    """
+    output, reasoning, ended = response.text, response.reasoning, response.reasoning_ended
+    if response.error is None and request.kind == "generate" and (output is not None or reasoning is not None):
+        split = split_answer(output, reasoning=reasoning, reasoning_ended=ended,
+                             finish_reason=response.finish_reason, markers=markers)
+        if split.reasoning is not None:
+            output, reasoning, ended = split.answer or "", split.reasoning, not split.truncated
     return Record(
         item_id=item.id,
         sample_id=item.sample_id,
         prompt=prompt_as_sent(request),
-        output=response.text,
+        output=output,
         loglikelihoods=list(response.loglikelihoods) if response.loglikelihoods is not None else None,
         error=response.error,
         latency_s=round(response.latency_s, 4),
@@ -34,7 +49,7 @@ def make_record(item: Item, request: Request, response: Response) -> Record:
         ),
         finish_reason=response.finish_reason,
         system_fingerprint=response.system_fingerprint,
-        reasoning=response.reasoning,
-        reasoning_ended=response.reasoning_ended,
+        reasoning=reasoning,
+        reasoning_ended=ended,
         reasoning_tokens=response.reasoning_tokens,
     )

@@ -14,6 +14,7 @@ from proctor.engine.cache import ResponseCache
 from proctor.engine.records import make_record, prompt_as_sent
 from proctor.engine.store import PredictionStore
 from proctor.models.base import Backend
+from proctor.reasoning import ReasoningMarkers
 
 log = logging.getLogger("proctor.engine")
 
@@ -56,6 +57,7 @@ async def run_task(
     cache: ResponseCache | None,
     on_record: Callable[[Record], None],
     run_id: str = "",
+    markers: ReasoningMarkers | None = None,
 ) -> TaskStats:
     """Send the task's pending requests; cache hits become records without reaching the backend.
 
@@ -73,7 +75,7 @@ async def run_task(
 
     def record(item: Item, request: Request, response: Response) -> None:
         nonlocal failed
-        rec = make_record(item, request, response)
+        rec = make_record(item, request, response, markers)
         store.append(rec)
         failed += rec.failed
         on_record(rec)

@@ -17,8 +17,14 @@ Parser = Callable[[Any], Response]
 Plan = tuple[str | None, dict[str, Any], Parser]
 
 
-def plan_request(request: Request, *, model: str | None, chat: bool, display_base: str) -> Plan:
-    """The path, JSON body and response parser of one request; Unusable if it cannot be sent."""
+def plan_request(
+    request: Request, *, model: str | None, chat: bool, display_base: str, settings: dict[str, Any] | None = None
+) -> Plan:
+    """The path, JSON body and response parser of one request; Unusable if it cannot be sent.
+
+    `settings`: the model config's additions to a generate body (`reasoning_effort`, its
+    `extra_body` fields; `max_tokens_field: max_completion_tokens` renames the budget).
+    """
     if request.kind == "loglikelihood":
         return _plan_loglikelihood(request, model=model, display_base=display_base)
     if request.kind != "generate":
@@ -40,12 +46,15 @@ def plan_request(request: Request, *, model: str | None, chat: bool, display_bas
             )
         body["prompt"] = request.prompt
         path = "/completions"
-    body["max_tokens"] = request.max_tokens
+    extra = dict(settings or {})
+    body[extra.pop("max_tokens_field", "max_tokens")] = request.max_tokens
     body["temperature"] = request.temperature
     if request.stop:
         body["stop"] = list(request.stop)
     if request.seed is not None:  # a repeat: OpenAI, vLLM and SGLang servers take a per-request seed
         body["seed"] = request.seed
+    for key, value in extra.items():  # the config refuses keys set above (schema._OWN_BODY_KEYS)
+        body.setdefault(key, value)
     return path, body, parse_chat if chat else parse_completion
 
 
@@ -104,8 +113,12 @@ def parse_chat(data: Any) -> Response:
 
     An answer the server withheld is a Response with text "" and a finish_reason that
     says so, never a failure to retry: "refused" when the message carries a `refusal`,
-    "content_filter" when the server says so or sends `content: null` (without another
-    reason, such as "length" of a model that spent its budget on reasoning).
+    "content_filter" when the server says so or sends `content: null` with no reasoning
+    (without another reason, such as "length"). A reasoning model's thought, in the
+    message's `reasoning_content` (vLLM, DeepSeek) or `reasoning` (OpenRouter, Ollama)
+    field, is kept apart in `reasoning`: with `content: null` beside it the reply is a
+    thought without an answer (proctor.reasoning decides: truncated or no_answer), not a
+    withheld one.
     """
     filtered = _filtered_prompt(data)
     if filtered is not None:
@@ -122,9 +135,10 @@ def parse_chat(data: Any) -> Response:
     if content is not None and not isinstance(content, str):
         raise TypeError(f"message content is {type(content).__name__}")
     reason = _finish_reason(choice)
+    reasoning = _message_reasoning(message)
     if message.get("refusal"):
         reason = REFUSED
-    elif content is None and reason in (None, "stop", CONTENT_FILTER):
+    elif content is None and reasoning is None and reason in (None, "stop", CONTENT_FILTER):
         reason = CONTENT_FILTER
     prompt_tokens, completion_tokens = _usage(data)
     return Response(
@@ -132,7 +146,34 @@ def parse_chat(data: Any) -> Response:
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         finish_reason=reason,
+        reasoning=reasoning,
+        reasoning_tokens=_reasoning_tokens(data),
     )
+
+
+# Where OpenAI-compatible servers put a reasoning model's thought: vLLM's and SGLang's reasoning
+# parsers and DeepSeek use `reasoning_content`, OpenRouter, Ollama and newer vLLM `reasoning`.
+_REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def _message_reasoning(message: dict[str, Any]) -> str | None:
+    """The thought a server returned apart from the answer (text only), or None."""
+    parts = []
+    for name in _REASONING_FIELDS:
+        value = message.get(name)
+        if isinstance(value, list):  # reasoning parts, like content parts
+            value = "".join(p.get("text", "") for p in value if isinstance(p, dict) and isinstance(p.get("text"), str))
+        if isinstance(value, str) and value.strip() and value not in parts:
+            parts.append(value)
+    return "\n".join(parts) if parts else None
+
+
+def _reasoning_tokens(data: Any) -> int | None:
+    """`usage.completion_tokens_details.reasoning_tokens` when the server reports it."""
+    usage = data.get("usage") if isinstance(data, dict) else None
+    details = usage.get("completion_tokens_details") if isinstance(usage, dict) else None
+    value = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def parse_completion(data: Any) -> Response:
@@ -153,6 +194,7 @@ def parse_completion(data: Any) -> Response:
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         finish_reason=reason,
+        reasoning_tokens=_reasoning_tokens(data),
     )
 
 

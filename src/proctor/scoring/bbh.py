@@ -10,8 +10,9 @@ The kind of answer is read from the gold target:
     words     "apple banana cherry" (sorted)   compared word by word, case-insensitively
     text      anything else ("Monsters, Inc")  compared as `exact` does (case, spaces, quotes)
 
-Before any rule runs the output is trimmed to the model's own answer: reasoning in `<think>`
-tags is dropped when an answer follows it, and the text is cut where the model went on to
+Before any rule runs the output is trimmed to the model's own answer: reasoning is dropped by
+proctor.reasoning.split_answer (a thought without an answer after it gives none), and the text
+is cut where the model went on to
 invent a next question ("\\n\\nQ: ..."), whose made-up "So the answer is" must not count.
 Markdown (`**`, `__`, backticks), `$` and `\\text{...}` are removed. Then the first rule that
 finds an answer of the target's kind gives it:
@@ -305,7 +306,7 @@ class BBHScorer(BaseScorer):
     """BIG-Bench Hard answers against their targets; the kind of answer is read from the target."""
 
     name: ClassVar[str] = "bbh"
-    revision: ClassVar[int] = 2
+    revision: ClassVar[int] = 3  # 3: a thought with no answer after it gives no answer
 
     def score(self, sample: Sample, record: Record) -> Score:
         targets = list(sample.target) if isinstance(sample.target, (list, tuple)) else [sample.target]

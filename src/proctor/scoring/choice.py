@@ -20,7 +20,7 @@ class ChoiceScorer(BaseScorer):
     most likely option of a log-likelihood record."""
 
     name: ClassVar[str] = "choice"
-    revision: ClassVar[int] = 2
+    revision: ClassVar[int] = 3  # 3: a thought with no answer after it gives no letter
 
     def score(self, sample: Sample, record: Record) -> Score:
         labels = sample.labels

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, NamedTuple
 
+from proctor.reasoning import split_answer
 from proctor.scoring.text import clean_text
 
-_THINK_CLOSE = re.compile(r"</think(?:ing)?>", re.IGNORECASE)
 _LATEX_TEXT = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
 _MARKUP = re.compile(r"[*`$#]")
 _SPACES = re.compile(r"\s+")
@@ -198,13 +198,9 @@ def _used_as_word(text: str, match: re.Match[str]) -> bool:
 
 
 def _answer_part(text: str) -> str:
-    """Drop reasoning in <think> tags: the answer follows the last closing tag."""
-    closes = list(_THINK_CLOSE.finditer(text))
-    if closes:
-        tail = text[closes[-1].end() :]
-        if tail.strip():
-            return tail
-    return text
+    """The answer part (proctor.reasoning.split_answer): "" for a thought with no answer."""
+    split = split_answer(text)
+    return text if split.reasoning is None else split.answer or ""
 
 
 def _normalise(text: str) -> str:

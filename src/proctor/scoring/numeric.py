@@ -1,7 +1,8 @@
 """The `numeric` scorer: the final number of a worked answer against a numeric target (GSM8K, MATH).
 
-Before any rule runs, the output is trimmed to the model's own answer: the reasoning in
-`<think>` tags is dropped when an answer follows the last `</think>`, and the text is cut where
+Before any rule runs, the output is trimmed to the model's own answer: reasoning is dropped by
+proctor.reasoning.split_answer (a thought that never closed, or with nothing after it, has no
+answer: it is never read for a number), and the text is cut where
 the model went on to invent a next question (a line starting `Q:`, `Question:`, `Problem:` or
 `问题：` after some text of its own). Then the first of these rules that finds a number gives
 the answer (each takes its last occurrence):
@@ -34,13 +35,13 @@ from typing import Any, ClassVar
 
 from proctor.core import Record, Sample, Score
 from proctor.errors import DataError
+from proctor.reasoning import split_answer
 from proctor.scoring.base import BaseScorer, register
 from proctor.scoring.text import clean_text, strip_invisible
 
 # A next question the model invented after its answer: a line that starts one, with some
 # text of the model's own before it (an output that starts with "Question:" is not cut).
 _NEXT_QUESTION = re.compile(r"\n[ \t]*(?:\*\*)?(?:Q|Question|Problem|问题)[ \t]*[:：]")
-_THINK_CLOSE = re.compile(r"</think(?:ing)?>", re.IGNORECASE)
 
 # A number as written in an answer: sign, currency, thousands separators, a decimal or a
 # fraction, a percent sign. The look-behind keeps "x2" and "v1.5" from reading as numbers
@@ -138,11 +139,12 @@ def cut_at_next_question(text: str) -> tuple[str, bool]:
 
 
 def after_thinking(text: str) -> tuple[str, bool]:
-    """(the text after the last `</think>` when an answer follows it, else the whole text; whether it was cut)."""
-    closes = list(_THINK_CLOSE.finditer(text))
-    if closes and text[closes[-1].end() :].strip():
-        return text[closes[-1].end() :], True
-    return text, False
+    """(the answer part of the output, whether reasoning was dropped): proctor.reasoning's split,
+    so a thought with no answer after it (or one that never closed) gives "" and no number."""
+    split = split_answer(text)
+    if split.reasoning is None:
+        return text, False
+    return split.answer or "", True
 
 
 def boxed_contents(text: str) -> list[str]:
@@ -251,7 +253,7 @@ class NumericScorer(BaseScorer):
     """The final number of the output (see the module docstring) against a numeric target."""
 
     name: ClassVar[str] = "numeric"
-    revision: ClassVar[int] = 3
+    revision: ClassVar[int] = 4  # 4: a thought with no answer after it gives no number
 
     def score(self, sample: Sample, record: Record) -> Score:
         targets = _target_values(sample)  # first: a bad target is an error even when no answer is found
