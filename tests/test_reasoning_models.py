@@ -190,7 +190,9 @@ def test_ceval_scores_are_the_truth(tmp_path: Path) -> None:
 def test_reasoning_settings_reach_the_request_and_the_cache_identity(tmp_path: Path) -> None:
     samples = _samples("gsm8k", "", "test", 3)
     config = tmp_path / "models.yaml"
-    model = {"type": "api", "abbr": "o", "model": "r1", "reasoning": True, "reasoning_effort": "high",
+    # A revision names the checkpoint, so its answers may be reused across runs (the test server
+    # says nothing steady about it).
+    model = {"type": "api", "abbr": "o", "model": "r1", "revision": "step-1000", "reasoning": True, "reasoning_effort": "high",
              "max_completion_tokens": True, "extra_body": {"chat_template_kwargs": {"enable_thinking": True}}}
     config.write_text(json.dumps({"models": [model], "datasets": ["gsm8k"]}), encoding="utf-8")
     with OpenAIServer(ReasoningServer(samples, GSM8K), model_ids=["r1"]) as server:
