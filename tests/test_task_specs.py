@@ -46,7 +46,7 @@ def spec_error(tmp_path: Path, text: str, name: str = "mybench.yaml") -> str:
         ("promt: {fewshot: 1}", "promt: unknown key; did you mean: prompt?"),
         ("prompt: {texts: {en: {instuction: x}}}", "prompt.texts.en.instuction: unknown key; did you mean: instruction?"),
         ("fields: {answer_format: number}", "fields.answer_format: Input should be 'auto', 'label', 'letter', 'index', 'index1' or 'text'"),
-        ("fields: {qestion: q}", "fields.qestion: unknown key; did you mean: question?"),
+        ("fields: {qestion: q}", "fields.qestion: unknown key; did you mean: question, question_file?"),
         ("subsets: [{name: a, titel: A}]", "subsets.0.titel: unknown key; did you mean: title, title_zh?"),
         ("subsets: [{name: a}, {name: bb}]\ngroups: [{name: g, subsets: [a, b]}]",
          "groups.0.subsets: group 'g' names unknown subset 'b'; did you mean: bb?"),

@@ -19,8 +19,11 @@ def _dataset_rows() -> list[Row]:
         subsets = f"all {len(spec.subsets)} subjects, " if spec.subsets else ""
         for mode in spec.modes:
             how = "generation, answer extracted" if mode == "gen" else "log-likelihood of the options"
-            name = f"{spec.name}_{mode}" if spec.subsets or mode != "gen" else spec.name
-            rows.append((name, f"{kind}, {mode}", spec.scorer.name, f"{spec.display_title}: {subsets}{how}"))
+            bare = mode == "gen" and (not spec.subsets or len(spec.modes) == 1)
+            name = spec.name if bare else f"{spec.name}_{mode}"
+            # The description says how big the benchmark is (`AIME 2024: 30 competition problems ...`).
+            what = f"{spec.description}; {how}" if spec.description else f"{spec.display_title}: {subsets}{how}"
+            rows.append((name, f"{kind}, {mode}", spec.scorer.name, what))
             if spec.multiple_choice:
                 rows.append((f"{name}_circular", f"{kind}, {mode}", spec.scorer.name,
                              f"{spec.display_title}: every question in its 4 option rotations (CircularEval)"))

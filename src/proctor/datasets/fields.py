@@ -52,6 +52,11 @@ class FieldMap(BaseModel):
     `hook`: `module:function` (or `path/to/file.py:function`, relative to the spec file) called
     with each row (a dict) before the map is applied; it returns the row to read. For the
     rare row that needs code; the hook's file is part of the dataset's version.
+    `shuffle_choices`: a seed; each question's options are shown in an order drawn from the seed
+    and the sample id (the same order in every run, whatever `--limit` or `--range` pick), the
+    gold letter following its option. For files that list the right option first (GPQA).
+    `question_file`: the question is the text of this file, a path relative to the data file's
+    folder with `{column}` placeholders from the row (MathArena's `problems/{id}.tex`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,6 +73,8 @@ class FieldMap(BaseModel):
     # (GSM8K's "reasoning #### 42"), stripped; None keeps it as written.
     answer_after: str | None = None
     hook: str | None = None
+    shuffle_choices: int | None = None
+    question_file: str | None = None
 
     @field_validator("question", "answer", "id", "labels")
     @classmethod
@@ -461,6 +468,9 @@ def row_to_sample(row: Mapping[str, Any], index: int, fields: FieldMap, where: s
                 raise DataError(f"{where}: the answer ({a_name!r}) is empty")
             target = _free_target(answer, fields, where, str(a_name))
     sample_id, id_col = _sample_id(row, index, fields, where)
+    choices = options.texts
+    if choices and fields.shuffle_choices is not None:
+        choices, target = shuffled(choices, target, fields.shuffle_choices, sample_id)
     used = {q_col, a_col, id_col, *options.used}
     sample_meta: dict[str, Any] = dict(meta or {})
     for name in fields.meta:
@@ -468,7 +478,18 @@ def row_to_sample(row: Mapping[str, Any], index: int, fields: FieldMap, where: s
         if value is not MISSING and value is not None and str(value).strip():
             sample_meta[name] = value
     extra = {k: v for k, v in row.items() if k not in used and k not in fields.meta and isinstance(k, str) and k}
-    if options.labels is not None and options.labels != tuple(choice_labels(len(options.texts))):
+    if (options.labels is not None and options.labels != tuple(choice_labels(len(options.texts)))
+            and fields.shuffle_choices is None):  # shuffled, the row's labels no longer say where an option is
         sample_meta.setdefault("source_labels", list(options.labels))  # shown as A, B, ...; kept for reading
-    return Sample(id=sample_id, question=question, target=target, choices=options.texts, fields=extra,
+    return Sample(id=sample_id, question=question, target=target, choices=choices, fields=extra,
                   meta=sample_meta)
+
+
+def shuffled(choices: tuple[str, ...], target: str, seed: int, sample_id: str) -> tuple[tuple[str, ...], str]:
+    """The options in the order drawn for this question, and the gold letter that follows its option."""
+    import random
+
+    # A string seed is hashed with SHA-512 by `random`: the same order on every machine and run.
+    order = random.Random(f"{seed}:{sample_id}").sample(range(len(choices)), len(choices))
+    labels = choice_labels(len(choices))
+    return tuple(choices[i] for i in order), labels[order.index(labels.index(target))]

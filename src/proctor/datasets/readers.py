@@ -60,6 +60,11 @@ def read_rows(
     return _json_rows(path, text, records_key)
 
 
+def read_text(path: Path) -> str:
+    """A UTF-8 text file's text (a leading BOM dropped); DataError names the line of bytes that are not UTF-8."""
+    return _read_text(path, False)
+
+
 def _read_text(path: Path, gz: bool) -> str:
     """The file's text (gunzipped when `gz`); DataError names the line of bytes that are not UTF-8."""
     try:

@@ -35,9 +35,14 @@ def is_path_name(name: str) -> bool:
 
 
 def _collections(spec: TaskSpec) -> list[str]:
-    if not spec.subsets:
+    if not spec.subsets or _bare_name_is_whole(spec):
         return [spec.name] + [f"{spec.name}_{m}" for m in spec.modes]
     return [f"{spec.name}_{m}" for m in spec.modes]
+
+
+def _bare_name_is_whole(spec: TaskSpec) -> bool:
+    """A benchmark with parts and one mode answers to its own name (`aime2025`: its I and II exams)."""
+    return bool(spec.subsets) and len(spec.modes) == 1
 
 
 def dataset_names() -> list[str]:
@@ -174,7 +179,7 @@ def _expand(name: str) -> list[Expansion]:
         if not spec.subsets and name == spec.name:
             return [(spec, "", "gen", None, None)]
         for mode in MODES:
-            if name == f"{spec.name}_{mode}":
+            if name == f"{spec.name}_{mode}" or (name == spec.name and _bare_name_is_whole(spec) and mode in spec.modes):
                 return [(spec, s, mode, None, None) for s in spec.subset_names]
     for mode in MODES:
         if name == f"demo_{mode}":

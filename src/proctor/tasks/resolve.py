@@ -43,7 +43,7 @@ class ResolvedTask:
     def files(self, split: str, data_dir: str | Path | None) -> list[Path]:
         from proctor.datasets import data_files
 
-        return data_files(self.spec.data_source(), self.subset.name, split, data_dir)
+        return data_files(self.spec.data_source(), self.subset.name, split, data_dir, self.spec.fields)
 
     def items(self, sample: Sample) -> list[Item]:
         return items_of(sample, self.variants, self.repeats)  # type: ignore[arg-type]
