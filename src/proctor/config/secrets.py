@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Iterable, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "**********"
@@ -24,6 +24,53 @@ def mask_auth(text: str) -> str:
         return f"{m.group(1)}{m.group(2)}{MASK}"
 
     return _AUTH_VALUE.sub(mask, text)
+
+
+# A run of this many characters of a secret is masked wherever it appears: a server that echoes
+# "...key ending in 9f3kq0aZ1x" gives away that much of the key.
+SECRET_PART_MIN = 8
+_SHOWN_MASK = "***"
+
+
+def mask_secrets(text: str, secrets: Iterable[str], *, min_part: int = SECRET_PART_MIN) -> str:
+    """Text with every secret masked, and every run of `min_part` or more characters that is a
+    part of one (a prefix, the tail, the middle; in any letter case). A secret shorter than
+    `min_part` is masked where it appears whole."""
+    secrets = [s for s in secrets if s]
+    if not text or not secrets:
+        return text
+    folded = text.lower()
+    if len(folded) != len(text):  # a letter whose lower case is longer: match case as written
+        folded = text
+    covered = bytearray(len(text))
+    for secret in secrets:
+        part = secret.lower() if folded is not text else secret
+        if len(part) < min_part:
+            start = folded.find(part)
+            while start >= 0:
+                covered[start : start + len(part)] = b"\x01" * len(part)
+                start = folded.find(part, start + 1)
+            continue
+        # Every common run of min_part+ characters is covered by its min_part-long windows.
+        windows = {part[i : i + min_part] for i in range(len(part) - min_part + 1)}
+        for i in range(len(folded) - min_part + 1):
+            if folded[i : i + min_part] in windows:
+                covered[i : i + min_part] = b"\x01" * min_part
+    if not any(covered):
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if covered[i]:
+            while i < len(text) and covered[i]:
+                i += 1
+            out.append(_SHOWN_MASK)
+        else:
+            start = i
+            while i < len(text) and not covered[i]:
+                i += 1
+            out.append(text[start:i])
+    return "".join(out)
 
 
 def public_query(query: str) -> str:

@@ -43,14 +43,11 @@ class Credentials:
 
     def redact(self, text: str) -> str:
         """Remove the API key, any api_base password (plain, percent- or base64-encoded, as a
-        server may echo the Authorization header back) and any `Basic`/`Bearer` credential
-        from text that came from a server."""
-        from proctor.config.secrets import mask_auth
+        server may echo the Authorization header back), any part of 8+ characters of them, and
+        any `Basic`/`Bearer` credential from text that came from a server."""
+        from proctor.config.secrets import mask_auth, mask_secrets
 
-        for secret in self._secrets():
-            if secret in text:
-                text = text.replace(secret, "***")
-        return mask_auth(text)
+        return mask_auth(mask_secrets(text, self._secrets()))
 
     def _secrets(self) -> list[str]:
         found = [s for s in (self.key, self.password) if s]
