@@ -1,8 +1,10 @@
 """`--repeats 4` on AIME 2024 against a real HTTP server that samples: a different answer per seed.
 
-The server's answers come from a table of this file (right, one of two decoys, or no answer,
-by a hash of question and seed); every expected avg@4 / pass@4 / maj@4 and standard error is
-computed from that table here, not by Proctor's code.
+The server answers as a reasoning model (a thought with a decoy answer in `<think>`, then its
+conclusion); what it concludes comes from a table of this file (right, one of two decoys, or a
+thought cut off by the token limit with the right answer inside it, by a hash of question and
+seed). Every expected avg@4 / pass@4 / maj@4 and standard error is computed from that table
+here, not by Proctor's code; a cut-off thought is scored 0 and casts no majority vote.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openai_server import OpenAIServer, last_user_message
+from openai_server import OpenAIServer, Reply, last_user_message
 from run_helpers import only_run, predictions_path, read_result, read_summary, run_args
 from shared_data import SHARED_DATASETS, needs_shared_data
 
@@ -64,13 +66,16 @@ class Sampler:
         prompt = last_user_message(body)
         return next(s for q, s in self.by_problem.items() if q in prompt)
 
-    def __call__(self, body: dict[str, Any]) -> str:
+    def __call__(self, body: dict[str, Any]) -> Reply:
         sample = self.sample_for(body)
         assert body["temperature"] == 0.6 and isinstance(body.get("seed"), int)
+        gold = int(sample.target)
         value = value_of(sample, outcome(sample.id, body["seed"], self.skill))
-        if value is None:
-            return "Let me think about this. I cannot finish it."
-        return f"Let me think step by step.\nSo the answer is $\\boxed{{{value}}}$."
+        if value is None:  # cut off mid-thought, the right answer in it: never read
+            return Reply(f"<think>Perhaps $\\boxed{{{gold}}}$. Let me verify this by", finish_reason="length")
+        decoy = (gold + 500) % 1000
+        return Reply(f"<think>First guess: \\boxed{{{decoy}}}. Check again.</think>"
+                     f"Step by step.\nSo the answer is $\\boxed{{{value}}}$.")
 
 
 def _se(values: list[float]) -> float:
@@ -122,6 +127,8 @@ def test_repeats_4_on_aime2024_gives_avg_pass_maj_with_standard_errors(tmp_path:
     want = expected(aime)
     assert want["avg"][0] not in (want["pass"][0], want["maj"][0])  # the table tells the three apart
     assert (result["metric"], result["n"], result["n_failed"]) == ("avg@4", 30, 0)
+    cut = sum(outcome(s.id, j) == "none" for s in aime for j in range(K))
+    assert result["truncated"] == cut > 0
     assert result["value"] == pytest.approx(want["avg"][0]) and result["stderr"] == pytest.approx(want["avg"][1])
     for name in ("pass", "maj"):
         assert result["extra_metrics"][f"{name}@4"] == pytest.approx(want[name][0])
