@@ -240,3 +240,30 @@ def test_defusing_is_linear_in_the_answer() -> None:
     defused = GRADE.defuse(answer)
     assert time.perf_counter() - started < 3.0
     assert GRADE.last(defused) is None and defused.count("[verdict removed]") == answer.count("ADE: C")
+
+
+def test_a_reasoning_judge_is_split_with_its_own_markers_and_given_room(tmp_path: Path) -> None:
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(f'{{"question": "{_question(i)}", "answer": "Paris"}}\n' for i in range(3)),
+                    encoding="utf-8")
+    bodies: list[dict[str, Any]] = []
+
+    def judge(body: dict[str, Any]) -> str:
+        bodies.append(body)
+        index = int(judge_sections(last_user_message(body))["QUESTION"].split("Question ", 1)[1].split(":", 1)[0])
+        return ["@@think@@The answer differs.\nGRADE: I\n@@end@@\nGRADE: I",  # closed: its answer is read
+                "@@think@@Lyon is not Paris...\nGRADE: C",  # never closed (stopped, not cut): no verdict
+                "@@think@@\nGRADE: C\n@@end@@"][index]  # nothing after the thought: no verdict
+
+    with OpenAIServer(lambda body: WRONG, model_ids=["m"]) as model, OpenAIServer(judge, model_ids=["j"]) as grader:
+        config = tmp_path / "eval.yaml"
+        config.write_text(
+            f"models: [{{api_base: '{model.base_url}'}}]\n"
+            f"judge: {{api_base: '{grader.base_url}', reasoning: {{start: '@@think@@', end: '@@end@@'}}}}\n"
+            f"datasets:\n  - {{name: '{data}', scorer: llm_judge}}\n"
+            f"work_dir: '{tmp_path / 'out'}'\n", encoding="utf-8")
+        assert main(["run", str(config)]) == 0
+    scores = read_scores(only_run(tmp_path / "out"), "m", "qa")
+    assert [scores[str(i)]["rule"] for i in range(3)] == ["judge_I", "judge_unparsed", "judge_unparsed"]
+    assert all(s["value"] == 0.0 for s in scores.values())
+    assert {b["max_tokens"] for b in bodies} == {32768}  # a thought needs room; 1024 would cut it

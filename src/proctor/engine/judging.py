@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from typing import Any, Mapping
 
-from proctor.core import Item, Record, Score
+from proctor.config.schema import REASONING_MAX_OUT_LEN
+from proctor.core import Item, Record, Request, Score
 from proctor.engine.cache import ResponseCache
 from proctor.engine.diskio import write_json_atomic
 from proctor.engine.manifest import model_info, read_manifest
@@ -24,6 +26,10 @@ from proctor.engine.task import has_answer, run_task
 from proctor.errors import ConfigError
 
 log = logging.getLogger("proctor.engine")
+
+
+def _with_budget(request: Request, budget: int | None) -> Request:
+    return request if budget is None else replace(request, max_tokens=budget)
 
 
 def judge_tag(judge: Any, scorer: Any) -> str:
@@ -67,21 +73,39 @@ class JudgeSession:
         manifest["judge"] = {"name": self._backend.name, **info, "template_sha256": template_sha()}
         write_json_atomic(self.run.manifest_path, manifest)
 
+    def _budget(self) -> int | None:
+        """The judge's answer budget: a reasoning judge's thought needs room (a reply cut off by
+        the limit gives no verdict); a max_out_len set for the judge counts when it is larger
+        than the scorer's own (a benchmark-sized 256 would cut most verdicts off)."""
+        from proctor.scoring.judge import JUDGE_MAX_TOKENS
+
+        config = self.config
+        if config is None:
+            return None
+        if "max_out_len" in config.model_fields_set:
+            return max(JUDGE_MAX_TOKENS, int(config.max_out_len))
+        if getattr(config, "reasoning", False):
+            return REASONING_MAX_OUT_LEN
+        return None
+
     async def score(self, model: str, dataset: PreparedDataset, scorer: Any,
                     records: Mapping[str, Record], answered: list[Item]) -> dict[str, Score]:
         """Scores of the answered items: the rule's where it decides, the judge's elsewhere."""
         first: dict[str, tuple[Score | None, bool]] = {
             item.id: scorer.first_pass(item.sample, records[item.id]) for item in answered
         }
-        asked = [(item, scorer.judge_request(item.sample, records[item.id]))
+        budget = self._budget()
+        asked = [(item, _with_budget(scorer.judge_request(item.sample, records[item.id]), budget))
                  for item in answered if first[item.id][1]]
         replies: dict[str, Record] = {}
         if asked:
             backend = await self._started()
             store = PredictionStore(self.run.judgements(model, dataset.config.abbr))
             try:
+                # The judge's reasoning is split off like a model's: a verdict is read from its answer only.
+                markers = getattr(self.config, "reasoning_markers", None)
                 await run_task(backend, asked, store, store.load(), self.cache, lambda record: None,
-                               run_id=self.run.run_id)
+                               run_id=self.run.run_id, markers=markers() if markers is not None else None)
             finally:
                 store.close()
             replies = store.load()
