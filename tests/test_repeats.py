@@ -129,3 +129,18 @@ def test_repeats_and_its_older_name_num_samples_in_configs() -> None:
     assert DatasetConfig(abbr="x", benchmark="gsm8k", num_samples=2).repeats == 2  # an old run's config.json
     with pytest.raises(ValidationError, match="disagree"):
         DatasetConfig(abbr="x", benchmark="gsm8k", repeats=2, num_samples=3)
+
+
+def test_a_group_of_avg_at_k_results_weighs_its_members_errors() -> None:
+    from proctor.core import Result
+    from proctor.metrics import group_results
+
+    one = Result("m", "aime2025-I", "avg@4", 50.0, 10.0, 15)
+    two = Result("m", "aime2025-II", "avg@4", 30.0, 8.0, 15)
+    subjects, questions = group_results("aime2025", [one, two])
+    assert questions.metric == "avg@4 (mean of questions)" and questions.value == pytest.approx(40.0)
+    assert questions.stderr == pytest.approx(math.sqrt((0.5 * 10.0) ** 2 + (0.5 * 8.0) ** 2))
+    assert subjects.stderr == pytest.approx(math.sqrt(10.0**2 + 8.0**2) / 2)
+    # Right/wrong accuracy keeps the pooled proportion's error.
+    acc = group_results("g", [Result("m", "a", "accuracy", 50.0, 0.0, 10), Result("m", "b", "accuracy", 50.0, 0.0, 10)])
+    assert acc[1].stderr == pytest.approx(100 * math.sqrt(0.25 / 19))

@@ -109,7 +109,8 @@ def _argv(server: OpenAIServer, work: Path, *extra: str) -> list[str]:
 
 def test_repeats_4_on_aime2024_gives_avg_pass_maj_with_standard_errors(tmp_path: Path, aime: list[Sample]) -> None:
     sampler = Sampler(aime)
-    with OpenAIServer(sampler, model_ids=["m"]) as server:
+    # The server names its checkpoint (as vLLM's `root`): cached answers may serve a later run.
+    with OpenAIServer(sampler, model_ids=["m"], model_info={"m": {"root": "/checkpoints/m"}}) as server:
         assert main(_argv(server, tmp_path / "a")) == 0
         bodies = [r.json for r in server.post_requests()]
         # One request per (question, repeat), repeat j sent with seed j.
@@ -129,6 +130,8 @@ def test_repeats_4_on_aime2024_gives_avg_pass_maj_with_standard_errors(tmp_path:
     assert (result["metric"], result["n"], result["n_failed"]) == ("avg@4", 30, 0)
     cut = sum(outcome(s.id, j) == "none" for s in aime for j in range(K))
     assert result["truncated"] == cut > 0
+    log = (run / "logs" / "m" / "aime2024.log").read_text(encoding="utf-8")
+    assert f"{cut} of 120 replies were cut off inside their reasoning" in log
     assert result["value"] == pytest.approx(want["avg"][0]) and result["stderr"] == pytest.approx(want["avg"][1])
     for name in ("pass", "maj"):
         assert result["extra_metrics"][f"{name}@4"] == pytest.approx(want[name][0])

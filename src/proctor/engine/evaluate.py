@@ -147,12 +147,13 @@ def _with_budget_counts(
     )
 
 
-def _say_truncated(run: RunDir, model: str, dataset: str, result: Result) -> None:
+def _say_truncated(run: RunDir, model: str, dataset: str, result: Result, replies: int) -> None:
     """Cut-off thoughts are the model's failure, not a failed request: the run goes on and its
-    log (and console) says which setting gives the model room."""
+    log (and console) says which setting gives the model room. `replies`: the scored items (with
+    --repeats K, K per question: `result.n` counts questions)."""
     if not result.truncated:
         return
-    line = (f"{model} on {dataset}: {result.truncated} of {result.n} replies were cut off inside their reasoning "
+    line = (f"{model} on {dataset}: {result.truncated} of {replies} replies were cut off inside their reasoning "
             "and scored 0 (truncated); raise the answer budget with --max-out-len (max_out_len in the model or "
             "dataset config)")
     log.warning("%s", line)
@@ -235,7 +236,7 @@ async def _evaluate(
                 result = replace(result, extra_metrics={**result.extra_metrics, **withheld})
             if generated:
                 result = _with_budget_counts(result, dataset, records, scores)
-                _say_truncated(run, model, abbr, result)
+                _say_truncated(run, model, abbr, result, sum(1 for i in dataset.items if i.id in scores))
             if judged := _judge_metrics(scores):
                 result = replace(result, extra_metrics={**result.extra_metrics, **judged})
             write_json_atomic(run.result(model, abbr), result.to_json())

@@ -84,7 +84,7 @@ def group_results(name: str, results: Sequence[Result]) -> tuple[Result, Result]
     Mean of subjects: the plain average of the member values (OpenCompass'
     naive average); stderr = sqrt(sum se_i^2) / k. Mean of questions: every
     question weighs the same (members weighted by n); stderr from the pooled
-    proportion. A member without any scored sample makes both values NaN:
+    proportion, or for avg@K members sqrt(sum (n_i/N * se_i)^2). A member without any scored sample makes both values NaN:
     an average over part of a group would be a wrong number, not a rough one.
     The caller decides which members are present; a missing one means no group value.
     """
@@ -112,6 +112,10 @@ def group_results(name: str, results: Sequence[Result]) -> tuple[Result, Result]
     pooled = sum(r.value / 100.0 * r.n for r in results) / n_total
     by_question = 100.0 * pooled
     by_question_se = proportion_stderr(pooled, n_total)
+    if all(r.metric.startswith("avg@") for r in results):
+        # Per-question means over repeats are not 0/1 scores: the pooled proportion's formula would
+        # overstate the error. The members' own errors (across their questions), weighted by n.
+        by_question_se = math.sqrt(sum((r.n / n_total * r.stderr) ** 2 for r in results))
 
     # Extra metrics (acc_norm) are averaged the same two ways when every member has them.
     shared = set.intersection(*(set(r.extra_metrics) for r in results))
