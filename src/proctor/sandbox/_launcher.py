@@ -19,14 +19,25 @@ processes left in it), dies with the launcher (PR_SET_PDEATHSIG), gets a /proc o
 the kernel allows, no_new_privs and the rlimits, and execs `python -I prog.py`; the launcher
 waits and ends the way the child did (same exit code, or killed by the same signal).
 
+Nothing outlives Proctor: the launcher itself dies with the thread that started it
+(PR_SET_PDEATHSIG, checked against cfg["parent"] for the race before it was set) and watches
+cfg["owner"] (the Proctor process that owns the run, e.g. the parent of a scoring worker) through
+a pidfd: when the owner dies, or on SIGTERM, it kills the program and everything it started
+(as a child subreaper it inherits the program's orphans, so "none" mode catches them too).
+cfg["keep_fds"] are pipe ends the program inherits as fds 3 (read) and 4 (write): a split run's
+request and answer pipes; the launcher closes its own copies once the child has them, so either
+side sees the other's end of file.
+
 Exit 125 with "proctor-sandbox: ..." on stderr: the sandbox could not be set up (no verdict on
 the program). With {"probe": true} it tries the modes and prints the first that works as JSON.
 """
 
 import ctypes
+import fcntl
 import json
 import os
 import resource
+import select
 import signal
 import sys
 
@@ -40,7 +51,7 @@ NS_FLAGS = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWU
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND = 32, 1024, 2048, 4096
 MS_REC, MS_PRIVATE, MS_RELATIME = 16384, 1 << 18, 1 << 21
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 # statvfs f_flag bit -> the mount flag to repeat when re-mounting (the kernel refuses to drop locked ones)
 _KEEP = {2: MS_NOSUID, 4: MS_NODEV, 8: MS_NOEXEC, 1024: MS_NOATIME, 2048: MS_NODIRATIME, 4096: MS_RELATIME}
 WORK, PYTHON = "/tmp/work", "/tmp/python"
@@ -171,11 +182,94 @@ def _read_stdin():
         chunks.append(chunk)
 
 
+def _children(pid):
+    """The pids whose parent is `pid` (from /proc)."""
+    kids = []
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        pass
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+            if int(stat[stat.rindex(b")") + 2:].split()[1]) == pid:
+                kids.append(int(name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return kids
+
+
+def _kill_all(child):
+    """SIGKILL the program and every process it left (orphans come to us: we are a subreaper)."""
+    me = os.getpid()
+    for _ in range(1000):
+        kids = _children(me) if child is None else [child]
+        child = None
+        if not kids:
+            return
+        for kid in kids:
+            try:
+                os.kill(kid, signal.SIGKILL)
+            except OSError:
+                pass
+        for kid in kids:
+            try:
+                os.waitpid(kid, 0)
+            except OSError:
+                pass
+
+
+def _guard(cfg):
+    """Die with the thread that started us, and note the run's owner (a pidfd, None if unsupported)."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+    if cfg.get("parent") and os.getppid() != int(cfg["parent"]):
+        os._exit(125)  # the parent died before PDEATHSIG was set
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    owner = int(cfg.get("owner") or 0)
+    if not owner or not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(owner)
+    except ProcessLookupError:
+        os._exit(125)  # the owner is already gone
+    except OSError:
+        return None  # an old kernel: PDEATHSIG alone
+
+
+def _wait(pid, owner_fd):
+    """The child's wait status; kills everything and exits at once if the owner dies first."""
+    child_fd = None
+    if owner_fd is not None:
+        try:
+            child_fd = os.pidfd_open(pid)
+        except OSError:
+            child_fd = None
+    if child_fd is not None:
+        poller = select.poll()
+        poller.register(child_fd, select.POLLIN)
+        poller.register(owner_fd, select.POLLIN)
+        while True:
+            ready = [fd for fd, _ in poller.poll()]
+            if owner_fd in ready:
+                _kill_all(pid)
+                _kill_all(None)
+                os.kill(os.getpid(), signal.SIGKILL)
+            if child_fd in ready:
+                break
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
 def main():
     cfg = json.loads(sys.argv[1])
     if cfg.get("probe"):
         _probe(cfg)
         return
+    owner_fd = _guard(cfg)
     source = _read_stdin()
     mode, flags = cfg["mode"], int(cfg["flags"])
     uid = int(cfg["uid_base"]) + os.getpid() if mode == "root" else None  # unique among running sandboxes
@@ -218,14 +312,29 @@ def main():
             if not (flags & CLONE_NEWPID) and os.getppid() != launcher:
                 os._exit(125)  # the launcher is already gone
             _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+            keep = [int(fd) for fd in cfg.get("keep_fds") or ()]
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in keep]
+            for i, fd in enumerate(high):  # the program's pipes on fixed fds: 3 reads, 4 writes
+                os.dup2(fd, 3 + i)
+            for fd in set(keep + high) - {3 + i for i in range(len(high))}:
+                os.close(fd)
             _set_limits(cfg["limits"])
             os.chdir(work)
             os.execve(python, [python, "-I", "prog.py"], env)
         except OSError as e:
             _fail("setup failed in the child: %s" % e)
+    for fd in cfg.get("keep_fds") or ():
+        os.close(int(fd))  # the child has them; our copies would hide the other side's end of file
+
+    def stop(signum, frame):
+        _kill_all(pid)
+        _kill_all(None)
+        os.kill(os.getpid(), signal.SIGKILL)  # ends as killed, as the program was
+
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-    _, status = os.waitpid(pid, 0)
+        signal.signal(sig, stop)
+    status = _wait(pid, owner_fd)
+    _kill_all(None)  # what the program left behind (its orphans are ours)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

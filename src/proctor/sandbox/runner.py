@@ -37,7 +37,7 @@ class Result:
     output_overflow: bool = False  # printed more than Limits.output_bytes: killed
 
 
-def _config(iso: Isolation, limits: Limits, workdir: str | None) -> dict[str, object]:
+def _config(iso: Isolation, limits: Limits, workdir: str | None, keep_fds: Sequence[int] = ()) -> dict[str, object]:
     prefix, rel = base_python()
     env = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
     return {
@@ -48,9 +48,12 @@ def _config(iso: Isolation, limits: Limits, workdir: str | None) -> dict[str, ob
         "prefix": prefix,
         "python_rel": rel,
         "python": sys.executable,
-        "limits": limits.rlimits(),
+        "limits": limits.rlimits(limits.plan(iso.nproc_enforced)),
         "env": env if iso.mode != "none" else {**env, "HOME": workdir, "TMPDIR": workdir},
         "workdir": workdir,
+        "keep_fds": list(keep_fds),
+        "parent": os.getpid(),
+        "owner": owner_pid(),
     }
 
 
@@ -61,97 +64,241 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
+# ------------------------------------------------------------------ who owns the sandboxes
+OWNER_ENV = "PROCTOR_SANDBOX_OWNER"
+_owner: tuple[int, int] | None = None  # (this process's pid, its owner)
+
+
+def _ancestors(pid: int) -> list[int]:
+    chain = []
+    for _ in range(64):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+            pid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        if pid <= 1:
+            break
+        chain.append(pid)
+    return chain
+
+
+def owner_pid() -> int:
+    """The Proctor process whose death ends every sandbox started from here: this process, or,
+    in a worker process of it (multiprocessing), the process that set PROCTOR_SANDBOX_OWNER,
+    when that is an ancestor of ours."""
+    global _owner
+    me = os.getpid()
+    if _owner is None or _owner[0] != me:
+        import multiprocessing
+
+        owner = me
+        value = os.environ.get(OWNER_ENV, "")
+        if multiprocessing.parent_process() is not None and value.isdigit() and int(value) in _ancestors(me):
+            owner = int(value)
+        else:
+            os.environ[OWNER_ENV] = str(me)  # for the worker processes we start
+        _owner = (me, owner)
+    return _owner[1]
+
+
+# ------------------------------------------------------------------ running
+class _Proc:
+    """One launcher process: its program's source going in, its output coming out."""
+
+    def __init__(self, source: bytes, limits: Limits, iso: Isolation, keep_fds: Sequence[int] = ()) -> None:
+        self.limits = limits
+        self.workdir = tempfile.mkdtemp(prefix="proctor-sbx-") if iso.mode == "none" else None
+        cfg = _config(iso, limits, self.workdir, keep_fds)
+        self.start = time.monotonic()
+        try:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-I", "-S", LAUNCHER, json.dumps(cfg)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env={}, cwd=self.workdir or "/", start_new_session=True, close_fds=True, pass_fds=tuple(keep_fds),
+            )
+        except BaseException:
+            self.cleanup()
+            raise
+        assert self.popen.stdin and self.popen.stdout and self.popen.stderr
+        self.pgid = self.popen.pid  # a new session: the launcher leads its own process group
+        self.out, self.err = bytearray(), bytearray()
+        self.pending = memoryview(source)
+        self.open_streams = 2
+        self.overflow = self.timed_out = False
+        self.end: float | None = None
+
+    def register(self, sel: selectors.BaseSelector) -> None:
+        p = self.popen
+        assert p.stdin and p.stdout and p.stderr
+        for f, buf in ((p.stdout, self.out), (p.stderr, self.err)):
+            os.set_blocking(f.fileno(), False)
+            sel.register(f.fileno(), selectors.EVENT_READ, (self, buf))
+        os.set_blocking(p.stdin.fileno(), False)
+        if self.pending:
+            sel.register(p.stdin.fileno(), selectors.EVENT_WRITE, (self, None))
+        else:
+            p.stdin.close()
+
+    def ready(self, sel: selectors.BaseSelector, fd: int, buf: bytearray | None) -> None:
+        if buf is None:  # stdin wants more of the source
+            try:
+                n = os.write(fd, self.pending[:65536])
+            except (BrokenPipeError, BlockingIOError):
+                n = len(self.pending)
+            self.pending = self.pending[n:]
+            if not self.pending:
+                sel.unregister(fd)
+                assert self.popen.stdin
+                self.popen.stdin.close()
+            return
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if not chunk:
+            sel.unregister(fd)
+            self.open_streams -= 1
+            return
+        room = self.limits.output_bytes - len(buf)
+        buf += chunk[: max(room, 0)]
+        if len(chunk) > room:
+            self.overflow = True
+            self.stop(sel)
+
+    def stop(self, sel: selectors.BaseSelector | None = None) -> None:
+        """Stop reading and kill what is left of the program."""
+        if sel is not None:
+            for f in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+                if f is not None and not f.closed:
+                    try:
+                        sel.unregister(f.fileno())
+                    except (KeyError, ValueError):
+                        pass
+        self.open_streams = 0
+        if self.end is None:
+            self.end = time.monotonic()
+        _terminate(self.popen)
+
+    @property
+    def reading(self) -> bool:
+        return self.open_streams > 0
+
+    def finish(self) -> Result:
+        """Kill whatever is left of the group and the Result."""
+        if self.end is None:
+            self.end = time.monotonic()
+        _terminate(self.popen)
+        _kill_group(self.pgid)  # whatever is left of the group (in "none" mode: orphans that kept it)
+        for f in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+            if f is not None and not f.closed:
+                f.close()
+        self.popen.wait()
+        self.cleanup()
+        duration = self.end - self.start
+        stdout, stderr = self.out.decode("utf-8", "replace"), self.err.decode("utf-8", "replace")
+        rc = self.popen.returncode
+        timed_out = self.timed_out
+        if rc == SETUP_FAILED and "proctor-sandbox:" in stderr and not (timed_out or self.overflow):
+            raise SandboxError(stderr.strip().splitlines()[-1])
+        if rc == -signal.SIGXCPU or (rc == -signal.SIGKILL and not self.overflow and _cpu_spent(duration, self.limits)):
+            timed_out = True  # RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard one
+        return Result(rc, stdout, stderr, duration, timed_out=timed_out, output_overflow=self.overflow)
+
+    def cleanup(self) -> None:
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+
+def _terminate(popen: subprocess.Popen[bytes]) -> None:
+    """Ask a running launcher to kill its program and all it started (it is a subreaper, so in
+    "none" mode this reaches orphans in other sessions too), then make sure."""
+    if popen.poll() is not None:
+        return
+    try:
+        popen.send_signal(signal.SIGTERM)
+        popen.wait(2.0)
+    except subprocess.TimeoutExpired:
+        pass
+    except OSError:
+        pass
+
+
+def _pump(procs: Sequence[_Proc], deadline: float, until: Sequence[_Proc]) -> None:
+    """Feed and read `procs` until every one of `until` has ended (or the deadline passed)."""
+    with selectors.DefaultSelector() as sel:
+        for p in procs:
+            p.register(sel)
+        while any(p.reading for p in until):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                for p in until:
+                    if p.reading:
+                        p.timed_out = True
+                break
+            for key, _ in sel.select(min(left, 1.0)):
+                proc, buf = key.data
+                proc.ready(sel, key.fd, buf)
+        # The streams closed: the launcher ends with its child.
+        for p in until:
+            if p.timed_out or p.overflow:
+                continue
+            try:
+                p.popen.wait(max(deadline - time.monotonic(), 0.01))
+            except subprocess.TimeoutExpired:
+                p.timed_out = True
+            if p.end is None:
+                p.end = time.monotonic()
+
+
 def run_program(source: str, limits: Limits = Limits(), iso: Isolation | None = None) -> Result:
     """Run `source` as `python -I prog.py` in a fresh sandbox; never raises for what the program
     does, only SandboxError when the sandbox could not be set up."""
     iso = isolation() if iso is None else iso
-    workdir = tempfile.mkdtemp(prefix="proctor-sbx-") if iso.mode == "none" else None
+    proc = _Proc(source.encode("utf-8", "surrogateescape"), limits, iso)
     try:
-        return _run(source.encode("utf-8", "surrogateescape"), limits, iso, workdir)
+        _pump([proc], proc.start + limits.timeout_s, [proc])
     finally:
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+        result = proc.finish()
+    return result
 
 
-def _run(source: bytes, limits: Limits, iso: Isolation, workdir: str | None) -> Result:
-    cfg = _config(iso, limits, workdir)
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", LAUNCHER, json.dumps(cfg)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={}, cwd=workdir or "/", start_new_session=True, close_fds=True,
-    )
-    assert proc.stdin and proc.stdout and proc.stderr
-    pgid = proc.pid  # a new session: the launcher leads its own process group
-    out_buf, err_buf = bytearray(), bytearray()
-    bufs = {proc.stdout.fileno(): out_buf, proc.stderr.fileno(): err_buf}
-    pending = memoryview(source)
-    stdin_fd = proc.stdin.fileno()
-    timed_out = overflow = False
-    deadline = start + limits.timeout_s
+def run_split(candidate: str, tester: str, limits: Limits = Limits(), iso: Isolation | None = None,
+              ) -> tuple[Result, Result]:
+    """Run two programs side by side, each in a sandbox of its own, joined by two pipes: in each,
+    fd 3 reads what the other writes on its fd 4 (see proctor.sandbox.split). Ends when the
+    tester ends (the candidate is killed then) or at the time limit, which covers both; returns
+    (candidate result, tester result)."""
+    iso = isolation() if iso is None else iso
+    req_r, req_w = os.pipe()  # tester -> candidate
+    rep_r, rep_w = os.pipe()  # candidate -> tester
+    fds = [req_r, req_w, rep_r, rep_w]
+    procs: list[_Proc] = []
     try:
-        with selectors.DefaultSelector() as sel:
-            for f in (proc.stdout, proc.stderr):
-                os.set_blocking(f.fileno(), False)
-                sel.register(f.fileno(), selectors.EVENT_READ)
-            os.set_blocking(stdin_fd, False)
-            if pending:
-                sel.register(stdin_fd, selectors.EVENT_WRITE)
-            else:
-                proc.stdin.close()
-            open_streams = 2
-            while open_streams:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    timed_out = True
-                    break
-                for key, _ in sel.select(left):
-                    fd = key.fd
-                    if fd == stdin_fd and not proc.stdin.closed:
-                        try:
-                            n = os.write(fd, pending[:65536])
-                        except (BrokenPipeError, BlockingIOError):
-                            n = len(pending)
-                        pending = pending[n:]
-                        if not pending:
-                            sel.unregister(fd)
-                            proc.stdin.close()
-                        continue
-                    try:
-                        chunk = os.read(fd, 65536)
-                    except BlockingIOError:
-                        continue
-                    if not chunk:
-                        sel.unregister(fd)
-                        open_streams -= 1
-                        continue
-                    buf = bufs[fd]
-                    room = limits.output_bytes - len(buf)
-                    buf += chunk[: max(room, 0)]
-                    if len(chunk) > room:
-                        overflow = True
-                        open_streams = 0
-                        break
-            # The streams closed (or we stop reading): the launcher ends with its child.
-            if not (timed_out or overflow):
-                try:
-                    proc.wait(max(deadline - time.monotonic(), 0.01))
-                except subprocess.TimeoutExpired:
-                    timed_out = True
+        cand_src, test_src = candidate, tester
+        procs.append(_Proc(cand_src.encode("utf-8", "surrogateescape"), limits, iso, (req_r, rep_w)))
+        procs.append(_Proc(test_src.encode("utf-8", "surrogateescape"), limits, iso, (rep_r, req_w)))
+        for fd in fds:
+            os.close(fd)
+        fds = []
+        cand, test = procs
+        _pump(procs, test.start + limits.timeout_s, [test])
+        cand.stop()
     finally:
-        _kill_group(pgid)  # whatever is left of the group (in "none" mode: orphans that kept it)
-        for f in (proc.stdin, proc.stdout, proc.stderr):
-            if not f.closed:
-                f.close()
-        proc.wait()
-    duration = time.monotonic() - start
-    stdout, stderr = out_buf.decode("utf-8", "replace"), err_buf.decode("utf-8", "replace")
-    rc = proc.returncode
-    if rc == SETUP_FAILED and "proctor-sandbox:" in stderr and not (timed_out or overflow):
-        raise SandboxError(stderr.strip().splitlines()[-1])
-    if rc == -signal.SIGXCPU or (rc == -signal.SIGKILL and not overflow and _cpu_spent(duration, limits)):
-        timed_out = True  # RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard one
-    return Result(rc, stdout, stderr, duration, timed_out=timed_out, output_overflow=overflow)
+        for fd in fds:
+            os.close(fd)
+        results = []
+        error: BaseException | None = None
+        for p in procs:
+            try:
+                results.append(p.finish())
+            except SandboxError as e:
+                error = error or e
+        if error is not None:
+            raise error
+    return results[0], results[1]
 
 
 def _cpu_spent(duration: float, limits: Limits) -> bool:
@@ -178,4 +325,4 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-__all__ = ["NONE", "Result", "SandboxError", "available_cores", "run_many", "run_program"]
+__all__ = ["NONE", "Result", "SandboxError", "available_cores", "owner_pid", "run_many", "run_program", "run_split"]

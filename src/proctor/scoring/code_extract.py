@@ -7,8 +7,19 @@
 3. otherwise an indented continuation of the prompt (a base model writing the body);
 4. otherwise the text from the first line starting with `def`/`import`/`from`/`class`/`@`;
 and keeps the longest prefix (whole lines) that `ast.parse` accepts. None: no code.
+An indented fenced block is a function body (appended to the prompt), unless it defines the
+entry point itself (an indented whole function): a body may well start with `import` or a
+nested `def`.
 
-`build_program(prompt, code, tests, entry_point)` is always prompt + code + tests +
+Time: linear in the output's length. Each failed parse jumps back to the line the parser
+stopped at instead of trying every shorter prefix, lines that cannot end a statement are skipped,
+and the whole search parses at most `_PARSE_BUDGET` times the output's length (and stops at an
+optional deadline): past either, ExtractionTimeout.
+
+`build_candidate(prompt, code, entry_point)` is the candidate's program (prompt + code, the
+stub replaced as below), `tester_prelude(prompt, entry_point)` the prompt's part the tester runs
+first (its helpers); the split run (proctor.sandbox.split) joins them. `build_program(prompt,
+code, tests, entry_point)`, the single program of the reference harness, is always prompt + code + tests +
 `check(entry_point)`: a completion that repeats the signature (a full function, perhaps with
 its imports) comes after the whole prompt and so replaces the prompt's stub, keeping the
 prompt's imports and helpers; a body is appended to the prompt as it is.
@@ -19,7 +30,8 @@ from __future__ import annotations
 import ast
 import re
 import textwrap
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 END_TOKENS = (
     "<|endoftext|>", "<|im_end|>", "</s>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "<|EOT|>",
@@ -45,38 +57,66 @@ def strip_end_tokens(text: str) -> str:
     return text[:cut]
 
 
-def _parses(src: str) -> bool:
+class ExtractionTimeout(Exception):
+    """Finding the code took longer than allowed (a pathological output)."""
+
+
+_PARSE_BUDGET = 24  # characters parsed, per character of output, before giving up
+_NO_END = (":", "\\", ",", "(", "[", "{")  # a line ending so cannot end a statement
+
+
+@dataclass
+class Budget:
+    """What one extraction may still spend: characters to parse, and a deadline."""
+
+    chars: int
+    deadline: float | None = None
+    parses: int = field(default=0)
+
+    def spend(self, n: int) -> None:
+        self.chars -= n
+        self.parses += 1
+        if self.chars < 0:
+            raise ExtractionTimeout("too much text to parse")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise ExtractionTimeout("past the deadline")
+
+
+def _parse(src: str, budget: Budget | None) -> ast.Module:
+    if budget is not None:
+        budget.spend(len(src))
+    return ast.parse(src)
+
+
+def _parses(src: str, budget: Budget | None = None) -> bool:
     try:
-        ast.parse(src)
+        _parse(src, budget)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return False
     return True
 
 
-def longest_parsing_prefix(src: str) -> str:
+def longest_parsing_prefix(src: str, budget: Budget | None = None) -> str:
     """The longest prefix of whole lines that parses and holds at least one statement ("" if none)."""
     lines = src.splitlines(keepends=True)
-    try:
-        ast.parse(src)
-        end = len(lines)
-    except SyntaxError as e:
-        end = min(len(lines), (e.lineno or len(lines)))
-    except (ValueError, MemoryError, RecursionError):
-        end = len(lines)
-    else:
-        return src.rstrip() + "\n" if _has_statement(src) else ""
-    for n in range(end, 0, -1):
+    n = len(lines)
+    while n > 0:
+        last = lines[n - 1].strip()
+        if not last or last.startswith("#") or last.endswith(_NO_END):
+            n -= 1  # a blank or comment line adds nothing; the others cannot end a statement
+            continue
         candidate = "".join(lines[:n])
-        if _parses(candidate) and _has_statement(candidate):
-            return candidate.rstrip() + "\n"
+        try:
+            tree = _parse(candidate, budget)
+        except SyntaxError as e:
+            # Nothing longer than the line the parser stopped at can parse: jump there.
+            n = min(n - 1, e.lineno) if e.lineno else n - 1
+            continue
+        except (ValueError, MemoryError, RecursionError):
+            n -= 1
+            continue
+        return candidate.rstrip() + "\n" if tree.body else ""
     return ""
-
-
-def _has_statement(src: str) -> bool:
-    try:
-        return bool(ast.parse(src).body)
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return False
 
 
 def fenced_blocks(text: str) -> list[str]:
@@ -99,20 +139,44 @@ def fenced_blocks(text: str) -> list[str]:
     return blocks
 
 
-def _normalise(block: str) -> str:
-    """Dedent a uniformly indented block that starts with a top-level statement (def, import...)."""
+def _normalise(block: str, entry_point: str | None = None) -> str:
+    """Dedent a uniformly indented block that is top-level code written indented (a whole
+    function, perhaps with its imports); keep an indented function body as it is."""
     stripped = block.strip("\n")
     first = next((line for line in stripped.splitlines() if line.strip()), "")
     if first[:1] in (" ", "\t") and first.lstrip().startswith(_TOPLEVEL_START):
-        return textwrap.dedent(stripped) + "\n"
+        dedented = textwrap.dedent(stripped) + "\n"
+        if not _is_body(dedented, entry_point):
+            return dedented
     return stripped + "\n"
 
 
-def defines(code: str, name: str | None) -> bool:
+def _is_body(dedented: str, entry_point: str | None) -> bool:
+    """Whether an indented block (given dedented) is a function's body rather than indented
+    top-level code: it does not define the entry point and returns (or, with no entry point
+    known, has a `return`/`yield` of its own at its top level)."""
+    if entry_point and defines(dedented, entry_point):
+        return False
+    try:
+        tree = ast.parse(dedented)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return bool(entry_point)  # e.g. cut short: a body when it is not the function itself
+    own = [n for n in tree.body if isinstance(n, (ast.Return, ast.Expr)) and
+           (isinstance(n, ast.Return) or isinstance(n.value, (ast.Yield, ast.YieldFrom)))]
+    if own:
+        return True
+    if not entry_point:
+        return False
+    # No return of its own: a body only when it is more than definitions and imports.
+    return not all(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom))
+                   for n in tree.body)
+
+
+def defines(code: str, name: str | None, budget: Budget | None = None) -> bool:
     if not name:
         return False
     try:
-        tree = ast.parse(code)
+        tree = _parse(code, budget)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return False
     return any(
@@ -126,9 +190,9 @@ def _is_continuation(code: str, prompt: str | None) -> bool:
     return bool(prompt) and first[:1] in (" ", "\t")
 
 
-def _continuation(code: str, prompt: str) -> str:
+def _continuation(code: str, prompt: str, budget: Budget | None = None) -> str:
     """The longest prefix of `code` that parses after the prompt ("" if none)."""
-    whole = longest_parsing_prefix(prompt + code)
+    whole = longest_parsing_prefix(prompt + code, budget)
     if len(whole) <= len(prompt.rstrip() + "\n"):
         return ""
     lines = code.splitlines(keepends=True)
@@ -139,57 +203,74 @@ def _continuation(code: str, prompt: str) -> str:
     return body if body.strip() else ""
 
 
-def _from_block(block: str, prompt: str | None) -> str:
-    code = _normalise(block)
+def _from_block(block: str, prompt: str | None, entry_point: str | None, budget: Budget | None) -> str:
+    code = _normalise(block, entry_point)
     if _is_continuation(code, prompt) and prompt is not None:
-        return _continuation(code, prompt)
-    return longest_parsing_prefix(code)
+        return _continuation(code, prompt, budget)
+    return longest_parsing_prefix(code, budget)
 
 
-def extract_code(output: str | None, prompt: str | None = None, entry_point: str | None = None) -> Extracted | None:
-    """The code in a model's output (see the module doc); None when there is none."""
+def extract_code(output: str | None, prompt: str | None = None, entry_point: str | None = None, *,
+                 deadline_s: float | None = None) -> Extracted | None:
+    """The code in a model's output (see the module doc); None when there is none.
+    ExtractionTimeout past `deadline_s` seconds or the parse budget."""
     if not output:
         return None
     text = strip_end_tokens(output).replace("\r\n", "\n")
+    budget = Budget(chars=_PARSE_BUDGET * (len(text) + len(prompt or "")) + (1 << 16),
+                    deadline=None if deadline_s is None else time.monotonic() + deadline_s)
     blocks = fenced_blocks(text)
     if blocks:
         candidates = []
         for block in blocks:
-            code = _from_block(block, prompt)
+            code = _from_block(block, prompt, entry_point, budget)
             if code.strip():
-                complete = _parses(_normalise(block))
-                candidates.append((defines(code, entry_point), complete, len(code), code))
+                complete = _parses(_normalise(block, entry_point), budget)
+                candidates.append((defines(code, entry_point, budget), complete, len(code), code))
         if candidates:
             return Extracted(max(candidates, key=lambda c: c[:3])[3], "fenced")
     if prompt is not None and _is_continuation(text, prompt):
-        code = _continuation(text.lstrip("\n"), prompt)
+        code = _continuation(text.lstrip("\n"), prompt, budget)
         if code.strip():
             return Extracted(code, "continuation")
     for m in _CODE_START.finditer(text):
-        code = longest_parsing_prefix(text[m.start():])
-        if code.strip() and _looks_like_code(code):
+        code = longest_parsing_prefix(text[m.start():], budget)
+        if code.strip() and _looks_like_code(code, budget):
             return Extracted(code, "text")
     return None
 
 
-def _looks_like_code(code: str) -> bool:
+def _looks_like_code(code: str, budget: Budget | None = None) -> bool:
     """Reject prose that happens to parse ("from the list above" does not; "import this" would)."""
     try:
-        tree = ast.parse(code)
-    except SyntaxError:
+        tree = _parse(code, budget)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
         return False
     return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)) for n in tree.body)
 
 
-def build_program(prompt: str, code: str, tests: str, entry_point: str, sentinel: str = "") -> str:
-    """prompt + code + tests + `check(entry_point)` (+ a line printing `sentinel` once check returned)."""
+def build_candidate(prompt: str, code: str, entry_point: str) -> str:
+    """The candidate's program: the prompt and the code, a full function replacing the prompt's stub."""
     if defines(code, entry_point) or not code[:1].isspace():
         # A full function (or other top-level code): after the whole prompt, whose stub (a
         # docstring-only def) it replaces; the prompt's imports and helpers stay.
-        head = prompt if _parses(prompt) else _before_entry_point(prompt, entry_point)
-        program = head.rstrip("\n") + "\n\n\n" + code.rstrip("\n") + "\n"
-    else:
-        program = prompt + code.rstrip("\n") + "\n"
+        head = tester_prelude(prompt, entry_point)
+        return head.rstrip("\n") + "\n\n\n" + code.rstrip("\n") + "\n"
+    return prompt + code.rstrip("\n") + "\n"
+
+
+def tester_prelude(prompt: str, entry_point: str) -> str:
+    """What of the prompt the tester runs before the tests: all of it when it parses (a stub
+    with a docstring does), else the part before the entry point (its imports and helpers)."""
+    return prompt if _parses(prompt) else _before_entry_point(prompt, entry_point)
+
+
+def build_program(prompt: str, code: str, tests: str, entry_point: str, sentinel: str = "") -> str:
+    """prompt + code + tests + `check(entry_point)` (+ a line printing `sentinel` once check
+    returned): the one-process program of the reference harness. Proctor's own verdicts come
+    from the split run (proctor.sandbox.split), which a completion cannot forge; this stays for
+    comparison (bench/) and for running a program by hand."""
+    program = build_candidate(prompt, code, entry_point)
     program += "\n\n" + tests.strip("\n") + "\n\n\n" + f"check({entry_point})\n"
     if sentinel:
         program += f"print({sentinel!r}, flush=True)\n"
