@@ -38,6 +38,8 @@ comparison is skipped.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import argparse
 import asyncio
 import importlib.metadata
@@ -95,7 +97,7 @@ class Row:
 class FakeServer:
     """bench/fake_openai_server.py in a subprocess."""
 
-    def __init__(self, latency: float, answer: str) -> None:
+    def __init__(self, latency: float, answer: str, extra_args: Sequence[str] = ()) -> None:
         self.latency = latency
         self.answer = answer
         self.proc = subprocess.Popen(
@@ -107,6 +109,7 @@ class FakeServer:
                 "--answer",
                 answer,
                 "--stdin-eof",
+                *extra_args,
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--answer", default="A", help="the completion text of every request")
     parser.add_argument("--model", default="bench-model", help="the model id listed by /v1/models")
     parser.add_argument("--port", type=int, default=0, help="0: a random free port")
+    parser.add_argument("--capacity", type=int, default=None,
+                        help="answer 429 to requests arriving while this many are served")
     parser.add_argument(
         "--stdin-eof", action="store_true", help="also stop when stdin closes (parent died)"
     )
@@ -39,6 +41,11 @@ def main(argv: list[str] | None = None) -> None:
         model_ids=[args.model],
         record_bodies=False,  # thousands of prompts per run: keep only timings
     )
+    if args.capacity is not None:
+        from capacity_server import CapacityApp
+
+        server.app = CapacityApp(args.capacity, responder=lambda body: answer, latency=args.latency,
+                                 model_ids=[args.model], record_bodies=False)
     server.start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -149,9 +149,13 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--api-type", choices=["chat", "completions"], default=None, help="chat (default) or completions for base models")
     g.add_argument("--revision", default=None,
                    help="what the server serves under the model name (e.g. a checkpoint step): part of the cache identity")
-    g.add_argument("--max-concurrency", type=int, default=None, help="requests in flight per API model (default 32)")
+    g.add_argument("--max-concurrency", type=_concurrency, default=None,
+                   help="requests in flight per API model (default 32); auto: find the server's capacity")
+    g.add_argument("--adaptive", action="store_true", default=None,
+                   help="find the server's capacity below --max-concurrency (back off on 429/503 and rising latency)")
     g.add_argument("--qps", type=float, default=None, help="requests per second limit")
     g.add_argument("--rpm", type=float, default=None, help="requests per minute limit")
+    g.add_argument("--tpm", type=float, default=None, help="tokens per minute limit (prompt + max tokens, corrected by usage)")
     g.add_argument("--retry", type=int, default=None, help="retries per failed request")
     g.add_argument("--timeout", type=float, default=None, help="seconds per request")
     g.add_argument("--hf-path", help="a local Hugging Face checkpoint or hub id")
@@ -288,8 +292,10 @@ _API_FLAGS = {
     "api_type": "api_type",
     "revision": "revision",
     "max_concurrency": "max_concurrency",
+    "adaptive": "adaptive",
     "qps": "qps",
     "rpm": "rpm",
+    "tpm": "tpm",
     "retry": "retry",
     "timeout": "timeout",
     "reasoning_effort": "reasoning_effort",
@@ -361,6 +367,11 @@ def _custom_dataset(args: argparse.Namespace) -> list[Any]:
     from proctor.tasks.custom import custom_dataset_configs
 
     return custom_dataset_configs(args.custom_dataset_path, **extras)
+
+
+def _concurrency(text: str) -> int | str:
+    """--max-concurrency: a count, or auto (found by the adaptive limit)."""
+    return _batch_size(text)
 
 
 def _batch_size(text: str) -> int | str:

@@ -110,6 +110,10 @@ class _ReasoningSettings(_Config):
         return ReasoningMarkers() if self.reasoning else None
 
 
+# The upper bound of `max_concurrency: auto`: the window is found by AdaptiveLimit below it.
+AUTO_CONCURRENCY = 1024
+
+
 class ApiModelConfig(_ReasoningSettings):
     """A model behind an OpenAI-compatible HTTP API."""
 
@@ -125,8 +129,14 @@ class ApiModelConfig(_ReasoningSettings):
     # identity, so answers of another checkpoint are never reused.
     revision: str | None = None
     max_concurrency: int = Field(32, ge=1)
+    # Find the server's capacity (models/slots.AdaptiveLimit), max_concurrency the upper bound;
+    # `max_concurrency: auto` is `adaptive: true` with a bound of AUTO_CONCURRENCY.
+    adaptive: bool = False
+    # The opening window: it doubles each round trip until the server first pushes back.
+    adaptive_start: int | None = Field(None, ge=1)
     qps: float | None = Field(None, gt=0)
     rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)  # tokens per minute: prompt + max_tokens, then usage
     retry: int = Field(3, ge=0)  # retries after the first attempt
     timeout: float = Field(60.0, gt=0)
     temperature: float = Field(0.0, ge=0)
@@ -170,6 +180,13 @@ class ApiModelConfig(_ReasoningSettings):
         if self.reasoning_effort is not None:
             extra["reasoning_effort"] = self.reasoning_effort
         return extra
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_concurrency(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("max_concurrency") == "auto":
+            return {**data, "max_concurrency": AUTO_CONCURRENCY, "adaptive": True}
+        return data
 
     @field_validator("api_base")
     @classmethod

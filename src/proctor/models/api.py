@@ -26,6 +26,7 @@ from proctor.models.api_errors import (
     server_message_part,
     short_reason,
 )
+from proctor.models.api_limits import expected_tokens, is_push_back, used_tokens
 from proctor.models.api_http import LoopState, Reply, abandon, exchange, open_loop_state
 from proctor.models.api_payloads import (
     encode_body,
@@ -35,6 +36,7 @@ from proctor.models.api_payloads import (
 )
 from proctor.models.base import OnResponse, settings_tag
 from proctor.models.retry import RetryPolicy
+from proctor.models.slots import AdaptiveLimit
 
 if TYPE_CHECKING:  # pydantic is imported lazily: `proctor --help` must stay fast
     from proctor.config.schema import ApiModelConfig
@@ -338,9 +340,17 @@ class ApiBackend:
             async with state.slots.slot():
                 if state.limiter is not None:
                     await state.limiter.acquire()
+                reserved = 0
+                if state.tokens is not None:
+                    reserved = expected_tokens(content, body)
+                    await state.tokens.acquire(reserved)
                 sent = time.perf_counter()
                 outcome = await self._attempt(state, url, path, content, parse, logprobs)
                 latency = time.perf_counter() - sent
+            if state.tokens is not None:
+                state.tokens.settle(reserved, used_tokens(outcome))
+            if isinstance(state.slots, AdaptiveLimit):
+                state.slots.observe(sent, latency, pushed_back=is_push_back(outcome))
             if isinstance(outcome, Response):
                 return replace(outcome, latency_s=latency, attempts=attempt)
             if not outcome.retryable or attempt >= self._retry.max_attempts:

@@ -40,6 +40,7 @@ class Failure:
     message: str
     retryable: bool
     retry_after: float | None = None
+    status: int | None = None  # the HTTP status, when the server answered
 
 
 def classify_reply(
@@ -73,7 +74,7 @@ def classify_reply(
         retry_after = None
         if status in RETRY_AFTER_STATUSES:
             retry_after = parse_retry_after(resp.headers.get("retry-after"))
-        return Failure(message, retryable=status in RETRY_STATUSES, retry_after=retry_after)
+        return Failure(message, retryable=status in RETRY_STATUSES, retry_after=retry_after, status=status)
     try:
         data = json.loads(resp.content)
     except ValueError:

@@ -9,8 +9,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
 
-from proctor.models.ratelimit import RateLimiter
-from proctor.models.slots import ConcurrencyLimit
+from proctor.models.ratelimit import RateLimiter, TokenRateLimiter
+from proctor.models.slots import AdaptiveLimit, ConcurrencyLimit
 
 if TYPE_CHECKING:  # aiohttp and pydantic are imported lazily: `proctor --help` must stay fast
     import ssl
@@ -42,6 +42,7 @@ class LoopState:
     loop: asyncio.AbstractEventLoop
     slots: ConcurrencyLimit  # the concurrency limit, shared by every process() call
     limiter: RateLimiter | None
+    tokens: TokenRateLimiter | None
     session: aiohttp.ClientSession
     proxy: str | None  # chosen once from the environment (no lookup per request)
     urls: dict[str, Any] = field(default_factory=dict)  # yarl.URL parsed once per endpoint
@@ -81,8 +82,9 @@ def open_loop_state(base: str, credentials: Credentials, config: ApiModelConfig)
     )
     return LoopState(
         loop=asyncio.get_running_loop(),
-        slots=ConcurrencyLimit(size),
+        slots=AdaptiveLimit(size, start=config.adaptive_start) if config.adaptive else ConcurrencyLimit(size),
         limiter=RateLimiter.from_limits(config.qps, config.rpm),
+        tokens=TokenRateLimiter(config.tpm) if config.tpm is not None else None,
         session=session,
         proxy=environment_proxy(base),
         timeout=timeout,

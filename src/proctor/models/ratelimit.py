@@ -61,3 +61,61 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate:g}/s, burst={self.burst:g})"
+
+
+class TokenRateLimiter:
+    """Tokens per minute (`--tpm`): each request reserves its prompt (estimated) plus the
+    completion it may use (max_tokens), as providers count it; when the answer's `usage`
+    arrives, the reservation is corrected to what was really used.
+
+    The GCRA schedule of RateLimiter with a cost per request: any window of T seconds admits
+    about `burst + rate * T` tokens (burst: one second's worth). Unlike RateLimiter, a
+    waiter does not book its place ahead: the requests in flight may give back most of their
+    reservation when their usage arrives, so waiters queue (in order) and take tokens only
+    when the bucket has them. A request bigger than the burst goes alone, its excess charged
+    to those after it.
+    """
+
+    # How often a waiter looks again (a settled reservation may have freed tokens).
+    POLL_S = 0.05
+
+    def __init__(self, tpm: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if tpm <= 0:
+            raise ValueError(f"tpm must be > 0, got {tpm}")
+        self.tpm = tpm
+        self.rate = tpm / 60.0  # tokens per second
+        self.burst = max(1.0, self.rate)
+        self._clock = clock
+        self._tat = float("-inf")
+        self._queue: asyncio.Lock | None = None
+        self.reserved_total = 0
+        self.used_total = 0
+
+    def wait_for(self, tokens: int) -> float:
+        """Seconds until `tokens` may be taken (0: now)."""
+        tat = max(self._tat, self._clock())
+        return max(0.0, tat + (min(tokens, self.burst) - self.burst) / self.rate - self._clock())
+
+    def take(self, tokens: int) -> None:
+        self._tat = max(self._tat, self._clock()) + tokens / self.rate
+        self.reserved_total += tokens
+
+    async def acquire(self, tokens: int) -> None:
+        """Wait until `tokens` fit in the budget, then take them."""
+        if self._queue is None:
+            self._queue = asyncio.Lock()
+        async with self._queue:  # first come, first served
+            while (wait := self.wait_for(tokens)) > 0:
+                await asyncio.sleep(min(wait, self.POLL_S))
+            self.take(tokens)
+
+    def settle(self, reserved: int, used: int | None) -> None:
+        """Correct a reservation by the tokens the server says the exchange used."""
+        if used is None:
+            self.used_total += reserved
+            return
+        self.used_total += used
+        self._tat += (used - reserved) / self.rate
+
+    def __repr__(self) -> str:
+        return f"TokenRateLimiter(tpm={self.tpm:g})"
