@@ -301,7 +301,7 @@ def test_bad_custom_dataset_settings_are_one_line(work: Path, capsys: pytest.Cap
     assert _fails(work, capsys, "--datasets", "./missing.jsonl") == "dataset file ./missing.jsonl does not exist"
     (work / "notes.txt").write_text("question,answer\n", encoding="utf-8")
     assert _fails(work, capsys, "--datasets", "./notes.txt").endswith(
-        "notes.txt: unknown data file type; use one of .csv, .jsonl, .json, .jsonl.gz, .json.gz")
+        "notes.txt: unknown data file type; use one of .csv, .jsonl, .json, .jsonl.gz, .json.gz, .parquet")
 
 
 @pytest.mark.parametrize(

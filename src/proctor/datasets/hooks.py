@@ -22,24 +22,39 @@ def _is_file(module: str) -> bool:
     return module.endswith(".py") or "/" in module or "\\" in module
 
 
-@lru_cache(maxsize=64)
 def _module(module: str) -> ModuleType:
     if _is_file(module):
         path = Path(module).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"hook file {path} does not exist")
-        name = f"proctor_hook_{abs(hash(str(path.resolve())))}"
-        loader_spec = importlib.util.spec_from_file_location(name, path)
-        if loader_spec is None or loader_spec.loader is None:  # pragma: no cover - a .py file always has one
-            raise ConfigError(f"hook file {path} cannot be imported")
-        loaded = importlib.util.module_from_spec(loader_spec)
-        sys.modules[name] = loaded
         try:
-            loader_spec.loader.exec_module(loaded)
-        except Exception as err:  # noqa: BLE001 - a user's file: one line, not its traceback
-            del sys.modules[name]
-            raise ConfigError(f"hook file {path} failed to import: {type(err).__name__}: {err}") from None
-        return loaded
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = 0
+        return _file_module(module, stamp)
+    return _import(module)
+
+
+@lru_cache(maxsize=64)
+def _file_module(module: str, _stamp: int) -> ModuleType:
+    """A hook file as a module; read again when the file changes (its mtime is in the key)."""
+    path = Path(module).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"hook file {path} does not exist")
+    name = f"proctor_hook_{abs(hash(str(path.resolve())))}"
+    loader_spec = importlib.util.spec_from_file_location(name, path)
+    if loader_spec is None or loader_spec.loader is None:  # pragma: no cover - a .py file always has one
+        raise ConfigError(f"hook file {path} cannot be imported")
+    loaded = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = loaded
+    try:
+        loader_spec.loader.exec_module(loaded)
+    except Exception as err:  # noqa: BLE001 - a user's file: one line, not its traceback
+        del sys.modules[name]
+        raise ConfigError(f"hook file {path} failed to import: {type(err).__name__}: {err}") from None
+    return loaded
+
+
+@lru_cache(maxsize=64)
+def _import(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as err:

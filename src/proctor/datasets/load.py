@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any, Mapping
 
 from proctor.core import Sample
 from proctor.datasets.fields import FieldMap, row_to_sample
 from proctor.datasets.locate import find_file
 from proctor.datasets.readers import Row, read_rows, read_text
-from proctor.datasets.source import DataSource
+from proctor.datasets.source import DataSource, JoinSpec, SourceSpec
 from proctor.errors import DataError
+
+
+def _join_source(data: DataSource, join: JoinSpec) -> DataSource:
+    return DataSource(data.name, data.title, SourceSpec(layouts=(join.layout,)), data.subsets, data.splits)
 
 
 def data_files(data: DataSource, subset: str, split: str, data_dir: str | Path | None = None,
                fields: FieldMap | None = None) -> list[Path]:
     """The files `load_samples` reads for these arguments (for the run manifest's hashes): the
-    data file, then, with a field map's `question_file`, each row's question file."""
+    data file, the files joined to it, then, with a field map's `question_file`, each row's
+    question file."""
     path = find_file(data, subset, split, data_dir).resolve()
+    files = [path]
+    for join in data.source.joins:
+        files.append(find_file(_join_source(data, join), subset, split, data_dir).resolve())
     if fields is None or not fields.question_file:
-        return [path]
+        return files
     rows = read_rows(path, data.source.format, header=data.source.header, columns=data.source.columns,
                      records_key=data.source.records_key)
-    return [path, *(question_path(path, fields.question_file, row) for row in rows)]
+    return [*files, *(question_path(path, fields.question_file, row) for row in rows)]
 
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -54,14 +63,57 @@ def _with_question_file(path: Path, pattern: str, row: Row, column: str) -> Row:
     return Row(row.index, row.where, {**row.data, column: read_text(question)})
 
 
-def read_file_samples(path: Path, data: DataSource, fields: FieldMap, subset: str) -> list[Sample]:
-    """The Samples of one file, in file order; DataError names the file, row and field of a bad row."""
+def _join_format(path: Path, join: JoinSpec) -> str | None:
+    if join.format is not None:
+        return join.format
+    return "lines" if path.name.lower().endswith((".lst", ".txt")) else None
+
+
+def _joined(rows: list[Row], path: Path, join: JoinSpec, join_path: Path, subset: str, split: str) -> list[Row]:
+    """`rows` with the fields of the joined file added (see JoinSpec)."""
+    records = read_rows(join_path, _join_format(join_path, join), records_key=join.records_key)
+    if join.match:
+        wanted = {k: v.format(subset=subset, split=split) for k, v in join.match.items()}
+        found = [r for r in records if all(str(r.data.get(k)) == v for k, v in wanted.items())]
+        shown = ", ".join(f"{k}={v!r}" for k, v in wanted.items())
+        if len(found) != 1:
+            raise DataError(f"{join_path}: {'no record' if not found else f'{len(found)} records'} with {shown} "
+                            f"(joined to {path}); exactly one is needed")
+        partners = [found[0]] * len(rows)
+    else:
+        if len(records) != len(rows):
+            raise DataError(f"{join_path}: {len(records)} records, but {path} has {len(rows)} rows; "
+                            "the two files are joined row by row and must have as many")
+        partners = records
+    out = []
+    for row, partner in zip(rows, partners):
+        names = join.fields or {k: k for k in partner.data}
+        added: dict[str, Any] = {}
+        for name, source in names.items():
+            if source not in partner.data:
+                raise DataError(f"{partner.where}: no field {source!r} to join (found {sorted(map(str, partner.data))})")
+            if name in row.data:
+                raise DataError(f"{row.where}: joined field {name!r} (from {join_path}) is already a field of the row")
+            added[name] = partner.data[source]
+        out.append(Row(row.index, row.where, {**row.data, **added}))
+    return out
+
+
+def read_file_samples(path: Path, data: DataSource, fields: FieldMap, subset: str, *, split: str = "",
+                      data_dir: str | Path | None = None, joined: Mapping[int, Path] | None = None) -> list[Sample]:
+    """The Samples of one file, in file order; DataError names the file, row and field of a bad row.
+
+    `joined`: the files of `data.source.joins` by position (found under the data roots when not given).
+    """
     source = data.source
     rows = read_rows(path, source.format, header=source.header, columns=source.columns,
                      records_key=source.records_key)
     if not rows:
         # A header and nothing else (a failed export): scoring it would report no score and exit 0.
         raise DataError(f"{path}: the file holds no rows")
+    for i, join in enumerate(source.joins):
+        join_path = (joined or {}).get(i) or find_file(_join_source(data, join), subset, split, data_dir)
+        rows = _joined(rows, path, join, join_path, subset, split)
     samples: list[Sample] = []
     seen: set[str] = set()
     meta = {"subject": subset} if subset else {}
@@ -84,5 +136,5 @@ def load_samples(
 
     Raises DataError for missing or malformed files (naming the file, row and field).
     """
-    (path,) = data_files(data, subset, split, data_dir)
-    return read_file_samples(path, data, fields, subset)
+    path, *joins = data_files(data, subset, split, data_dir)
+    return read_file_samples(path, data, fields, subset, split=split, data_dir=data_dir, joined=dict(enumerate(joins)))

@@ -13,8 +13,9 @@ from typing import Any, Iterator, Literal, Mapping
 
 from proctor.errors import DataError
 
-Format = Literal["csv", "jsonl", "json", "jsonl.gz", "json.gz"]
-FORMATS: tuple[str, ...] = ("csv", "jsonl", "json", "jsonl.gz", "json.gz")
+Format = Literal["csv", "jsonl", "json", "jsonl.gz", "json.gz", "parquet"]
+FORMATS: tuple[str, ...] = ("csv", "jsonl", "json", "jsonl.gz", "json.gz", "parquet")
+PARQUET_EXTRA = "proctor[parquet]"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ def read_rows(
     (or its only list value, e.g. BBH's `examples`).
     """
     fmt = format_of(path, fmt)
+    if fmt == "parquet":
+        return _parquet_rows(path)
+    if fmt == "lines":
+        return _line_rows(path, _read_text(path, False))
     text = _read_text(path, fmt.endswith(".gz"))
     if fmt == "csv":
         return list(_csv_rows(path, text, header, columns))
@@ -160,3 +165,28 @@ def _json_rows(path: Path, text: str, records_key: str | None) -> list[Row]:
             raise DataError(f"{where}: expected an object, got {type(item).__name__}")
         rows.append(Row(index, where, item))
     return rows
+
+
+def _parquet_rows(path: Path) -> list[Row]:
+    """A Parquet file's rows (pyarrow, the `parquet` extra), nested columns as lists and dicts."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(f"{path}: reading Parquet needs pyarrow; pip install '{PARQUET_EXTRA}'") from None
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        records = pq.read_table(path).to_pylist()
+    except Exception as err:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...: all mean "not Parquet"
+        reason = (str(err).strip().splitlines() or [""])[0][:200]
+        raise DataError(f"{path}: not a readable Parquet file ({type(err).__name__}: {reason})") from None
+    return [Row(i, f"{path}: row {i + 1}", record) for i, record in enumerate(records)]
+
+
+def _line_rows(path: Path, text: str) -> list[Row]:
+    """A file of one value per line (PIQA's labels), each row `{"line": value}`; a final newline ends
+    the last line, it does not start another."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [Row(i, f"{path}: line {i + 1}", {"line": line.rstrip("\r")}) for i, line in enumerate(lines)]

@@ -20,6 +20,26 @@ class HubArchive(BaseModel):
     revisions: tuple[str, ...] = ("main",)
 
 
+class JoinSpec(BaseModel):
+    """Another file whose fields are added to each row of the data file.
+
+    Row by row (`match` empty): the n-th record of the joined file goes with the n-th row, and
+    the counts must agree (PIQA ships its labels as `valid-labels.lst`, one per line, beside
+    `valid.jsonl`). By match: the one record whose fields equal `match` (values formatted with
+    `{subset}` and `{split}`) goes with every row (GAOKAO-Bench's prompt per question file).
+    `fields` maps a name in the row to a field of the joined record (empty: all of them; a
+    `lines` file has one field, `line`). A name the row already has is refused, never overwritten.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layout: str
+    format: Literal["csv", "jsonl", "json", "jsonl.gz", "json.gz", "parquet", "lines"] | None = None
+    records_key: str | None = None
+    match: dict[str, str] = {}
+    fields: dict[str, str] = {}
+
+
 class SourceSpec(BaseModel):
     """`layouts`: paths under a data root with `{split}` and `{subset}` placeholders, tried in
     order (the first is what `proctor data fetch` writes); absolute paths are used as they are."""
@@ -27,11 +47,12 @@ class SourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     layouts: tuple[str, ...]
-    format: Literal["csv", "jsonl", "json", "jsonl.gz", "json.gz"] | None = None  # None: from the file name
+    format: Literal["csv", "jsonl", "json", "jsonl.gz", "json.gz", "parquet"] | None = None  # None: from the file name
     header: bool = True
     columns: tuple[str, ...] = ()  # field names of a csv without a header row, in order
     records_key: str | None = None  # json: the key holding the list of rows
     archive: HubArchive | None = None
+    joins: tuple[JoinSpec, ...] = ()
 
     @model_validator(mode="after")
     def _check(self) -> "SourceSpec":

@@ -207,7 +207,7 @@ async def evaluate_run(
 async def _evaluate(
     run: RunDir, model_names: Sequence[str], prepared: Sequence[PreparedDataset], session: JudgeSession
 ) -> list[Result]:
-    from proctor.metrics import accuracy_result, circular_result, passk_result, repeats_result
+    from proctor.metrics import circular_result, get_metric, repeats_result
 
     results = []
     for model in model_names:
@@ -218,18 +218,13 @@ async def _evaluate(
             lines = [_score_line(i, records.get(i.id), scores.get(i.id)) for i in dataset.items]
             write_text_atomic(run.scores(model, abbr), "".join(line + "\n" for line in lines))
             generated = dataset.task.kind == "generate"
+            headline = get_metric((dataset.task.spec.metrics or ("accuracy",))[0])
             if dataset.task.variants != "none":
                 result = circular_result(dataset.items, scores, model, abbr, generated=generated)
-            elif "pass@k" in dataset.task.spec.metrics:  # code: pass@1 and pass@k for every k
-                result = passk_result(dataset.items, scores, model, abbr, generated=generated)
-            elif dataset.task.repeats > 1:
+            elif dataset.task.repeats > 1 and not headline.repeats:
                 result = repeats_result(dataset.items, scores, model, abbr, generated=generated)
-            else:
-                # An item with no record at all (interrupted run) counts as not answered.
-                result = accuracy_result(
-                    [scores[i.id] for i in dataset.items if i.id in scores], model, abbr,
-                    n_failed=len(dataset.items) - len(scores), generated=generated,
-                )
+            else:  # the spec's first metric, from the registry (pass@k reads the repeats itself)
+                result = headline.aggregate(dataset.items, scores, model, abbr, generated=generated)
             if dataset.task.spec.breakdown:
                 result = replace(result, extra_metrics={**result.extra_metrics, **_breakdown(dataset, scores)})
             if withheld := _withheld_share(scores):

@@ -28,7 +28,7 @@ class PreparedDataset:
 
     @property
     def version(self) -> str:
-        return self.task.plan.version
+        return self.task.version
 
     def request(
         self,

@@ -12,6 +12,7 @@ from proctor.metrics.accuracy import (
 )
 from proctor.metrics.circular import CIRCULAR, circular_result
 from proctor.metrics.passk import pass_at_k, passk_result
+from proctor.metrics.registry import Metric, get_metric, metric_names, register_metric
 from proctor.metrics.repeats import majority, repeats_result, vote_key
 
 __all__ = [
@@ -19,15 +20,19 @@ __all__ = [
     "CIRCULAR",
     "MEAN_OF_QUESTIONS",
     "MEAN_OF_SUBJECTS",
+    "Metric",
     "accuracy_result",
     "breakdown_metrics",
     "circular_result",
     "common_metric",
+    "get_metric",
     "group_results",
     "majority",
+    "metric_names",
     "pass_at_k",
     "passk_result",
     "proportion_stderr",
+    "register_metric",
     "repeats_result",
     "vote_key",
 ]

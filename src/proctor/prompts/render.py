@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 from proctor.core import Request, Sample
-from proctor.prompts import free_form, multiple_choice
+from proctor.prompts.presets import get_preset
 from proctor.prompts.wording import Wording
 
 
@@ -15,7 +15,7 @@ from proctor.prompts.wording import Wording
 class PromptPlan:
     """Everything rendering needs, resolved from a task spec and a dataset config."""
 
-    preset: Literal["multiple_choice", "free_form"]
+    preset: str  # a name in the preset registry (proctor.prompts.presets)
     wording: Wording
     subject: str  # the subject's title as the instruction names it
     kind: Literal["generate", "loglikelihood"]
@@ -28,10 +28,7 @@ class PromptPlan:
 
     @property
     def version(self) -> str:
-        if self.preset == "multiple_choice":
-            own = multiple_choice.version(self.wording, self.kind, self.continuations)
-        else:
-            own = free_form.version(self.wording)
+        own = get_preset(self.preset).version(self.wording, self.kind, self.continuations)
         if self.base is None:
             return own
         # One version for the pair: a change to either prompt shows in the table.
@@ -49,12 +46,7 @@ class PromptPlan:
     ) -> Request:
         """The request for `sample`; call it on `for_model(chat)` (shots differ between the two)."""
         chat = {"auto": chat, "chat": True, "text": False}[self.format]
-        if self.preset == "multiple_choice":
-            return multiple_choice.build_request(
-                sample, shots, wording=self.wording, subject=self.subject, kind=self.kind, chat=chat,
-                continuations=self.continuations, max_tokens=max_tokens, temperature=temperature, stop=self.stop,
-            )
-        return free_form.build_request(
-            sample, shots, wording=self.wording, subject=self.subject, chat=chat,
-            max_tokens=max_tokens, temperature=temperature, stop=self.stop,
+        return get_preset(self.preset).build(
+            sample, shots, wording=self.wording, subject=self.subject, kind=self.kind, chat=chat,
+            continuations=self.continuations, max_tokens=max_tokens, temperature=temperature, stop=self.stop,
         )

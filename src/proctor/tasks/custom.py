@@ -111,7 +111,7 @@ def _read_meta(path: Path, meta_path: str | None) -> dict[str, Any]:
 
 def _abbr(path: Path, meta: dict[str, Any]) -> str:
     stem = path.name
-    for suffix in (".jsonl.gz", ".json.gz", ".jsonl", ".json", ".csv"):
+    for suffix in (".jsonl.gz", ".json.gz", ".jsonl", ".json", ".csv", ".parquet"):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break

@@ -95,14 +95,23 @@ def load_spec_file(path: str | Path) -> TaskSpec:
 
 
 def _anchored(spec: TaskSpec, folder: Path) -> TaskSpec:
-    """Layouts written `./x` or `../x` are relative to the spec file; others to the data roots."""
-    layouts = tuple(
-        str((folder / layout).resolve()) if layout.startswith(("./", "../")) else layout
-        for layout in spec.source.layouts
-    )
-    if layouts == spec.source.layouts:
-        return spec
-    return spec.model_copy(update={"source": spec.source.model_copy(update={"layouts": layouts})})
+    """Layouts (of the data and of joined files) and hook files written `./x` or `../x` are
+    relative to the spec file; other layouts to the data roots."""
+
+    def anchor(layout: str) -> str:
+        return str((folder / layout).resolve()) if layout.startswith(("./", "../")) else layout
+
+    source = spec.source
+    layouts = tuple(anchor(layout) for layout in source.layouts)
+    joins = tuple(j.model_copy(update={"layout": anchor(j.layout)}) for j in source.joins)
+    update: dict[str, Any] = {}
+    if layouts != source.layouts or joins != source.joins:
+        update["source"] = source.model_copy(update={"layouts": layouts, "joins": joins})
+    hook = spec.fields.hook
+    if hook is not None and hook.startswith(("./", "../")):
+        module, _, function = hook.rpartition(":")
+        update["fields"] = spec.fields.model_copy(update={"hook": f"{anchor(module)}:{function}"})
+    return spec.model_copy(update=update) if update else spec
 
 
 @lru_cache(maxsize=1)

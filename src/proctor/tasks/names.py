@@ -14,7 +14,7 @@ MODES: tuple[Mode, ...] = ("gen", "ppl")
 # Name suffix -> option-order variants (on any multiple-choice name).
 VARIANT_SUFFIXES: dict[str, Variants] = {"_circular": "circular", "_permutations": "all"}
 SPEC_SUFFIXES = (".yaml", ".yml")
-DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".csv")
+DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".csv", ".parquet")
 
 
 def dataset_abbr(
@@ -75,6 +75,8 @@ def resolve_datasets(names: Iterable[str], **overrides: Any) -> list[DatasetConf
         for spec, subset, mode, data_dir, spec_path in _expand(base):
             mode = mode_override or mode
             fields: dict[str, Any] = {"variants": variants, **overrides}
+            if mode == "ppl" and "continuations" not in fields and spec.request.continuations != "letters":
+                fields["continuations"] = spec.request.continuations  # the spec's own (PIQA: option texts)
             _check_fits(spec, name, mode, fields)
             fields.update(
                 abbr=dataset_abbr(spec.name, subset, mode, fields.get("continuations", "letters"), fields["variants"]),

@@ -11,7 +11,7 @@ from proctor.config.schema import DatasetConfig
 from proctor.core import Item, Sample
 from proctor.prompts import PromptPlan, Wording, items_of
 from proctor.tasks.names import spec_of
-from proctor.tasks.spec import SubsetSpec, TaskSpec
+from proctor.tasks.spec import PromptTexts, SubsetSpec, TaskSpec
 
 log = logging.getLogger("proctor.engine")
 
@@ -30,6 +30,7 @@ class ResolvedTask:
     scorer: str
     scorer_params: dict[str, Any]
     prefix_file: Path | None = None  # the file that filled {prefix} (hashed in the manifest)
+    hook_digest: str = ""  # sha256 of the row hook's file, read when the task was resolved
 
     @property
     def kind(self) -> str:
@@ -38,12 +39,39 @@ class ResolvedTask:
     def load(self, split: str, data_dir: str | Path | None) -> list[Sample]:
         from proctor.datasets import load_samples
 
-        return load_samples(self.spec.data_source(), self.spec.fields, self.subset.name, split, data_dir)
+        return load_samples(self.spec.data_source(), self.fields, self.subset.name, split, data_dir)
 
     def files(self, split: str, data_dir: str | Path | None) -> list[Path]:
         from proctor.datasets import data_files
 
-        return data_files(self.spec.data_source(), self.subset.name, split, data_dir, self.spec.fields)
+        files = data_files(self.spec.data_source(), self.subset.name, split, data_dir, self.fields)
+        hook = self.hook_file
+        return files + [hook] if hook is not None and hook not in files else files
+
+    @property
+    def fields(self) -> Any:
+        """The field map of this subset (its own, else the spec's)."""
+        return self.spec.fields_for(self.subset.name)
+
+    @property
+    def version(self) -> str:
+        """The summary's `version`: the prompt's, with the row hook's code folded in when there is one
+        (the same spec with an edited hook reads other samples)."""
+        own = self.plan.version
+        if not self.hook_digest:
+            return own
+        import hashlib
+
+        return hashlib.sha256(f"{own}|{self.hook_digest}".encode()).hexdigest()[:6] + own[-1]
+
+    @property
+    def hook_file(self) -> Path | None:
+        """The file of the spec's row hook, when it has one (hashed into the dataset's version)."""
+        if self.fields.hook is None:
+            return None
+        from proctor.datasets.hooks import hook_file
+
+        return hook_file(self.fields.hook)
 
     def items(self, sample: Sample) -> list[Item]:
         return items_of(sample, self.variants, self.repeats)  # type: ignore[arg-type]
@@ -60,7 +88,7 @@ class ResolvedTask:
 
             where = f"{self.spec.name} spec: prompt{'.base' if base else ''}.examples"
             # Examples are written in the spec: no id column; they are numbered.
-            fields = self.spec.fields.model_copy(update={"id": None})
+            fields = self.fields.model_copy(update={"id": None})
             rows = [row_to_sample(row, i, fields, f"{where}[{i}]") for i, row in enumerate(parts.examples)]
             if count > len(rows):
                 log.warning("dataset %s: %d few-shot examples asked for, the spec has %d; using %d",
@@ -80,7 +108,7 @@ class ResolvedTask:
 def subject_title(spec: TaskSpec, subset: SubsetSpec) -> str:
     """The subject as the instruction names it: Chinese benchmarks use the Chinese title, as their
     official prompts do."""
-    if spec.prompt.language == "zh":
+    if (subset.language or spec.prompt.language) == "zh":
         return subset.title_zh or subset.title or subset.name
     return subset.title or subset.name
 
@@ -93,7 +121,7 @@ def _prefix(spec: TaskSpec, subset: SubsetSpec, data_dir: str | Path | None) -> 
 
     source = DataSource(spec.name, spec.display_title, SourceSpec(layouts=(spec.prompt.prefix_file,)),
                         spec.subset_names, spec.splits.all)
-    (path,) = data_files(source, subset.name, spec.splits.eval, data_dir)
+    path = data_files(source, subset.name, spec.splits.eval, data_dir)[0]
     text = path.read_text(encoding="utf-8")
     marker = spec.prompt.prefix_after
     if marker:
@@ -108,13 +136,15 @@ JUDGES = ("cascade", "llm_judge")
 
 
 def _scorer(spec: TaskSpec, config: DatasetConfig) -> tuple[str, dict[str, Any]]:
-    """The spec's scorer, or the config's; a `cascade` without its own rule keeps the spec's
-    scorer as the rule, so `--judge` only adds the judge behind what the benchmark already does."""
+    """The subset's scorer (its own, else the spec's), or the config's; a `cascade` without its own
+    rule keeps that scorer as the rule, so `--judge` only adds the judge behind what the benchmark
+    already does."""
+    own = spec.scorer_for(config.subject)
     if not config.scorer:
-        return spec.scorer.name, dict(spec.scorer.params)
+        return own.name, dict(own.params)
     params = dict(config.scorer_params or {})
-    if config.scorer == "cascade" and "rule" not in params and spec.scorer.name not in JUDGES:
-        params = {"rule": spec.scorer.name, "rule_params": dict(spec.scorer.params), **params}
+    if config.scorer == "cascade" and "rule" not in params and own.name not in JUDGES:
+        params = {"rule": own.name, "rule_params": dict(own.params), **params}
     return config.scorer, params
 
 
@@ -124,9 +154,12 @@ def resolve_task(config: DatasetConfig, data_dir: str | Path | None = None) -> R
     prompt = spec.prompt
     prefix, prefix_file = _prefix(spec, subset, config.data_dir or data_dir)
     kind = "loglikelihood" if config.mode == "ppl" else "generate"
+    language = subset.language or prompt.language
+    # ppl mode asks the spec's log-likelihood prompt when it has one (no base variant then).
+    own = prompt.ppl if kind == "loglikelihood" and prompt.ppl is not None else prompt
 
     def plan(parts: Any, base: PromptPlan | None = None) -> PromptPlan:
-        texts = prompt.texts_for(parts)
+        texts = parts.texts.get(language) or PromptTexts()
         return PromptPlan(
             preset=prompt.preset,
             wording=Wording(texts.instruction, texts.answer_cue, texts.template, texts.shot_answer,
@@ -134,23 +167,38 @@ def resolve_task(config: DatasetConfig, data_dir: str | Path | None = None) -> R
             subject=subject_title(spec, subset),
             kind=kind,  # type: ignore[arg-type]
             continuations=config.continuations,
-            format=prompt.format if base is not None or prompt.base is None else "text",
+            format=prompt.format if base is not None or prompt.base is None or own is not prompt else "text",
             stop=parts.stop,
             max_out_len=parts.max_out_len,
             base=base,
         )
 
-    base_plan = plan(prompt.base) if prompt.base is not None else None
+    base_plan = plan(prompt.base) if prompt.base is not None and own is prompt else None
     scorer, params = _scorer(spec, config)
     return ResolvedTask(
         spec=spec,
         subset=subset,
-        plan=plan(prompt, base_plan),
-        fewshot=prompt.fewshot if config.fewshot is None else config.fewshot,
+        plan=plan(own, base_plan),
+        fewshot=own.fewshot if config.fewshot is None else config.fewshot,
         base_fewshot=(prompt.base.fewshot if prompt.base else prompt.fewshot) if config.fewshot is None else config.fewshot,
         variants=config.variants if config.variants != "none" else spec.variants,
         repeats=config.repeats or spec.request.repeats,
         scorer=scorer,
         scorer_params=params,
         prefix_file=prefix_file,
+        hook_digest=_hook_digest(spec.fields_for(subset.name).hook),
     )
+
+
+def _hook_digest(hook: str | None) -> str:
+    if hook is None:
+        return ""
+    import hashlib
+
+    from proctor.datasets.hooks import hook_file
+
+    path = hook_file(hook)
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else hook
+    except OSError:
+        return hook

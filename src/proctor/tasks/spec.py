@@ -17,14 +17,23 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ScorerSpec(_Spec):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class SubsetSpec(_Spec):
     """One subject (task) of a benchmark; `categories` lists the summary groups it counts in,
-    the official category first."""
+    the official category first. A subset whose rows or scoring differ from the others' (AGIEval's
+    cloze and multiple-answer tasks) gives its own `fields`, `scorer` or prompt `language`."""
 
     name: str
     title: str | None = None
     title_zh: str | None = None
     categories: tuple[str, ...] = ()
+    language: Language | None = None
+    fields: FieldMap | None = None
+    scorer: ScorerSpec | None = None
 
     @property
     def category(self) -> str | None:
@@ -80,7 +89,7 @@ class BasePrompt(_PromptParts):
 
 
 class PromptSpec(_PromptParts):
-    preset: Literal["multiple_choice", "free_form"] = "multiple_choice"
+    preset: str = "multiple_choice"  # a name in the preset registry (proctor.prompts.presets)
     language: Language = "en"
     fewshot: int = Field(5, ge=0)
     format: Literal["auto", "chat", "text"] = "auto"  # auto: chat for chat models
@@ -90,6 +99,9 @@ class PromptSpec(_PromptParts):
     prefix_file: str | None = None
     prefix_after: str | None = None
     base: BasePrompt | None = None
+    # The prompt for log-likelihood scoring (ppl mode), where it differs: PIQA's `Question: ...
+    # Answer:` with each solution as the continuation, as lm-evaluation-harness asks it.
+    ppl: BasePrompt | None = None
 
     def texts_for(self, parts: _PromptParts) -> PromptTexts:
         return parts.texts.get(self.language) or PromptTexts()
@@ -106,11 +118,6 @@ class RequestSpec(_Spec):
     # Times each question is asked by default (`--repeats` overrides; > 1 needs temperature > 0).
     # `n` is its older name.
     repeats: int = Field(1, ge=1, validation_alias=AliasChoices("repeats", "n"))
-
-
-class ScorerSpec(_Spec):
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class TaskSpec(_Spec):
@@ -158,7 +165,8 @@ class TaskSpec(_Spec):
             self.splits.available
         ):
             raise ValueError(f"splits: eval/fewshot not among splits.available {list(self.splits.available)}")
-        if self.prompt.preset == "free_form" and ("ppl" in self.modes or self.variants != "none"):
+        self._check_names()
+        if not self.multiple_choice and ("ppl" in self.modes or self.variants != "none"):
             key = "modes" if "ppl" in self.modes else "variants"
             raise ValueError(f"{key}: a free-form benchmark has no options: ppl mode and circular variants "
                              "need multiple choice")
@@ -171,7 +179,7 @@ class TaskSpec(_Spec):
             if getattr(get_scorer(self.scorer.name, self.scorer.params), "needs_answer", True):
                 raise ValueError(f"fields.answerless: the rows have no answer, but scorer {self.scorer.name!r} "
                                  "compares with one; use a scorer that needs none (ifeval)")
-            if self.prompt.preset != "free_form":
+            if self.multiple_choice:
                 raise ValueError("fields.answerless: answerless rows need the free_form prompt preset")
         return self
 
@@ -180,10 +188,41 @@ class TaskSpec(_Spec):
         from proctor.errors import ConfigError
         from proctor.scoring import get_scorer
 
+        scorers = [("scorer", self.scorer)]
+        scorers += [(f"subsets.{i}.scorer", s.scorer) for i, s in enumerate(self.subsets) if s.scorer]
+        for key, scorer in scorers:
+            try:
+                get_scorer(scorer.name, scorer.params)
+            except ConfigError as err:
+                raise ValueError(f"{key}: {err}") from None
+
+    def _check_names(self) -> None:
+        """Metrics and the prompt preset are registry names: an unknown one is refused here."""
+        from proctor.errors import ConfigError
+        from proctor.metrics import get_metric
+        from proctor.prompts.presets import get_preset
+
         try:
-            get_scorer(self.scorer.name, self.scorer.params)
+            get_preset(self.prompt.preset)
         except ConfigError as err:
-            raise ValueError(f"scorer: {err}") from None
+            raise ValueError(f"prompt.preset: {err}") from None
+        if not self.metrics:
+            raise ValueError("metrics: name at least one (the first is the headline)")
+        for i, name in enumerate(self.metrics):
+            try:
+                get_metric(name)
+            except ConfigError as err:
+                raise ValueError(f"metrics.{i}: {err}") from None
+
+    def fields_for(self, subset: str) -> FieldMap:
+        """The field map of a subset: its own, else the spec's."""
+        own = next((s.fields for s in self.subsets if s.name == subset), None)
+        return own or self.fields
+
+    def scorer_for(self, subset: str) -> ScorerSpec:
+        """The scorer of a subset: its own, else the spec's."""
+        own = next((s.scorer for s in self.subsets if s.name == subset), None)
+        return own or self.scorer
 
     @property
     def display_title(self) -> str:
@@ -208,4 +247,10 @@ class TaskSpec(_Spec):
 
     @property
     def multiple_choice(self) -> bool:
-        return self.prompt.preset == "multiple_choice"
+        from proctor.errors import ConfigError
+        from proctor.prompts.presets import get_preset
+
+        try:
+            return get_preset(self.prompt.preset).multiple_choice
+        except ConfigError:
+            return False  # refused by _check_names
