@@ -115,3 +115,16 @@ RATING = VerdictGrammar(
     trigger=r"\[(?=\[|\Z)",
     replacement="[ ",
 )
+
+
+# The judge prompt's own section markers (`[End of data]`, `[Reference answer]`, `<<<END ...`):
+# escaped in the texts shown to a judge, so that even a judge reading the prompt by its headings,
+# without the tag, cannot be shown a fake end of a section.
+SECTION_MARKERS = VerdictGrammar(
+    name="section markers",
+    pattern=r"(\[\s*(?:question|reference\s+answer|submitted\s+answer|end\s+of\s+data)\s*\]|<<<\s*(?:BEGIN|END)\b)",
+    trigger=r"\[(?=\s*(?:question|reference\s+answer|submitted\s+answer|end\s+of\s+data)\s*(?:\]|\Z))"
+            r"|<(?=<<\s*(?:BEGIN|END)\b)",
+    replacement="\u27e6",  # ⟦: a bracket that no normalisation turns into "[" or "<"
+)
+
