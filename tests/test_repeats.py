@@ -144,3 +144,18 @@ def test_a_group_of_avg_at_k_results_weighs_its_members_errors() -> None:
     # Right/wrong accuracy keeps the pooled proportion's error.
     acc = group_results("g", [Result("m", "a", "accuracy", 50.0, 0.0, 10), Result("m", "b", "accuracy", 50.0, 0.0, 10)])
     assert acc[1].stderr == pytest.approx(100 * math.sqrt(0.25 / 19))
+
+
+def test_repeats_in_a_config_entry_and_proctor_list_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from proctor.cli import main
+    from proctor.config.files import load_config_file
+
+    path = tmp_path / "eval.yaml"
+    path.write_text("models: [{api_base: 'http://127.0.0.1:1/v1'}]\n"
+                    "datasets: [{name: aime2024, repeats: 8}, {name: amc23, num_samples: 2}, gsm8k]\n", encoding="utf-8")
+    loaded = load_config_file(path)
+    assert [(d.abbr, d.repeats) for d in loaded.datasets] == [("aime2024", 8), ("amc23", 2), ("gsm8k", None)]
+    assert main(["list", "datasets"]) == 0
+    rows = {line.split("\t")[0]: line.split("\t")[3] for line in capsys.readouterr().out.splitlines() if "\t" in line}
+    assert rows["aime2024"].startswith("AIME 2024: 30 ") and rows["amc23"].startswith("AMC 2023: 40 ")
+    assert rows["aime2025"].startswith("AIME 2025: 30 ") and rows["gpqa_diamond"].startswith("GPQA Diamond: 198 ")
