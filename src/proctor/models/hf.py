@@ -396,13 +396,15 @@ class HFBackend:
     def _prepare_generate(self, index: int, request: Request) -> _Prepared:
         from proctor.models.hf_generate import GenInput
         from proctor.models.hf_render import render_generate
+        from proctor.models.thought import thought_for
 
         lm = self._loaded
         rendered = render_generate(lm.tokenizer, request, lm.chat, self.config.max_seq_len,
                                    self.config.chat_template_kwargs)
         if rendered.truncated:
             self._warn_truncation(rendered.full_length, len(rendered.ids))
-        gen = GenInput(ids=rendered.ids, max_tokens=request.max_tokens, stop=tuple(request.stop))
+        thought = thought_for(self.config.reasoning_markers(), lm.tokenizer.decode(rendered.ids[-16:]))
+        gen = GenInput(ids=rendered.ids, max_tokens=request.max_tokens, stop=tuple(request.stop), thought=thought)
         return _Prepared(index=index, length=len(rendered.ids), gen=gen,
                          temperature=request.temperature)
 
@@ -500,7 +502,8 @@ class HFBackend:
                                   prefill_rows=lm.batch_size)
             answers += [
                 Response(text=o.text, prompt_tokens=o.prompt_tokens,
-                         completion_tokens=o.completion_tokens, finish_reason=o.finish_reason)
+                         completion_tokens=o.completion_tokens, finish_reason=o.finish_reason,
+                         reasoning_ended=o.reasoning_ended, reasoning_tokens=o.reasoning_tokens)
                 for o in outs
             ]
         return answers

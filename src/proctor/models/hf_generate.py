@@ -23,6 +23,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from proctor.models.hf_cache import forward, left_pad
 from proctor.models.hf_prefill import not_full_attention, pool_groups, prefill
+from proctor.models.thought import Thought, ThoughtTracker, answer_start, cut_answer
 
 # Settings of a generation config that leave greedy decoding plain: every other one set to a
 # non-default value (a repetition penalty, banned words, a minimum length...) needs
@@ -55,6 +56,9 @@ class GenInput:
     ids: tuple[int, ...]
     max_tokens: int
     stop: tuple[str, ...] = ()
+    # The reasoning markers (and whether the prompt opened a thought): stop strings wait for
+    # the thought to close (proctor.models.thought).
+    thought: Thought | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class GenOutput:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = "stop"  # "length" when max_tokens ended it, as OpenAI reports
+    reasoning_ended: bool | None = None  # None: no thought; False: it never closed
+    reasoning_tokens: int | None = None  # the tokens up to the closing marker (all, when open)
 
 
 def generate_batch(
@@ -236,11 +242,18 @@ def _output(tokenizer: Any, x: GenInput, tokens: list[int], done_at: int | None,
     while kept and kept[-1] in eos_ids:
         kept.pop()
     text = tokenizer.decode(kept, skip_special_tokens=True)
-    answer = cut_at_stop(text, x.stop)
+    answer, ended = cut_answer(text, x.stop, x.thought)
     # As OpenAI (and `proctor serve`) report it: cut by max_tokens unless a stop string or EOS ended it.
     hit_length = answer == text and len(kept) >= x.max_tokens
+    reasoning_tokens = None
+    if ended is False:
+        reasoning_tokens = len(kept)
+    elif ended and x.thought is not None:
+        start = answer_start(text, x.thought) or 0
+        reasoning_tokens = len(tokenizer(text[:start], add_special_tokens=False)["input_ids"]) if start else 0
     return GenOutput(text=answer, prompt_tokens=len(x.ids), completion_tokens=len(kept),
-                     finish_reason="length" if hit_length else "stop")
+                     finish_reason="length" if hit_length else "stop", reasoning_ended=ended,
+                     reasoning_tokens=reasoning_tokens)
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -308,6 +321,13 @@ class _StopCheck:
         # A character is at most 4 UTF-8 bytes = 4 byte tokens; +2 for a token that
         # starts before the stop string and one whose decoding drops a leading space.
         self.windows = [4 * max((len(s) for s in st), default=0) + 2 for st in self.stops]
+        # Rows with stop strings and reasoning markers: a stop counts only after the thought closed.
+        self.thoughts = [ThoughtTracker(x.thought, w) if x.thought is not None and st else None
+                         for x, st, w in zip(batch, self.stops, self.windows)]
+
+    def _decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+        plain = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        return str(self.tokenizer.decode(plain, skip_special_tokens=True))
 
     def done(self, row: int, tokens: Sequence[int] | torch.Tensor, at_eos: bool) -> bool:
         """Whether `row`, having generated `tokens` (the last one EOS when at_eos), is done."""
@@ -315,9 +335,11 @@ class _StopCheck:
             return True
         if not self.stops[row]:
             return False
-        window = tokens[-self.windows[row]:]
-        ids = window.tolist() if isinstance(window, torch.Tensor) else list(window)
-        tail = self.tokenizer.decode(ids, skip_special_tokens=True)
+        tracker = self.thoughts[row]
+        if tracker is not None:
+            tail = tracker.stop_window(tokens, self._decode, self.windows[row])
+            return tail is not None and any(s in tail for s in self.stops[row])
+        tail = self._decode(tokens[-self.windows[row]:])
         return any(s in tail for s in self.stops[row])
 
 
