@@ -40,7 +40,8 @@ def verdict(score: Score) -> tuple[float, Any, str | None]:
 
 
 def test_builtin_scorers_are_registered() -> None:
-    assert scorer_names() == ["bbh", "cascade", "choice", "code_exec", "exact", "llm_judge", "math_equiv", "numeric", "regex"]
+    assert scorer_names() == ["bbh", "cascade", "choice", "code_exec", "exact", "ifeval", "llm_judge", "math_equiv",
+                              "numeric", "regex"]
     scorer = get_scorer("choice")
     assert isinstance(scorer, Scorer) and scorer.name == "choice"
 

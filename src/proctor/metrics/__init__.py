@@ -1,4 +1,5 @@
-"""Aggregations: accuracy with standard errors, circular accuracy, pass@k, avg@K/maj@K over repeats, extraction rate, group averages."""
+"""Aggregations: accuracy with standard errors, circular accuracy, pass@k, avg@K/maj@K over repeats, IFEval's
+four scores, extraction rate, group averages."""
 
 from proctor.metrics.accuracy import (
     ACCURACY,
@@ -11,6 +12,7 @@ from proctor.metrics.accuracy import (
     proportion_stderr,
 )
 from proctor.metrics.circular import CIRCULAR, circular_result
+from proctor.metrics.ifeval import IFEVAL_METRIC, IFEVAL_METRICS, ifeval_result
 from proctor.metrics.passk import pass_at_k, passk_result
 from proctor.metrics.registry import Metric, get_metric, metric_names, register_metric
 from proctor.metrics.repeats import majority, repeats_result, vote_key
@@ -18,6 +20,8 @@ from proctor.metrics.repeats import majority, repeats_result, vote_key
 __all__ = [
     "ACCURACY",
     "CIRCULAR",
+    "IFEVAL_METRIC",
+    "IFEVAL_METRICS",
     "MEAN_OF_QUESTIONS",
     "MEAN_OF_SUBJECTS",
     "Metric",
@@ -27,6 +31,7 @@ __all__ = [
     "common_metric",
     "get_metric",
     "group_results",
+    "ifeval_result",
     "majority",
     "metric_names",
     "pass_at_k",
