@@ -191,13 +191,13 @@ def test_ifeval_end_to_end(tmp_path: Path) -> None:
     assert extra["inst_level_loose_acc"] == pytest.approx(100 * 14 / 20)
 
     scores = read_scores(run, "m", "ifeval")
-    for key, (_, want_strict, want_loose) in SCRIPT.items():
-        line = scores[key]
-        if key == "1051":
-            assert line["rule"] == "content_filter"
-            continue
-        assert (line["extra"]["strict"], line["extra"]["loose"]) == (want_strict, want_loose), key
+    # A withheld answer and a cut-off thought never reach the scorer: 0, and all their
+    # instructions count as not followed (the metric reads their count from the row).
+    assert scores["1051"]["rule"] == "content_filter"
     assert scores["1040"]["rule"] == "truncated" and scores["1040"]["answer"] is None
+    for key, (_, want_strict, want_loose) in SCRIPT.items():
+        if key not in ("1040", "1051"):
+            assert (scores[key]["extra"]["strict"], scores[key]["extra"]["loose"]) == (want_strict, want_loose), key
     assert scores["1021"]["answer"].startswith("PARAGRAPH 1\n")
     summary = read_summary(run)
     for name, value in [("prompt_level_strict_acc", 100 * 7 / 12), ("inst_level_strict_acc", 65.0),

@@ -1,7 +1,9 @@
 """The `ifeval` scorer: a response checked against each instruction of its prompt, strictly and loosely.
 
-Strict: the response as the model wrote it (its answer part: a reasoning model's thought is
-never checked) follows the instruction. Loose: any of eight variants of it does: the response,
+Strict: the response as the model wrote it follows the instruction. Only its answer part is
+checked: the eval stage hands scorers the answer of `proctor.reasoning`'s split, and the split is
+made here again for a record given directly (a no-op on one already split); the blank line after
+a thought is dropped, as lm-evaluation-harness does. Loose: any of eight variants of it does: the response,
 without its first line, without its last line, without both, and each of those four with every
 markdown `*` removed (the paper's loose criterion, which forgives a "Sure, here is..." line or
 emphasis around an answer). A blank response or variant follows nothing, and a reply cut off
