@@ -79,6 +79,10 @@ def test_majority_vote_ties_go_to_the_first_answer_given() -> None:
     assert majority([s(None), s("5", 1.0), s("4"), s("5", 1.0)]).value == 1.0
     assert majority([s(None), s(None)]) is None  # no extracted answer: no vote
     assert majority([s(7.0), s("7"), s(8)]).answer == 7.0  # 7.0 and "7" are one vote
+    # Answers the scorer judged right are one vote whatever their form; wrong ones by their number.
+    assert majority([s("24"), s("24"), s("\\frac{50}{2}", 1.0), s("25", 1.0), s("025", 1.0)]).value == 1.0
+    assert majority([s("24"), s("24.0"), s("48/2"), s("25", 1.0), s("25", 1.0)]).value == 0.0
+    assert majority([s("x  y"), s("x y"), s("z", 1.0)]).answer == "x  y"
 
 
 def _scored(table: dict[str, list[tuple[float, object]]]) -> tuple[list[Item], dict[str, Score]]:

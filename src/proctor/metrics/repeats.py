@@ -6,7 +6,9 @@ Every question is asked K times (items `#k0`..`#k<K-1>`). Per question:
 - pass@K: 1 when any answer is right (the unbiased estimator of Chen et al. at k = K);
 - maj@K: the score of the answer most repeats gave, among the answers extracted (a truncated
   reply or one without an answer casts no vote); a tie goes to the answer given first; no vote
-  at all scores 0.
+  at all scores 0. Answers the scorer judged right are one vote (each equals the gold, so they
+  equal each other: `\frac{1}{2}` and `0.5`); other answers are one vote when they read as the
+  same number (`24`, `024`, `24.0`) or the same text once whitespace is collapsed.
 
 Each value is the mean over questions, and its standard error is that of a mean of
 per-question values, computed across questions (the repeats of one question are not
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
+from fractions import Fraction
 from typing import Any, Mapping, Sequence
 
 from proctor.core import Item, Result, Score
@@ -25,21 +29,32 @@ from proctor.metrics.accuracy import mean_stderr
 from proctor.metrics.passk import pass_at_k
 
 
+_PLAIN_NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:/\d+)?")
+_RIGHT = "\x00right"  # the vote of every answer the scorer judged right
+
+
 def vote_key(answer: Any) -> str | None:
-    """What two extracted answers must share to count as the same vote (None: no answer)."""
-    if answer is None:
-        return None
-    if isinstance(answer, bool):
-        return str(answer)
-    if isinstance(answer, (int, float)):
-        number = float(answer)
-        if not math.isfinite(number):
-            return str(answer)
-        return str(int(number)) if number.is_integer() else repr(number)
-    if isinstance(answer, str):
-        text = " ".join(answer.split())
+    """What two extracted answers must share to count as the same vote (None: no answer): the
+    same number (`24` = `024` = `24.0` = `48/2`), else the same text with whitespace collapsed."""
+    if answer is None or isinstance(answer, bool):
+        return None if answer is None else str(answer)
+    text = " ".join(answer.split()) if isinstance(answer, str) else answer
+    if isinstance(text, (int, float)) or (isinstance(text, str) and _PLAIN_NUMBER.fullmatch(text)):
+        try:
+            number = Fraction(str(text))
+        except (ValueError, ZeroDivisionError):
+            pass
+        else:
+            return f"={number}"
+    if isinstance(text, str):
         return text or None
     return json.dumps(answer, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _vote(score: Score) -> str | None:
+    if score.answer is None:
+        return None
+    return _RIGHT if score.correct else vote_key(score.answer)
 
 
 def majority(scores: Sequence[Score]) -> Score | None:
@@ -48,7 +63,7 @@ def majority(scores: Sequence[Score]) -> Score | None:
     counts: dict[str, int] = {}
     first: dict[str, Score] = {}
     for score in scores:
-        key = vote_key(score.answer)
+        key = _vote(score)
         if key is None:
             continue
         counts[key] = counts.get(key, 0) + 1
