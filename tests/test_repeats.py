@@ -163,3 +163,12 @@ def test_repeats_in_a_config_entry_and_proctor_list_sizes(tmp_path: Path, capsys
     rows = {line.split("\t")[0]: line.split("\t")[3] for line in capsys.readouterr().out.splitlines() if "\t" in line}
     assert rows["aime2024"].startswith("AIME 2024: 30 ") and rows["amc23"].startswith("AMC 2023: 40 ")
     assert rows["aime2025"].startswith("AIME 2025: 30 ") and rows["gpqa_diamond"].startswith("GPQA Diamond: 198 ")
+
+
+def test_circular_evaluation_and_repeats_are_refused_together() -> None:
+    from proctor.errors import ConfigError
+    from proctor.tasks import resolve_datasets
+
+    with pytest.raises(ConfigError, match="circular evaluation and --repeats 4 cannot be combined"):
+        resolve_datasets(["gpqa_diamond"], circular=True, repeats=4)
+    assert resolve_datasets(["gpqa_diamond_circular"], repeats=1)[0].variants == "circular"
