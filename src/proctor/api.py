@@ -68,7 +68,7 @@ def build_run_config(
             dataset_configs += [with_overrides(d, overrides) for d in loaded.datasets]
         options.update(loaded.run_options)
     for model in models:
-        model_configs.append(resolve_model_preset(model) if isinstance(model, str) else model)
+        model_configs.extend(_models_named(model) if isinstance(model, str) else [model])
     model_flags = {k: v for k, v in (model_overrides or {}).items() if v is not None}
     model_configs = [_override_model(m, model_flags) for m in model_configs]
     if "max_out_len" in model_flags:
@@ -82,8 +82,16 @@ def build_run_config(
         options["judge"] = resolve_model_preset(judge) if isinstance(judge, str) else model_from_dict(
             judge, where="--judge-api-base")
     _refuse_unused_flags(model_flags, model_configs)
-    names = [d for d in datasets if isinstance(d, str)]
+    names = [d for d in datasets if isinstance(d, str) and not d.endswith(".py")]
     dataset_configs += [d for d in datasets if isinstance(d, DatasetConfig)]
+    for name in datasets:  # a dataset config file, as OpenCompass's run.py --datasets takes
+        if isinstance(name, str) and name.endswith(".py"):
+            from proctor.config.files import load_datasets_file
+
+            dataset_configs += [with_overrides(d, overrides) for d in load_datasets_file(name)]
+    from proctor.config.opencompass import proctor_dataset_name
+
+    names = [proctor_dataset_name(n) or n for n in names]  # cmmlu_gen_c13365 -> cmmlu_gen
     if names:
         try:
             dataset_configs += resolve_datasets(names, **overrides)
@@ -112,6 +120,30 @@ _DATASET_FLAGS = {"limit": "--limit", "range": "--range", "fewshot": "--fewshot"
                   "continuations": "--ppl-continuations"}
 # Command-line flags by model field, for errors about --api-base / --hf-path models.
 _FLAG_FIELDS = {"model": "--api-model", "path": "--hf-path", "api_base": "--api-base"}
+
+
+def _models_named(name: str) -> list[Any]:
+    """`--models NAME`: a preset, a model config file (`puyu_api.py`) or an OpenCompass model
+    config Proctor has (`hf_internlm2_5_1_8b_chat`)."""
+    from pathlib import Path
+
+    from proctor.config.files import load_models_file
+    from proctor.config.opencompass import MODEL_MODULES, models_of_module
+    from proctor.config.registry import MODEL_PRESETS, resolve_model_preset
+
+    if name.endswith((".py", ".yaml", ".yml")) or Path(name).is_file():
+        return load_models_file(name)
+    if Path(f"{name}.py").is_file():  # OpenCompass's run.py finds `--models NAME` as NAME.py
+        return load_models_file(f"{name}.py")
+    if name in MODEL_PRESETS:
+        return [resolve_model_preset(name)]
+    entries = models_of_module(name)
+    if entries is None:
+        from proctor.config.suggest import did_you_mean
+
+        raise ConfigError(f"unknown model {name!r}" + did_you_mean(name, [*MODEL_PRESETS, *MODEL_MODULES])
+                          + " (see `proctor list models`; a model config file: --models FILE.py)")
+    return [model_from_dict(e, where=f"--models {name}") for e in entries]
 
 
 def _flag_of(field: str) -> str:

@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list dataset names and model presets")
     # No argparse choices: `proctor list ceval` is a pattern over both lists, not a usage error.
     lst.add_argument("what", nargs="?", default=None, metavar="datasets|models", help="which list (default: both)")
-    lst.add_argument("pattern", nargs="?", default=None, help="only names containing this text")
+    lst.add_argument("pattern", nargs="*", default=[], help="only names containing this text (several: any of them; "
+                     "each must match something)")
     lst.set_defaults(handler=_cmd_list)
 
     data = sub.add_parser("data", help="download benchmark data")
@@ -386,12 +387,12 @@ def _batch_size(text: str) -> int | str:
 def _cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
     from proctor.config.listing import print_listing
 
-    what, pattern = args.what, args.pattern
+    what, patterns = args.what, list(args.pattern)
     if what not in (None, "datasets", "models"):
-        if pattern is not None:
+        if patterns and what.rstrip("s") in ("dataset", "model"):  # `proctor list dataset ceval`: a typo
             raise ProctorError(f"proctor list: {what!r} is not a list; use `proctor list datasets|models [PATTERN]`")
-        what, pattern = None, what
-    print_listing(what, pattern)
+        what, patterns = None, [what, *patterns]
+    print_listing(what, patterns)
     return EXIT_OK
 
 

@@ -118,6 +118,10 @@ class Request:
     context: str | None = None
     continuations: tuple[str, ...] = ()
     seed: int | None = None
+    # Not part of what is sent or hashed: few-shot examples dropped to fit the context, and why
+    # the request is not sent at all (a prompt longer than the context: a failed record).
+    fewshot_dropped: int = 0
+    refusal: str | None = None
 
     def payload(self) -> dict[str, Any]:
         """The request content as JSON-able data (what is sent, what is hashed)."""
@@ -223,6 +227,7 @@ class Record:
     reasoning: str | None = None
     reasoning_ended: bool | None = None
     reasoning_tokens: int | None = None
+    fewshot_dropped: int | None = None  # few-shot examples dropped so the prompt fits the context
 
     @property
     def failed(self) -> bool:

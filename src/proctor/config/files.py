@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import runpy
-import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,24 +139,20 @@ def _read(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path.name}: expected a mapping with `models` and `datasets` at the top")
         return data
     if path.suffix == ".py":
-        _text(path, python=True)
+        from proctor.config.opencompass import run_python_config
+
         # The config's folder is importable while it runs, so a config can compose others
-        # (`from models_cfg import models`), as OpenCompass configs do with read_base().
-        folder = str(path.resolve().parent)
-        sys.path.insert(0, folder)
+        # (`from models_cfg import models`); OpenCompass's imports and read_base() work too.
         try:
-            namespace = runpy.run_path(str(path))
+            namespace = run_python_config(path, lambda p: _text(p, python=True))
         except ProctorError:
             raise
         except SystemExit as exc:
             raise ConfigError(f"{path.name}: the config called sys.exit({exc.code})") from None
         except SyntaxError as exc:
-            raise ConfigError(f"{path.name}: line {exc.lineno}: {exc.msg}") from None
+            raise ConfigError(f"{Path(exc.filename or path).name}: line {exc.lineno}: {exc.msg}") from None
         except Exception as exc:  # the user's code failed; say where, without our frames
             raise ConfigError(f"{path.name}: running the config raised {type(exc).__name__}: {exc}") from None
-        finally:
-            if folder in sys.path:
-                sys.path.remove(folder)
         return {k: v for k, v in namespace.items() if not k.startswith("_")}
     raise ConfigError(f"{path}: unsupported config type; use a .py or .yaml file")
 
@@ -213,6 +207,10 @@ def _datasets(entry: Any, where: str, folder: Path) -> list[DatasetConfig]:
         return resolve_datasets([_anchored(entry, folder)])
     if isinstance(entry, DatasetConfig):
         return [entry]
+    from proctor.config.opencompass import dataset_from_opencompass, is_opencompass_dataset
+
+    if is_opencompass_dataset(entry):  # from an OpenCompass config module, maybe edited
+        return [dataset_from_opencompass(entry, where)]
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a dataset name or mapping, got {type(entry).__name__}")
     entry = dict(entry)
@@ -250,3 +248,48 @@ def _datasets(entry: Any, where: str, folder: Path) -> list[DatasetConfig]:
         return [DatasetConfig(**entry)]
     except ValidationError as exc:
         raise ConfigError(validation_message(exc, where, known=DatasetConfig.model_fields)) from None
+
+
+def _config_file(path: str | Path, flag: str) -> tuple[Path, dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{flag} {path}: no such file")
+    return path, _read(path)
+
+
+def load_models_file(path: str | Path) -> list[AnyModelConfig]:
+    """The `models` of a model config file (`--models puyu_api.py`, as OpenCompass's run.py takes)."""
+    path, raw = _config_file(path, "--models")
+    where = path.name
+    if "models" not in raw:
+        raise ConfigError(f"--models {path}: defines no `models` list")
+    problems: list[str] = []
+    ignored: list[str] = []
+    models: list[AnyModelConfig] = []
+    for i, entry in enumerate(_collect(problems, lambda: _as_list(raw, "models", where)) or []):
+        model = _collect(problems, lambda: _model(entry, f"{where}: models[{i}]", ignored))
+        if model is not None:
+            models.append(model)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    if ignored:
+        log.warning("%s: %s", where, ignored_message(item.split(": ", 1)[-1] for item in ignored))
+    return models
+
+
+def load_datasets_file(path: str | Path) -> list[DatasetConfig]:
+    """The datasets of a dataset config file (`--datasets demo_cmmlu_chat_gen.py`): its `datasets`,
+    else every `*_datasets` list it defines, in order (as OpenCompass's run.py collects them)."""
+    path, raw = _config_file(path, "--datasets")
+    where = path.name
+    keys = ["datasets"] if "datasets" in raw else [k for k in raw if k.endswith("_datasets")]
+    if not keys:
+        raise ConfigError(f"--datasets {path}: defines neither `datasets` nor a `*_datasets` list")
+    problems: list[str] = []
+    datasets: list[DatasetConfig] = []
+    for key in keys:
+        for i, entry in enumerate(_collect(problems, lambda: _as_list(raw, key, where)) or []):
+            datasets.extend(_collect(problems, lambda: _datasets(entry, f"{where}: {key}[{i}]", path.resolve().parent)) or [])
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return datasets

@@ -45,18 +45,54 @@ def _model_rows() -> list[Row]:
     return [(p.name, p.description) for p in MODEL_PRESETS.values()]
 
 
-def print_listing(what: str | None, pattern: str | None) -> None:
-    needle = (pattern or "").lower()
-    if what in (None, "datasets"):
-        rows = [r for r in _dataset_rows() if any(needle in cell.lower() for cell in r)]
-        _print("datasets (use with --datasets)", ("name", "kind", "scorer", "what"), rows, "dataset", pattern)
+def _opencompass_rows() -> list[Row]:
+    """OpenCompass config module names Proctor has, and what each stands for."""
+    from proctor.config.opencompass import DATASET_MODULES, MODEL_MODULES
+
+    rows: list[Row] = [(name, f"dataset: {proctor}") for name, (proctor, _) in DATASET_MODULES.items()]
+    return rows + [(name, "model config") for name in MODEL_MODULES]
+
+
+def _matching(rows: list[Row], needles: Sequence[str]) -> list[Row]:
+    """Rows one of the patterns is found in (any cell); all rows without patterns."""
+    if not needles:
+        return rows
+    return [r for r in rows if any(n in cell.lower() for n in needles for cell in r)]
+
+
+def print_listing(what: str | None, pattern: str | Sequence[str] | None) -> None:
+    """The lists; several patterns list what matches any of them, and each must match something
+    (`proctor list internlm ceval`, as OpenCompass's list_configs.py)."""
+    from proctor.errors import ConfigError
+
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern or [])
+    needles = [p.lower() for p in patterns]
+    shown = patterns[0] if len(patterns) == 1 else " or ".join(repr(p) for p in patterns)
+    tables = {
+        "datasets": (_dataset_rows, "datasets (use with --datasets)", ("name", "kind", "scorer", "what"), "dataset"),
+        "models": (_model_rows, "model presets (use with --models)", ("name", "what"), "model preset"),
+    }
+    chosen = {k: v for k, v in tables.items() if what in (None, k)}
+    found = {k: _matching(rows(), needles) for k, (rows, *_rest) in chosen.items()}
+    extra = _matching(_opencompass_rows(), needles) if what is None and needles else []
+    if len(patterns) > 1:
+        every = [row for rows in found.values() for row in rows] + extra
+        missing = [p for p in patterns if not any(p.lower() in cell.lower() for row in every for cell in row)]
+        if missing:
+            raise ConfigError(f"proctor list: nothing matches {missing[0]!r} (each pattern must match a name)")
+    if "datasets" in chosen:
+        _, title, columns, noun = chosen["datasets"]
+        _print(title, columns, found["datasets"], noun, shown)
         print("a subject name with the suffix _ppl is scored by log-likelihood (ceval-law_ppl), _circular asks "
               "every option order; a file path (./my.jsonl, ./my.csv, ./mybench.yaml) runs your own data")
-    if what in (None, "models"):
-        rows = [r for r in _model_rows() if any(needle in cell.lower() for cell in r)]
-        _print("model presets (use with --models)", ("name", "what"), rows, "model preset", pattern)
+    if "models" in chosen:
+        _, title, columns, noun = chosen["models"]
+        _print(title, columns, found["models"], noun, shown)
         if what == "models":
             print("any OpenAI-compatible endpoint: --api-base URL; any local checkpoint: --hf-path PATH")
+    if extra:
+        _print("OpenCompass config names (in read_base imports, --datasets, --models)", ("name", "what"), extra,
+               "OpenCompass config", shown)
 
 
 def _print(title: str, columns: Sequence[str], rows: list[Row], what: str, pattern: str | None) -> None:

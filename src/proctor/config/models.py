@@ -131,7 +131,9 @@ def _kind(value: Any, where: str) -> tuple[str, bool | None]:
 def _from_opencompass(data: dict[str, Any], where: str, ignored: list[str]) -> dict[str, Any]:
     """OpenCompass's names for the same settings, as Proctor's; ignored keys go to `ignored`."""
     chat: bool | None = None
+    opencompass_class = False
     if "type" in data:
+        opencompass_class = getattr(data["type"], "__name__", data["type"]) not in _CLASSES
         data["type"], chat = _kind(data["type"], where)
     elif any(k in data for k in ("api_base", "openai_api_base", "url")):
         data["type"] = "api"
@@ -176,6 +178,10 @@ def _from_opencompass(data: dict[str, Any], where: str, ignored: list[str]) -> d
             data[key] = extra
         else:
             data.pop(key)
+    if opencompass_class and kind != "api":
+        # OpenCompass loads its Hugging Face models with trust_remote_code=True unless told not to
+        # (InternLM's checkpoints need it): a config written for it means the same here.
+        data.setdefault("trust_remote_code", True)
     if kind == "api" and isinstance(data.get("generation_kwargs"), dict):
         kwargs = dict(data.pop("generation_kwargs"))
         if "temperature" in kwargs:

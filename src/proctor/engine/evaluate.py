@@ -178,6 +178,14 @@ def _breakdown(dataset: PreparedDataset, scores: dict[str, Score]) -> dict[str, 
     return extra
 
 
+def _fewshot_dropped(dataset: PreparedDataset, records: Any) -> dict[str, float]:
+    """`fewshot_dropped_rate`: the share (%) of answered items whose prompt dropped few-shot
+    examples to fit the context; absent when none did."""
+    answered = [records[i.id] for i in dataset.items if i.id in records and not records[i.id].failed]
+    cut = sum(1 for r in answered if r.fewshot_dropped)
+    return {"fewshot_dropped_rate": 100.0 * cut / len(answered)} if cut else {}
+
+
 async def evaluate_run(
     run: RunDir,
     model_names: Sequence[str],
@@ -227,6 +235,8 @@ async def _evaluate(
                 result = headline.aggregate(dataset.items, scores, model, abbr, generated=generated)
             if dataset.task.spec.breakdown:
                 result = replace(result, extra_metrics={**result.extra_metrics, **_breakdown(dataset, scores)})
+            if dropped := _fewshot_dropped(dataset, records):
+                result = replace(result, extra_metrics={**result.extra_metrics, **dropped})
             if withheld := _withheld_share(scores):
                 result = replace(result, extra_metrics={**result.extra_metrics, **withheld})
             if generated:

@@ -147,6 +147,7 @@ class _Requests:
         self._memo: dict[tuple[Any, ...], list[tuple[Item, Request]]] = {}
         self._estimated: set[str] = set()
         self._budgeted: set[str] = set()
+        self._fitted: set[tuple[str, str]] = set()
 
     def of(
         self, dataset: PreparedDataset, chat: bool, config: Any, backend: Any = None
@@ -189,11 +190,42 @@ class _Requests:
                         max_tokens_set=explicit,
                         count=count,
                         seed=self.seed,
+                        local=count is not None and config.type != "api",
                     ),
                 )
                 for item in dataset.items
             ]
+            asked = dataset.answer_budget(chat, max_tokens, explicit)
+            said = (model_abbr(config), dataset.config.benchmark)
+            if said not in self._fitted:  # once per model and benchmark, not per subject
+                if _say_what_was_fitted(model_abbr(config), dataset.config.abbr, max_seq_len, asked, self._memo[key]):
+                    self._fitted.add(said)
         return self._memo[key]
+
+
+def _say_what_was_fitted(
+    model: str, abbr: str, max_seq_len: int | None, asked: int, requests: Sequence[tuple[Item, Request]]
+) -> bool:
+    """A warning (True) when answers get less room than asked, examples were dropped, or prompts
+    do not fit at all (those are failed records, never cut); results count the dropped examples."""
+    if max_seq_len is None or not requests:
+        return False
+    shrunk = [r.max_tokens for _, r in requests if r.kind == "generate" and r.max_tokens < asked and r.refusal is None]
+    dropped = [r.fewshot_dropped for _, r in requests if r.fewshot_dropped]
+    refused = [r for _, r in requests if r.refusal is not None]
+    parts = []
+    if shrunk:
+        span = f"{min(shrunk)}" if min(shrunk) == max(shrunk) else f"{min(shrunk)} to {max(shrunk)}"
+        parts.append(f"{len(shrunk)} of {len(requests)} answers may use only {span} tokens instead of {asked} "
+                     f"(what the prompt leaves of max_seq_len {max_seq_len})")
+    if dropped:
+        parts.append(f"{len(dropped)} prompts dropped {sum(dropped)} few-shot examples to fit")
+    if refused:
+        parts.append(f"{len(refused)} prompts do not fit at all and are recorded as failed ({refused[0].refusal})")
+    if parts:
+        log.warning("%s on %s: %s (other subjects of this benchmark are not reported again)",
+                    model, abbr, "; ".join(parts))
+    return bool(parts)
 
 
 async def run_inference(

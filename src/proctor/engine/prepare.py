@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from proctor.config.schema import DatasetConfig
 from proctor.core import Item, Request, Sample
 from proctor.errors import DataError
 from proctor.tasks import ResolvedTask, resolve_task
+
+
+# A local model keeps its few-shot examples while they leave at least this many tokens to answer in.
+MIN_ANSWER_TOKENS = 32
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,15 @@ class PreparedDataset:
     def version(self) -> str:
         return self.task.version
 
+    def answer_budget(self, chat: bool, max_tokens: int, max_tokens_set: bool) -> int:
+        """The tokens an answer may take before the context is considered (see `request`)."""
+        plan = self.task.plan.for_model(chat)
+        if self.config.max_out_len:
+            return self.config.max_out_len
+        if not max_tokens_set and plan.max_out_len:
+            return plan.max_out_len
+        return max_tokens
+
     def request(
         self,
         item: Item,
@@ -41,30 +54,59 @@ class PreparedDataset:
         max_tokens_set: bool = False,
         count: Callable[[Request], int] | None = None,
         seed: int = 0,
+        local: bool = False,
     ) -> Request:
         """The item's request; with `max_seq_len`, the last few-shot examples are dropped
         until the prompt and its answer fit (as OpenCompass does), rather than cutting the prompt.
         `count` measures a request in tokens (a local model's tokenizer); without it, an estimate.
+
+        `local` (a model whose context Proctor enforces itself): the answer budget shrinks to
+        what the whole prompt leaves, examples are dropped only while that is under
+        MIN_ANSWER_TOKENS (or the answer budget, if smaller), and a prompt that does not fit even
+        without examples is refused (`refusal`: recorded as failed, never cut into another question).
 
         Answer length: the dataset's `max_out_len`, else the model's when the user set it
         (`max_tokens_set`), else the spec's (512 for chain of thought), else the model's default.
         A repeat (`#k<j>`) is sent with the seed `seed + j`: each repeat is its own sample, and
         its own cache entry.
         """
-        from proctor.prompts import estimate_request_tokens
-
         plan = self.task.plan.for_model(chat)
         shots = self.shots if plan is self.task.plan else self.base_shots
-        if self.config.max_out_len:
-            max_tokens = self.config.max_out_len
-        elif not max_tokens_set and plan.max_out_len:
-            max_tokens = plan.max_out_len
+        max_tokens = self.answer_budget(chat, max_tokens, max_tokens_set)
+        request = self._fit(item, plan, shots, chat, max_tokens, temperature, max_seq_len, count, local)
+        repeat = item.variant.get("repeat")
+        return request if repeat is None else replace(request, seed=seed + int(repeat))
+
+    def _fit(
+        self, item: Item, plan: Any, shots: tuple[Sample, ...], chat: bool, max_tokens: int, temperature: float,
+        max_seq_len: int | None, count: Callable[[Request], int] | None, local: bool,
+    ) -> Request:
+        """The request with as many examples, and as long an answer, as the context allows (see `request`)."""
+        from proctor.prompts import estimate_request_tokens
+
+        all_shots = len(shots)
         while True:
             request = plan.request(item.sample, shots, chat=chat, max_tokens=max_tokens, temperature=temperature)
+            if max_seq_len is None:
+                return request
             size = count(request) if count is not None else estimate_request_tokens(request)
-            if not shots or max_seq_len is None or size <= max_seq_len:
-                repeat = item.variant.get("repeat")
-                return request if repeat is None else replace(request, seed=seed + int(repeat))
+            dropped = all_shots - len(shots)
+            if size <= max_seq_len:
+                return replace(request, fewshot_dropped=dropped) if dropped else request
+            if local:
+                generated = request.max_tokens if request.kind == "generate" else 0
+                room = max_seq_len - (size - generated)  # what the prompt leaves for the answer
+                if request.kind == "generate" and room >= max(1, min(generated, MIN_ANSWER_TOKENS) if shots else 1):
+                    return replace(request, max_tokens=room, fewshot_dropped=dropped)
+                if not shots:
+                    prompt = size - generated
+                    return replace(request, fewshot_dropped=dropped, refusal=(
+                        f"context too long: the prompt is {prompt} tokens"
+                        + (f" even with all {all_shots} few-shot examples dropped" if all_shots else "")
+                        + f", the model's context (max_seq_len) is {max_seq_len}"
+                        + ("" if request.kind == "generate" else " (with the longest option)")))
+            elif not shots:
+                return replace(request, fewshot_dropped=dropped) if dropped else request
             shots = shots[:-1]
 
 

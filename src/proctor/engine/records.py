@@ -52,4 +52,5 @@ def make_record(item: Item, request: Request, response: Response, markers: Reaso
         reasoning=reasoning,
         reasoning_ended=ended,
         reasoning_tokens=response.reasoning_tokens,
+        fewshot_dropped=request.fewshot_dropped or None,
     )

@@ -89,7 +89,9 @@ async def run_task(
     hits = cache.get_many(k for k in keys if k) if cache is not None else {}
     to_send: list[int] = []
     for i, key in enumerate(keys):
-        if key and key in hits:
+        if pending[i][1].refusal is not None:  # never sent: its prompt does not fit the context
+            record(*pending[i], Response(error=pending[i][1].refusal, attempts=0))
+        elif key and key in hits:
             record(*pending[i], replace(hits[key], cached=True, latency_s=0.0, attempts=0))
         else:
             to_send.append(i)
