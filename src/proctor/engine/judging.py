@@ -50,7 +50,7 @@ class JudgeSession:
         self._backend: Any = None
         self.failed = 0  # judged items whose judge request failed (not scored)
 
-    async def _started(self) -> Any:
+    async def _started(self, scorer: Any = None) -> Any:
         if self._backend is None:
             if self.config is None:
                 raise ConfigError(
@@ -62,15 +62,16 @@ class JudgeSession:
             backend = create_backend(self.config)
             await backend.start()
             self._backend = backend
-            self._record_in_manifest()
+            self._record_in_manifest(scorer)
         return self._backend
 
-    def _record_in_manifest(self) -> None:
-        from proctor.scoring.judge import template_sha
+    def _record_in_manifest(self, scorer: Any = None) -> None:
+        from proctor.scoring.judge import TEMPLATE, template_sha
 
         manifest = read_manifest(self.run)
         info = model_info(self.config, identity=self._backend.identity, chat=self._backend.chat)
-        manifest["judge"] = {"name": self._backend.name, **info, "template_sha256": template_sha()}
+        manifest["judge"] = {"name": self._backend.name, **info,
+                             "template_sha256": template_sha(getattr(scorer, "template", TEMPLATE))}
         write_json_atomic(self.run.manifest_path, manifest)
 
     def _budget(self) -> int | None:
@@ -99,7 +100,7 @@ class JudgeSession:
                  for item in answered if first[item.id][1]]
         replies: dict[str, Record] = {}
         if asked:
-            backend = await self._started()
+            backend = await self._started(scorer)
             store = PredictionStore(self.run.judgements(model, dataset.config.abbr))
             try:
                 # The judge's reasoning is split off like a model's: a verdict is read from its answer only.
