@@ -211,3 +211,33 @@ def test_proctor_list_shows_ifeval_with_its_size(capsys: pytest.CaptureFixture[s
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("ifeval"))
     assert row.split("\t")[:3] == ["ifeval", "free-form, gen", "ifeval"]
     assert row.split("\t")[3].startswith("IFEval: 541 prompts with verifiable instructions")
+
+
+@needs_shared_data
+def test_a_base_model_gets_the_bare_prompt_and_no_stop_sequence(tmp_path: Path) -> None:
+    # A blank-line stop (the free-form default for base models) would cut every multi-paragraph answer.
+    rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()[:2]]
+    with OpenAIServer(lambda body: "Fine.\n\nMore text.", model_ids=["m"]) as server:
+        assert main(run_args(server.base_url, tmp_path, ["ifeval"], 2, "--api-type", "completions")) == 0
+        bodies = sorted((r.json for r in server.post_requests()), key=lambda b: b["prompt"])
+    assert [b["prompt"] for b in bodies] == sorted(r["prompt"] for r in rows)
+    assert all(b["max_tokens"] == 1280 and not b.get("stop") for b in bodies)
+
+
+@needs_shared_data
+def test_a_run_without_the_extra_stops_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from proctor.scoring.ifeval import text
+
+    monkeypatch.setitem(sys.modules, "langdetect.detector_factory", None)
+    text._language_factory.cache_clear()
+    try:
+        # Row 5 (key 1019) asks for lower case English: a lower-case reply needs the language check.
+        with OpenAIServer(lambda body: "all lower case english words here.", model_ids=["m"]) as server:
+            assert main(run_args(server.base_url, tmp_path, ["ifeval"], 5)) == 2
+    finally:
+        text._language_factory.cache_clear()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("error: the IFEval checker for the response language needs the package 'langdetect': "
+                       "pip install 'proctor[ifeval]'")
+    assert "Traceback" not in "\n".join(err)
