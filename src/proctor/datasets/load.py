@@ -14,8 +14,17 @@ from proctor.datasets.source import DataSource, JoinSpec, SourceSpec
 from proctor.errors import DataError
 
 
-def _join_source(data: DataSource, join: JoinSpec) -> DataSource:
-    return DataSource(data.name, data.title, SourceSpec(layouts=(join.layout,)), data.subsets, data.splits)
+def _join_path(data: DataSource, join: JoinSpec, data_file: Path, subset: str, split: str,
+               data_dir: str | Path | None) -> Path:
+    """Where a joined file is: a bare file name (`{split}-labels.lst`) beside the data file, a
+    path under the data roots (or absolute) as layouts are."""
+    if "/" not in join.layout and "\\" not in join.layout:
+        path = data_file.parent / join.layout.format(subset=subset, split=split)
+        if not path.is_file():
+            raise DataError(f"no {data.title} file {path} to join to {data_file} (it belongs beside it)")
+        return path.resolve()
+    source = DataSource(data.name, data.title, SourceSpec(layouts=(join.layout,)), data.subsets, data.splits)
+    return find_file(source, subset, split, data_dir).resolve()
 
 
 def data_files(data: DataSource, subset: str, split: str, data_dir: str | Path | None = None,
@@ -26,7 +35,7 @@ def data_files(data: DataSource, subset: str, split: str, data_dir: str | Path |
     path = find_file(data, subset, split, data_dir).resolve()
     files = [path]
     for join in data.source.joins:
-        files.append(find_file(_join_source(data, join), subset, split, data_dir).resolve())
+        files.append(_join_path(data, join, path, subset, split, data_dir))
     if fields is None or not fields.question_file:
         return files
     rows = read_rows(path, data.source.format, header=data.source.header, columns=data.source.columns,
@@ -112,7 +121,7 @@ def read_file_samples(path: Path, data: DataSource, fields: FieldMap, subset: st
         # A header and nothing else (a failed export): scoring it would report no score and exit 0.
         raise DataError(f"{path}: the file holds no rows")
     for i, join in enumerate(source.joins):
-        join_path = (joined or {}).get(i) or find_file(_join_source(data, join), subset, split, data_dir)
+        join_path = (joined or {}).get(i) or _join_path(data, join, path, subset, split, data_dir)
         rows = _joined(rows, path, join, join_path, subset, split)
     samples: list[Sample] = []
     seen: set[str] = set()

@@ -29,6 +29,7 @@ class JoinSpec(BaseModel):
     `{subset}` and `{split}`) goes with every row (GAOKAO-Bench's prompt per question file).
     `fields` maps a name in the row to a field of the joined record (empty: all of them; a
     `lines` file has one field, `line`). A name the row already has is refused, never overwritten.
+    `layout`: a bare file name is looked for beside the data file; a path as `layouts` are.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -398,6 +398,10 @@ class MathEquivScorer(BaseScorer):
         golds = _golds(sample)  # first: a bad target is an error even when no answer is found
         # Invisible marks only: NFKC would change maths ("x²" -> "x2", "½" -> "1⁄2").
         answer, extraction = extract_math_answer(strip_invisible(record.output or ""))
+        return self.judge(golds, answer, extraction)
+
+    def judge(self, golds: list[str], answer: str | None, extraction: str | None) -> Score:
+        """The verdict on an extracted answer (None: no answer found) against the golds."""
         if answer is None:
             return Score(value=0.0)
         extra = {"extraction": extraction}
