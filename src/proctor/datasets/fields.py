@@ -32,6 +32,10 @@ CHOICES_COLUMNS = ("choices", "options")
 AnswerFormat = Literal["auto", "label", "letter", "index", "index1", "text"]
 
 
+class EmptyAnswer(DataError):
+    """A row whose answer is empty (null, "" or []): refused, or left out where the spec says so."""
+
+
 class FieldMap(BaseModel):
     """Which fields hold a sample's parts. Unset names fall back to the usual ones above.
 
@@ -75,6 +79,9 @@ class FieldMap(BaseModel):
     hook: str | None = None
     shuffle_choices: int | None = None
     question_file: str | None = None
+    # Rows whose answer is empty are left out (each named in a warning) instead of refused: for a
+    # source with a known unanswerable row (AGIEval jec-qa-kd line 212 has `label: []`).
+    skip_unanswered: bool = False
 
     @field_validator("question", "answer", "id", "labels")
     @classmethod
@@ -310,7 +317,7 @@ def _letter(answer: Any, options: Options, fmt: str, where: str, name: str) -> s
     choices = options.texts
     labels = choice_labels(len(choices))
     if answer is None:
-        raise DataError(f"{where}: the answer ({name!r}) is empty")
+        raise EmptyAnswer(f"{where}: the answer ({name!r}) is empty")
     if isinstance(answer, (list, tuple, Mapping)):
         raise DataError(f"{where}: field {name!r} is {_kind(answer)}; a multiple-choice row needs one answer")
     text = str(answer).strip()
@@ -454,7 +461,7 @@ def row_to_sample(row: Mapping[str, Any], index: int, fields: FieldMap, where: s
         target = _render(fields.answer, row, where, "answer")
         target = _letter(target, options, fields.answer_format, where, "answer") if options.texts else target.strip()
         if not options.texts and not target:
-            raise DataError(f"{where}: the answer (field map template) is empty")
+            raise EmptyAnswer(f"{where}: the answer (field map template) is empty")
     else:
         answer, a_name, a_col = _field(row, fields.answer, ANSWER_COLUMNS)
         if answer is MISSING:
@@ -464,8 +471,8 @@ def row_to_sample(row: Mapping[str, Any], index: int, fields: FieldMap, where: s
         if options.texts:
             target = _letter(answer, options, fields.answer_format, where, str(a_name))
         else:
-            if answer is None or (isinstance(answer, str) and not answer.strip()):
-                raise DataError(f"{where}: the answer ({a_name!r}) is empty")
+            if answer is None or (isinstance(answer, (str, list, tuple)) and not "".join(map(str, answer)).strip()):
+                raise EmptyAnswer(f"{where}: the answer ({a_name!r}) is empty")
             target = _free_target(answer, fields, where, str(a_name))
     sample_id, id_col = _sample_id(row, index, fields, where)
     choices = options.texts

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any, Mapping
 
 from proctor.core import Sample
-from proctor.datasets.fields import FieldMap, row_to_sample
+from proctor.datasets.fields import EmptyAnswer, FieldMap, row_to_sample
 from proctor.datasets.locate import find_file
 from proctor.datasets.readers import Row, read_rows, read_text
 from proctor.datasets.source import DataSource, JoinSpec, SourceSpec
 from proctor.errors import DataError
+
+log = logging.getLogger("proctor.datasets")
 
 
 def _join_path(data: DataSource, join: JoinSpec, data_file: Path, subset: str, split: str,
@@ -130,7 +133,13 @@ def read_file_samples(path: Path, data: DataSource, fields: FieldMap, subset: st
         column = fields.question or "question"
         rows = [_with_question_file(path, fields.question_file, row, column) for row in rows]
     for row in rows:
-        sample = row_to_sample(row.data, row.index, fields, row.where, meta)
+        try:
+            sample = row_to_sample(row.data, row.index, fields, row.where, meta)
+        except EmptyAnswer as err:
+            if not fields.skip_unanswered:
+                raise
+            log.warning("%s; left out (the field map says skip_unanswered)", err)
+            continue
         if sample.id in seen:
             raise DataError(f"{row.where}: duplicate id {sample.id!r}")
         seen.add(sample.id)
