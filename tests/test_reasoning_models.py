@@ -169,6 +169,9 @@ def test_gsm8k_and_math500_scores_are_the_truth(tmp_path: Path, capsys: pytest.C
         known = [x for x in said if x is not None]
         assert result["mean_reasoning_tokens"] == pytest.approx(sum(known) / len(known))
         assert result["mean_completion_tokens"] > 0
+        assert result["extra_metrics"]["reasoning_tokens"] == result["mean_reasoning_tokens"]
+        summary = read_summary(run)
+        assert "completion_tokens" in summary and "reasoning_tokens" in summary
 
 
 def test_ceval_scores_are_the_truth(tmp_path: Path) -> None:
@@ -220,3 +223,15 @@ def test_reasoning_settings_reach_the_request_and_the_cache_identity(tmp_path: P
             assert main(["run", str(config), "--limit", "3", "--data-dir", str(SHARED_DATASETS),
                          "-w", str(tmp_path / "c")]) == 0
             assert len(server.post_requests()) == 6
+
+
+def test_the_report_shows_cut_off_replies(tmp_path: Path) -> None:
+    samples = _samples("gsm8k", "", "test", 20)
+    with OpenAIServer(ReasoningServer(samples, GSM8K), model_ids=["r1"]) as server:
+        assert main(run_args(server.base_url, tmp_path, ["gsm8k"], 20)) == 0
+    run = only_run(tmp_path)
+    html = (run / "report.html").read_text(encoding="utf-8")
+    truth = _truth(samples)
+    assert "<th>truncated</th><th>cut by length</th>" in html
+    assert f'scored 0">{truth["truncated"]}</td>' in html and f'by the token limit">{truth["length"]}</td>' in html
+    assert "[no answer: the reasoning never ended]" in html

@@ -140,6 +140,10 @@ def _with_budget_counts(
         extra["truncated"] = 100.0 * truncated / len(scored)
     completion = [r.completion_tokens for r, _ in scored if r.completion_tokens is not None]
     reasoning = [r.reasoning_tokens for r, _ in scored if r.reasoning_tokens is not None]
+    if reasoning and completion:
+        # A reasoning model: what a score cost, as summary rows too (mean tokens per reply).
+        extra["completion_tokens"] = sum(completion) / len(completion)
+        extra["reasoning_tokens"] = sum(reasoning) / len(reasoning)
     return replace(
         result, extra_metrics=extra, truncated=truncated, length=length,
         mean_completion_tokens=sum(completion) / len(completion) if completion else None,

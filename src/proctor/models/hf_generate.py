@@ -23,7 +23,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from proctor.models.hf_cache import forward, left_pad
 from proctor.models.hf_prefill import not_full_attention, pool_groups, prefill
-from proctor.models.thought import Thought, ThoughtTracker, answer_start, cut_answer
+from proctor.models.thought import Thought, ThoughtTracker, settle
 
 # Settings of a generation config that leave greedy decoding plain: every other one set to a
 # non-default value (a repetition penalty, banned words, a minimum length...) needs
@@ -242,18 +242,11 @@ def _output(tokenizer: Any, x: GenInput, tokens: list[int], done_at: int | None,
     while kept and kept[-1] in eos_ids:
         kept.pop()
     text = tokenizer.decode(kept, skip_special_tokens=True)
-    answer, ended = cut_answer(text, x.stop, x.thought)
-    # As OpenAI (and `proctor serve`) report it: cut by max_tokens unless a stop string or EOS ended it.
-    hit_length = answer == text and len(kept) >= x.max_tokens
-    reasoning_tokens = None
-    if ended is False:
-        reasoning_tokens = len(kept)
-    elif ended and x.thought is not None:
-        start = answer_start(text, x.thought) or 0
-        reasoning_tokens = len(tokenizer(text[:start], add_special_tokens=False)["input_ids"]) if start else 0
-    return GenOutput(text=answer, prompt_tokens=len(x.ids), completion_tokens=len(kept),
-                     finish_reason="length" if hit_length else "stop", reasoning_ended=ended,
-                     reasoning_tokens=reasoning_tokens)
+    done = settle(text, x.stop, x.thought, len(kept), x.max_tokens,
+                  lambda part: len(tokenizer(part, add_special_tokens=False)["input_ids"]))
+    return GenOutput(text=done.text, prompt_tokens=len(x.ids), completion_tokens=len(kept),
+                     finish_reason="length" if done.hit_length else "stop", reasoning_ended=done.reasoning_ended,
+                     reasoning_tokens=done.reasoning_tokens)
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

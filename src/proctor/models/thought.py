@@ -104,6 +104,39 @@ def cut_answer(text: str, stops: Sequence[str], thought: Thought | None) -> tupl
     return cut, (True if seen else None)
 
 
+@dataclass(frozen=True)
+class Settled:
+    """A finished row: its answer text (cut at a stop after the thought), whether the token
+    limit ended it, whether its reasoning ended, and the tokens its thought took."""
+
+    text: str
+    hit_length: bool
+    reasoning_ended: bool | None
+    reasoning_tokens: int | None
+
+
+def settle(text: str, stops: Sequence[str], thought: Thought | None, n_tokens: int, max_tokens: int,
+           count: Any) -> Settled:
+    """The output of a row that generated `n_tokens` tokens decoding to `text` (HF and vLLM);
+    `count(text)` gives a text's tokens (the thought's, counted with the model's tokenizer)."""
+    answer, ended = cut_answer(text, stops, thought)
+    # As OpenAI (and `proctor serve`) report it: cut by max_tokens unless a stop string or EOS ended it.
+    hit_length = answer == text and n_tokens >= max_tokens
+    reasoning_tokens = None
+    if ended is False:
+        reasoning_tokens = n_tokens
+    elif ended and thought is not None:
+        start = answer_start(text, thought) or 0
+        reasoning_tokens = min(n_tokens, count(text[:start])) if start else 0
+    return Settled(answer, hit_length, ended, reasoning_tokens)
+
+
+def stopped_inside(text: str, thought: Thought | None) -> bool:
+    """Whether an output a server's own stop strings ended (vLLM) stopped inside a thought:
+    it must go on, without stop strings, until the thought closes."""
+    return thought is not None and answer_start(text, thought) is None
+
+
 class ThoughtTracker:
     """While a row generates: is its thought open, and from which token its answer is read.
 

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,6 +27,20 @@ from proctor.models.base import OnResponse, PromptLogprobs, local_settings_tag
 log = logging.getLogger("proctor.models.vllm")
 
 _CHUNK = 512  # requests per engine call: vLLM batches inside; answers arrive per chunk
+
+
+@dataclass(eq=False)
+class _Row:
+    """One generate request on its way through vLLM (one or two passes)."""
+
+    index: int
+    request: Request
+    prompt: list[int]
+    thought: Any  # proctor.models.thought.Thought
+    native: bool  # vLLM applies the stop strings itself (no thought is expected)
+    tokens: list[int] = field(default_factory=list)
+    finish_reason: str | None = None
+    stopped_by_string: bool = False
 
 
 class VLLMBackend:
@@ -181,12 +195,13 @@ class VLLMBackend:
                         self.name, self.config.max_seq_len)
 
     def _generate(self, requests: Sequence[Request]) -> list[Response]:
-        from vllm import SamplingParams
-
+        """Generate; stop strings never end a thought (see `_finish_thoughts`)."""
         from proctor.models.hf_render import render_generate
+        from proctor.models.thought import thought_for
 
         answers: list[Response | None] = [None] * len(requests)
-        prompts, params, slots = [], [], []
+        rows: list[_Row] = []
+        markers = self.config.reasoning_markers()
         for i, r in enumerate(requests):
             try:
                 rendered = render_generate(self._tokenizer, r, self._chat, self.config.max_seq_len,
@@ -199,30 +214,88 @@ class VLLMBackend:
             if r.max_tokens <= 0:
                 answers[i] = Response(text="", prompt_tokens=len(rendered.ids), completion_tokens=0)
                 continue
-            prompts.append({"prompt_token_ids": list(rendered.ids)})
-            params.append(SamplingParams(
-                n=1,
-                temperature=r.temperature,
-                max_tokens=r.max_tokens,
-                stop=list(r.stop) or None,
-                # A repeat is its own sample (the model's own generation_kwargs win).
-                **{**({"seed": r.seed} if r.seed is not None else {}), **self.config.generation_kwargs},
-            ))
-            slots.append(i)
-        if prompts:
+            thought = thought_for(markers, self._tokenizer.decode(list(rendered.ids[-16:])))
+            # A thought the prompt opened (or a reasoning model's) gets no stop strings from vLLM:
+            # they are applied after its close, below. Others keep them, checked afterwards.
+            native = bool(r.stop) and not (thought.opened or self.config.reasoning)
+            rows.append(_Row(i, r, list(rendered.ids), thought, native))
+        if rows:
             try:
-                outputs = self._llm.generate(prompts, params, use_tqdm=False)
+                self._run_rows(rows)
+                self._finish_thoughts(rows)
             except Exception as exc:
-                for i in slots:
-                    answers[i] = Response(error=f"{self.name}: {type(exc).__name__}: {exc}")
+                for row in rows:
+                    answers[row.index] = Response(error=f"{self.name}: {type(exc).__name__}: {exc}")
                 return [a or Response(error="no answer") for a in answers]
-            for i, out in zip(slots, outputs):
-                completion = out.outputs[0]
-                answers[i] = Response(text=completion.text,
-                                      prompt_tokens=len(out.prompt_token_ids or ()),
-                                      completion_tokens=len(completion.token_ids),
-                                      finish_reason=getattr(completion, "finish_reason", None))
+            for row in rows:
+                answers[row.index] = self._response(row)
         return [a or Response(error="no answer") for a in answers]
+
+    def _params(self, r: Request, max_tokens: int, stop: Sequence[str] | None) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=1,
+            temperature=r.temperature,
+            max_tokens=max_tokens,
+            stop=list(stop) if stop else None,
+            # A repeat is its own sample (the model's own generation_kwargs win).
+            **{**({"seed": r.seed} if r.seed is not None else {}), **self.config.generation_kwargs},
+        )
+
+    def _run_rows(self, rows: Sequence[_Row]) -> None:
+        """First pass: every row, with its stop strings where `native`."""
+        outputs = self._llm.generate(
+            [{"prompt_token_ids": row.prompt} for row in rows],
+            [self._params(row.request, row.request.max_tokens, row.request.stop if row.native else None)
+             for row in rows],
+            use_tqdm=False,
+        )
+        for row, out in zip(rows, outputs):
+            completion = out.outputs[0]
+            row.tokens = list(completion.token_ids)
+            row.finish_reason = getattr(completion, "finish_reason", None)
+            row.stopped_by_string = isinstance(getattr(completion, "stop_reason", None), str)
+
+    def _finish_thoughts(self, rows: Sequence[_Row]) -> None:
+        """A row vLLM stopped at a stop string inside a thought (a model that opened `<think>`
+        itself) goes on from where it stopped, without stop strings, up to its budget: the same
+        tokens it would have generated, since the prompt and what it generated are the context."""
+        from proctor.models.thought import stopped_inside
+
+        more = [row for row in rows if row.native and row.stopped_by_string
+                and len(row.tokens) < row.request.max_tokens
+                and stopped_inside(self._decode(row.tokens), row.thought)]
+        if not more:
+            return
+        outputs = self._llm.generate(
+            [{"prompt_token_ids": row.prompt + row.tokens} for row in more],
+            [self._params(row.request, row.request.max_tokens - len(row.tokens), None) for row in more],
+            use_tqdm=False,
+        )
+        for row, out in zip(more, outputs):
+            completion = out.outputs[0]
+            row.tokens += list(completion.token_ids)
+            row.finish_reason = getattr(completion, "finish_reason", None)
+
+    def _decode(self, tokens: Sequence[int]) -> str:
+        return str(self._tokenizer.decode(list(tokens), skip_special_tokens=True))
+
+    def _response(self, row: _Row) -> Response:
+        """The row's answer: cut at its stop strings after the thought closed (settle)."""
+        from proctor.models.thought import settle
+
+        text = self._decode(row.tokens)
+        done = settle(text, row.request.stop, row.thought, len(row.tokens), row.request.max_tokens,
+                      lambda part: len(self._tokenizer(part, add_special_tokens=False)["input_ids"]))
+        finish = row.finish_reason
+        if done.text != text:
+            finish = "stop"
+        elif done.hit_length:
+            finish = "length"
+        return Response(text=done.text, prompt_tokens=len(row.prompt), completion_tokens=len(row.tokens),
+                        finish_reason=finish, reasoning_ended=done.reasoning_ended,
+                        reasoning_tokens=done.reasoning_tokens)
 
     def _loglikelihood(self, requests: Sequence[Request]) -> list[Response]:
         from proctor.models.hf_loglikelihood import tokenize_scored

@@ -34,6 +34,10 @@ class HeadlineRow:
     failed: int | None
     extraction_rate: float | None = None
     members: tuple[str, ...] = ()
+    # Generated answers: replies cut off inside their reasoning (no answer, scored 0), and
+    # answers read from replies the token limit ended.
+    truncated: int | None = None
+    length: int | None = None
 
     @property
     def interval(self) -> tuple[float, float] | None:
@@ -81,6 +85,7 @@ def _dataset_row(section: Section, dataset: str, model: str, result: Result | No
     return HeadlineRow(
         section, dataset, "dataset", result.metric, model, _finite(result.value), _finite(result.stderr),
         result.n, result.n_failed, _finite(result.extra_metrics.get(EXTRACTION)),
+        truncated=result.truncated, length=result.length,
     )
 
 
@@ -95,7 +100,8 @@ def _group_row(section: Section, name: str, members: tuple[str, ...], model: str
         rate = (sum(x * r.n for x, r in zip(rates, found)) / n_total
                 if n_total and all(isinstance(x, (int, float)) for x in rates) else None)
         return HeadlineRow(section, name, "group", subjects.metric, model, _finite(subjects.value),
-                           _finite(subjects.stderr), n_total, sum(r.n_failed for r in found), _finite(rate), members)
+                           _finite(subjects.stderr), n_total, sum(r.n_failed for r in found), _finite(rate), members,
+                           truncated=sum(r.truncated for r in found), length=sum(r.length for r in found))
     # No results on disk (a summary given directly): the summary's own row.
     index = summary.models.index(model)
     for row in summary.rows:

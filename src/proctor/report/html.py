@@ -107,6 +107,11 @@ def _prompt_text(prompt: Any) -> str:
 
 
 def _output_text(record: Record) -> str:
+    if record.reasoning is not None:
+        # The answer part is what is scored: first, then the thought, marked as such.
+        if record.reasoning_ended is False:
+            return f"[no answer: the reasoning never ended]\n\n[reasoning]\n{record.reasoning}"
+        return f"{record.output or ''}\n\n[reasoning]\n{record.reasoning}"
     if record.output is not None:
         return record.output
     if record.loglikelihoods is not None:
@@ -236,9 +241,13 @@ def _interval_cell(row: HeadlineRow) -> str:
 
 def _headline_table(rows: Sequence[HeadlineRow], section: str) -> str:
     with_rate = any(r.extraction_rate is not None for r in rows)
+    # Cut-off replies: shown whenever a reasoning model ran out of budget (see README).
+    with_cut = any(r.truncated or r.length for r in rows)
     columns = [_SECTION_TITLES[section], "metric", "model", "score", "95% interval", "items", "failed"]
     if with_rate:
         columns.append("extraction rate")
+    if with_cut:
+        columns += ["truncated", "cut by length"]
     head = "".join(f"<th>{_text(c)}</th>" for c in columns)
     by_name: dict[str, list[str]] = {}
     for row in rows:
@@ -254,6 +263,11 @@ def _headline_table(rows: Sequence[HeadlineRow], section: str) -> str:
         ]
         if with_rate:
             cells.append(f'<td class="num">{_text(format_value(row.extraction_rate))}</td>')
+        if with_cut:
+            cells += [f'<td class="num" title="reasoning cut off by the token limit: no answer, scored 0">'
+                      f'{"-" if row.truncated is None else row.truncated}</td>',
+                      f'<td class="num" title="answered, then cut by the token limit">'
+                      f'{"-" if row.length is None else row.length}</td>']
         by_name.setdefault(row.name, []).append(f"<tr>{''.join(cells)}</tr>")
     # One tbody per benchmark, so its rows (one per model) read as one block.
     body = "".join(f'<tbody class="entry">{"".join(trs)}</tbody>' for trs in by_name.values())
