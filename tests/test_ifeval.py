@@ -241,3 +241,14 @@ def test_a_run_without_the_extra_stops_with_one_line(tmp_path: Path, monkeypatch
     assert err[-1] == ("error: the IFEval checker for the response language needs the package 'langdetect': "
                        "pip install 'proctor[ifeval]'")
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("scorer", ["exact", "cascade"])
+def test_a_scorer_that_needs_answers_is_refused_for_ifeval(scorer: str) -> None:
+    from proctor.config.schema import DatasetConfig
+    from proctor.tasks.resolve import resolve_task
+
+    # `--judge` (cascade) or a config's `scorer: exact` on rows without answers would compare with None.
+    with pytest.raises(ConfigError, match=f"dataset ifeval: its rows have no answers, so scorer '{scorer}'"):
+        resolve_task(DatasetConfig(abbr="ifeval", benchmark="ifeval", scorer=scorer))
+    assert resolve_task(DatasetConfig(abbr="ifeval", benchmark="ifeval", scorer="ifeval")).scorer == "ifeval"

@@ -175,6 +175,13 @@ def resolve_task(config: DatasetConfig, data_dir: str | Path | None = None) -> R
 
     base_plan = plan(prompt.base) if prompt.base is not None and own is prompt else None
     scorer, params = _scorer(spec, config)
+    if spec.fields.answerless and config.scorer:
+        from proctor.errors import ConfigError
+        from proctor.scoring import get_scorer
+
+        if getattr(get_scorer(scorer, params), "needs_answer", True):
+            raise ConfigError(f"dataset {config.abbr}: its rows have no answers, so scorer {scorer!r} (which compares "
+                              f"with one) cannot score it; keep its own scorer ({spec.scorer.name!r})")
     return ResolvedTask(
         spec=spec,
         subset=subset,
