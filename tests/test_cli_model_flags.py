@@ -85,3 +85,25 @@ def test_help_states_the_rule() -> None:
     run = build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
     text = " ".join(run.format_help().split())
     assert "sets it on every model of the run that has that setting, and is refused when none has" in text
+
+
+@needs_shared_data
+def test_a_repeated_run_says_once_why_the_cache_is_not_reused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The test server names no checkpoint: its answers are kept to one run, and the second run
+    says so at WARNING with the fix (it was an INFO line, unseen without --debug)."""
+    argv = ["run", "--api-base", "", "--datasets", "ceval-computer_network", "ceval-law", "--limit", "2",
+            "--data-dir", str(SHARED_DATASETS), "-w", str(tmp_path / "out")]
+    with OpenAIServer(responder=lambda body: "A") as server:
+        argv[2] = server.base_url
+        assert main(argv) == 0
+        assert "--revision" not in capsys.readouterr().err  # a first run loses nothing
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        assert err.count("the answers of earlier runs are not reused") == 1, err
+        assert "--revision NAME" in err
+        assert main([*argv, "--revision", "step-100"]) == 0
+        assert main([*argv, "--revision", "step-100"]) == 0
+        sent = len([r for r in server.requests if r.path.endswith("/chat/completions")])
+    assert sent == 4 * 3  # the third run sent its 4 requests, the fourth none

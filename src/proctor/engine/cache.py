@@ -154,6 +154,22 @@ class ResponseCache:
         except sqlite3.Error as exc:
             self._fail("writing", exc)
 
+    def other_run_used(self, identity: str, run_id: str) -> bool:
+        """Whether another run than `run_id` stored answers for this (unverified) model identity;
+        notes this run's use. Only a digest of the identity is kept."""
+        if self.disabled:
+            return False
+        name = f"unverified:{_digest(identity)}"
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+            if row is None or row[0] != run_id:
+                self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, run_id))
+                self._conn.commit()
+        except sqlite3.Error as exc:
+            self._fail("reading", exc)
+            return False
+        return row is not None and row[0] != run_id
+
     def stats(self) -> CacheStats:
         (entries,) = self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()
         size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())

@@ -17,6 +17,8 @@ from proctor.models.base import Backend
 from proctor.reasoning import ReasoningMarkers
 
 log = logging.getLogger("proctor.engine")
+# Models already told (once per process) that their earlier runs' answers are not reused.
+_TOLD_UNVERIFIED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,14 @@ async def run_task(
 
     identity = backend.identity
     if not getattr(backend, "identity_verified", True):
+        if cache is not None and cache.other_run_used(identity, run_id) and identity not in _TOLD_UNVERIFIED:
+            _TOLD_UNVERIFIED.add(identity)
+            log.warning(
+                "%s: the answers of earlier runs are not reused, because its server names no checkpoint "
+                "(no fingerprint, root or created in GET /models) and it could serve another one now; "
+                "if it serves the same checkpoint, say which with --revision NAME (or `revision` in the "
+                "model's config) and later runs reuse its answers", backend.name,
+            )
         identity = f"{identity}|run:{run_id}"
     keys: list[str | None] = [
         r.key(identity) if cache is not None and r.deterministic else None for _, r in pending

@@ -342,6 +342,24 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
             "usage": usage(results[0].prompt_tokens, sum(r.completion_tokens for r in results)),
         }
 
+    @app.post("/tokenize")
+    async def tokenize(http: HttpRequest) -> dict[str, Any]:
+        """Token count of a prompt or a chat (as vLLM's /tokenize): clients fit prompts with it."""
+        state.authorize(http)
+        body = parse_body(await http.body(), TokenizeRequest)
+        state.check_model(body.model)
+        if state.prompter is None:
+            raise ApiError(400, "this server has no tokenizer to count with", code="not_supported")
+        if (body.prompt is None) == (body.messages is None):
+            raise ApiError(400, "give either `prompt` or `messages`", param="prompt")
+        if body.messages is not None:
+            messages = tuple(m.to_message(i) for i, m in enumerate(body.messages))
+            # The count a chat request gets (its template, its BOS), computed off the event loop.
+            _, count = await asyncio.to_thread(state._chat_prompt, messages)
+        else:
+            count = await asyncio.to_thread(state.count, body.prompt or "", add_special_tokens=body.add_special_tokens)
+        return {"count": count, "max_model_len": state.prompter.max_seq_len}
+
     @app.post("/v1/completions", response_model=None)
     async def completions(http: HttpRequest) -> dict[str, Any] | StreamingResponse:
         body = await state.read_body(http, CompletionRequest)

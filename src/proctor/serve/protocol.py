@@ -122,6 +122,15 @@ class ChatCompletionRequest(_Generation):
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
+class TokenizeRequest(_Body):
+    """vLLM's POST /tokenize: a prompt, or chat messages rendered as /v1/chat/completions would."""
+
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    add_special_tokens: bool = True
+
+
 class CompletionRequest(_Generation):
     prompt: str | list[str] | list[int] | list[list[int]]
     echo: bool = False
