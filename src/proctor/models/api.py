@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -122,6 +123,7 @@ class ApiBackend:
         self._rng = random.Random()
         self._state: LoopState | None = None
         self._started = False
+        self._counter: Any = None  # an httpx.Client for POST /tokenize, made on first use
 
     # ----------------------------------------------------------------- properties
 
@@ -179,6 +181,8 @@ class ApiBackend:
         state = self._loop_state()
         try:
             await self._preflight(state)
+            if getattr(self.config, "max_seq_len", None):
+                await self._probe_tokenize(state)
         except BaseException:
             await self.close()  # a failed start leaves no open connections behind
             raise
@@ -267,6 +271,52 @@ class ApiBackend:
                 printable(str(self._model)),
             )
 
+    def _tokenize_url(self) -> str:
+        """vLLM's (and `proctor serve`'s) POST /tokenize lives at the server root, beside /v1."""
+        root = self._base[: -len("/v1")] if self._base.rstrip("/").endswith("/v1") else self._base
+        return f"{root.rstrip('/')}/tokenize"
+
+    async def _probe_tokenize(self, state: LoopState) -> None:
+        """When the server counts tokens (POST /tokenize), prompts are fitted to max_seq_len with
+        its own tokenizer and chat template instead of an estimate: `count_tokens` appears."""
+        body = json.dumps({"model": self._model, "prompt": "Hello"}).encode()
+        try:
+            async with state.slots.slot():
+                resp = await exchange(state, "POST", self._tokenize_url(), body)
+            count = json.loads(resp.content).get("count") if resp.status_code == 200 else None
+        except Exception:  # no such endpoint, or not JSON: the estimate it is
+            return
+        if isinstance(count, int) and not isinstance(count, bool):
+            self.count_tokens = self._count_with_server
+            logger.info("%s counts prompt tokens (POST /tokenize): max_seq_len is checked with it", self._display_base)
+
+    def _count_with_server(self, request: Request) -> int:
+        """The tokens a request takes, as the server counts them, plus what it may generate."""
+        import httpx
+
+        if request.kind == "loglikelihood":
+            longest = max(request.continuations, key=len, default="")
+            body: dict[str, Any] = {"prompt": (request.context or "") + longest}
+        elif request.messages is not None:
+            body = {"messages": [{"role": m.role, "content": m.content} for m in request.messages]}
+        else:
+            body = {"prompt": request.prompt or ""}
+        if self._counter is None:  # one kept-alive connection for all the counting
+            headers = {"Content-Type": "application/json"}
+            authorization = self._credentials.authorization()
+            if authorization is not None:
+                headers["Authorization"] = authorization
+            self._counter = httpx.Client(headers=headers, timeout=self.config.timeout, trust_env=True)
+        try:
+            resp = self._counter.post(self._tokenize_url(), json={"model": self._model, **body})
+            count = resp.json()["count"]
+        except Exception as exc:
+            raise BackendError(
+                f"{self._display_base}: POST /tokenize failed ({self._credentials.redact(short_reason(exc))}) "
+                "while fitting prompts to max_seq_len"
+            ) from None
+        return int(count) + (request.max_tokens if request.kind == "generate" else 0)
+
     async def _created_is_stable(self, state: LoopState, url: str, created: Any) -> bool:
         """Whether a `created` near the server's clock is still the same a second later (a
         checkpoint's time, kept) rather than stamped per reply (left out)."""
@@ -280,6 +330,9 @@ class ApiBackend:
         return entry is None or entry.get("created") == created
 
     async def close(self) -> None:
+        counter, self._counter = self._counter, None
+        if counter is not None:
+            counter.close()
         state, self._state = self._state, None
         if state is None:
             return

@@ -1,4 +1,4 @@
-"""The FastAPI app: OpenAI's /v1/models, /v1/chat/completions, /v1/completions, plus /health."""
+"""The FastAPI app: OpenAI's /v1/models, /v1/chat/completions, /v1/completions, plus /health and vLLM's /tokenize."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from proctor.serve.protocol import (
     ApiError,
     ChatCompletionRequest,
     CompletionRequest,
+    TokenizeRequest,
     completion_logprobs,
     model_card,
     token_logprobs_json,
