@@ -29,7 +29,7 @@ _SEPARATOR = r"\s*(?:[,，、/&;；]|\band\b|和|及|与)?\s*"
 def _letters_pattern(labels: str) -> re.Pattern[str]:
     one = f"[{re.escape(labels)}]"
     # A run of option letters, alone or separated ("A, D", "A和D", "AD"), not the start of a word.
-    return re.compile(rf"^[\s(（\[*$]*({one}(?:{_SEPARATOR}{one})*)(?![A-Za-z])")
+    return re.compile(rf"[\s(（\[*$]*({one}(?:{_SEPARATOR}{one})*)(?![A-Za-z])")
 
 
 def chosen_letters(text: str | None, labels: str) -> str | None:
