@@ -235,7 +235,7 @@ def _guard(cfg):
     try:
         return os.pidfd_open(owner)
     except ProcessLookupError:
-        os._exit(125)  # the owner is already gone
+        _fail("the Proctor process that owns this run is gone")
     except OSError:
         return None  # an old kernel: PDEATHSIG alone
 

@@ -28,7 +28,7 @@ class Isolation:
     network: bool  # a new network namespace: no interface but a down loopback
     filesystem_readonly: bool  # everything read-only except the program's own tmpfs
     pid_namespace: bool  # the program cannot see or signal other processes; all die with it
-    nproc_enforced: bool  # RLIMIT_NPROC applies (not to root's uid, so "userns" as root: False)
+    nproc_enforced: bool  # RLIMIT_NPROC applies (not to root's uid: "userns" or "none" as root: False)
     writable_mounts: tuple[str, ...] = ()
     reason: str = ""  # why "none"
     flags: int = 0
@@ -40,7 +40,8 @@ class Isolation:
         return data
 
 
-NONE = Isolation("none", False, False, False, True, reason="disabled")
+# RLIMIT_NPROC does not bind root (CAP_SYS_RESOURCE): as root, "none" mode does not enforce it.
+NONE = Isolation("none", False, False, False, os.geteuid() != 0, reason="disabled")
 
 _lock = threading.Lock()
 _cached: Isolation | None = None

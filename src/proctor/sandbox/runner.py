@@ -84,6 +84,18 @@ def _ancestors(pid: int) -> list[int]:
     return chain
 
 
+def _die_with_parent(parent: int | None) -> None:
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent is not None and os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)  # the parent died before PDEATHSIG was set
+
+
 def owner_pid() -> int:
     """The Proctor process whose death ends every sandbox started from here: this process, or,
     in a worker process of it (multiprocessing), the process that set PROCTOR_SANDBOX_OWNER,
@@ -95,12 +107,20 @@ def owner_pid() -> int:
 
         owner = me
         value = os.environ.get(OWNER_ENV, "")
-        if multiprocessing.parent_process() is not None and value.isdigit() and int(value) in _ancestors(me):
+        parent = multiprocessing.parent_process()
+        if parent is not None:
+            # A worker that starts sandboxes dies with the process that started it: an orphaned
+            # pool worker would otherwise wait on its task queue forever.
+            _die_with_parent(parent.pid)
+        if parent is not None and value.isdigit() and int(value) in _ancestors(me):
             owner = int(value)
         else:
             os.environ[OWNER_ENV] = str(me)  # for the worker processes we start
         _owner = (me, owner)
     return _owner[1]
+
+
+owner_pid()  # at import, so that worker processes forked or spawned later inherit the owner
 
 
 # ------------------------------------------------------------------ running
@@ -109,6 +129,13 @@ class _Proc:
 
     def __init__(self, source: bytes, limits: Limits, iso: Isolation, keep_fds: Sequence[int] = ()) -> None:
         self.limits = limits
+        cfg = _config(iso, limits, None, keep_fds)
+        try:
+            os.kill(int(cfg["owner"]), 0)  # type: ignore[call-overload]
+        except ProcessLookupError:
+            raise SandboxError("the Proctor process that owns this run is gone: no program is started") from None
+        except PermissionError:
+            pass
         self.workdir = tempfile.mkdtemp(prefix="proctor-sbx-") if iso.mode == "none" else None
         cfg = _config(iso, limits, self.workdir, keep_fds)
         self.start = time.monotonic()

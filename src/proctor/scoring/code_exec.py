@@ -109,8 +109,8 @@ class CodeExecScorer(BaseScorer):
         entry_point = self._field(sample, self.entry_point_field)
         try:
             found = extract_code(record.output, prompt, entry_point, deadline_s=self.extract_s)
-        except ExtractionTimeout:
-            return Prepared(None, None, "", (), "", f"finding the code took over {self.extract_s:g}s")
+        except ExtractionTimeout as e:
+            return Prepared(None, None, "", (), "", f"{e} (limit {self.extract_s:g}s)")
         if found is None:
             return Prepared(None, None, "", (), "", "no Python code found in the output")
         tests = tests.strip("\n") + f"\n\n\ncheck({entry_point})\n"

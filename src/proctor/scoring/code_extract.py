@@ -77,9 +77,9 @@ class Budget:
         self.chars -= n
         self.parses += 1
         if self.chars < 0:
-            raise ExtractionTimeout("too much text to parse")
+            raise ExtractionTimeout(f"no Python code found within the parse budget ({_PARSE_BUDGET}x the output's length)")
         if self.deadline is not None and time.monotonic() > self.deadline:
-            raise ExtractionTimeout("past the deadline")
+            raise ExtractionTimeout("finding the code took longer than its time limit")
 
 
 def _parse(src: str, budget: Budget | None) -> ast.Module:
@@ -234,10 +234,26 @@ def extract_code(output: str | None, prompt: str | None = None, entry_point: str
         if code.strip():
             return Extracted(code, "continuation")
     for m in _CODE_START.finditer(text):
+        line_end = text.find("\n", m.start())
+        if not _plausible_start(text[m.start(): len(text) if line_end == -1 else line_end], budget):
+            continue  # prose that starts like code ("from the list above..."): no need to parse the rest
         code = longest_parsing_prefix(text[m.start():], budget)
         if code.strip() and _looks_like_code(code, budget):
             return Extracted(code, "text")
     return None
+
+
+def _plausible_start(line: str, budget: Budget | None) -> bool:
+    """Whether a line starting with def/class/import/from/@ can begin code (checked on the line
+    alone, so that a long prose answer costs one short parse per such line, not one long one)."""
+    s = line.rstrip()
+    if s.endswith("\\") or any(s.count(o) != s.count(c) for o, c in ("()", "[]", "{}")) or '"""' in s or "'''" in s:
+        return True  # continues on the next lines: the parser decides
+    if s.startswith(("import ", "from ")):
+        return _parses(s, budget)
+    if s.startswith("@"):
+        return _parses(s + "\ndef _f(): pass\n", budget)
+    return _parses(s, budget) or _parses(s + "\n    pass\n", budget)
 
 
 def _looks_like_code(code: str, budget: Budget | None = None) -> bool:
