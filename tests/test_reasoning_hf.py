@@ -24,7 +24,7 @@ from proctor.tasks import load_samples
 pytestmark = needs_shared_data
 torch = pytest.importorskip("torch")
 
-LIMIT = 16
+LIMIT = 12
 MAX_OUT = 40
 OPEN = "<think>"
 
@@ -42,7 +42,7 @@ def thinker(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return target
 
 
-def _plain_outputs(model_dir: Path, prompts: list[list[dict[str, str]]]) -> list[str]:
+def _plain_outputs(model_dir: Path, prompts: list[list[dict[str, str]]], kwargs: dict[str, Any]) -> list[str]:
     """Each prompt's greedy continuation by transformers alone (no stop strings, no markers)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -54,7 +54,7 @@ def _plain_outputs(model_dir: Path, prompts: list[list[dict[str, str]]]) -> list
         assert text.endswith("<think>\n")
         ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")
         with torch.inference_mode():
-            out = model.generate(**ids, max_new_tokens=MAX_OUT, do_sample=False)
+            out = model.generate(**ids, max_new_tokens=MAX_OUT, do_sample=False, **kwargs)
         outputs.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
     return outputs
 
@@ -111,12 +111,16 @@ def _expected(text: str, end: str, stop: str) -> tuple[str | None, str]:
     return (answer if cut < 0 else answer[:cut]), generated[: last - len(end)].strip()
 
 
-def test_stop_strings_wait_for_the_thought_and_cut_thoughts_are_truncated(thinker: Path, tmp_path: Path) -> None:
+# Proctor's own greedy pool, and model.generate (a generation setting only it applies).
+@pytest.mark.parametrize("kwargs", [{}, {"repetition_penalty": 1.3}], ids=["pool", "generate"])
+def test_stop_strings_wait_for_the_thought_and_cut_thoughts_are_truncated(
+    thinker: Path, tmp_path: Path, kwargs: dict[str, Any]
+) -> None:
     samples = load_samples("gsm8k", "", "test", str(SHARED_DATASETS))[:LIMIT]
     # 1. The prompts Proctor sends, and what the model says to each with nothing cutting it.
     plain = _run(tmp_path, "plain", {"type": "hf", "path": str(thinker), "max_out_len": MAX_OUT}, ["gsm8k"])
     prompts = {r["item_id"]: r["prompt"] for r in read_records(plain, "model", "gsm8k")}
-    texts = dict(zip(prompts, _plain_outputs(thinker, list(prompts.values()))))
+    texts = dict(zip(prompts, _plain_outputs(thinker, list(prompts.values()), kwargs)))
     assert all("think>" not in t for t in texts.values())  # the model never closes a <think> itself
 
     # A stop string that occurs inside most thoughts: before the fix it cut them, leaving no answer.
@@ -127,8 +131,8 @@ def test_stop_strings_wait_for_the_thought_and_cut_thoughts_are_truncated(thinke
     # 2. Default tags (`reasoning: true`): the thought opened by the template never closes in
     # MAX_OUT tokens, so every item is truncated, and the stop string never fired inside it.
     spec = _spec(tmp_path, stop)
-    tags = _run(tmp_path, "tags", {"type": "hf", "path": str(thinker), "max_out_len": MAX_OUT, "reasoning": True},
-                [str(spec)])
+    tags = _run(tmp_path, "tags", {"type": "hf", "path": str(thinker), "max_out_len": MAX_OUT, "reasoning": True,
+                                   "generation_kwargs": kwargs}, [str(spec)])
     result = read_result(tags, "model", "gsm8k_think")
     assert (result["n"], result["truncated"], result["value"]) == (LIMIT, LIMIT, 0.0)
     for record in read_records(tags, "model", "gsm8k_think"):
@@ -141,11 +145,11 @@ def test_stop_strings_wait_for_the_thought_and_cut_thoughts_are_truncated(thinke
     # 3. The model's own closing marker (a piece some outputs hold, once): answers follow it,
     # and the stop string cuts them only there.
     pieces = _ascii_pieces(list(texts.values()), 3)
-    end = min((p for p in pieces if p != stop and stop not in p and 4 <= pieces[p] <= LIMIT - 4
+    end = min((p for p in pieces if p != stop and stop not in p and 3 <= pieces[p] <= LIMIT - 3
                and all(t.count(p) <= 1 for t in texts.values())), key=lambda p: (abs(pieces[p] - LIMIT // 2), p))
     markers = {"start": OPEN, "end": end, "opened_by_prompt": True}
     custom = _run(tmp_path, "custom", {"type": "hf", "path": str(thinker), "max_out_len": MAX_OUT,
-                                       "reasoning": markers}, [str(spec)])
+                                       "reasoning": markers, "generation_kwargs": kwargs}, [str(spec)])
     records = {r["item_id"]: r for r in read_records(custom, "model", "gsm8k_think")}
     scores = read_scores(custom, "model", "gsm8k_think")
     numeric = get_scorer("numeric")
@@ -164,7 +168,9 @@ def test_stop_strings_wait_for_the_thought_and_cut_thoughts_are_truncated(thinke
         thought = text[: text.find(end)]
         cases["stop in thought" if stop in thought else "no stop in thought"] += 1
         cases["cut at stop" if len(answer) < len(text) - text.find(end) - len(end) else "not cut"] += 1
-        assert record["output"] == answer and record["reasoning_ended"] is True, (sample.id, text)
+        # Blanks alone after the thought are no answer (stored as "").
+        assert record["output"] == (answer if answer.strip() else ""), (sample.id, text)
+        assert record["reasoning_ended"] is True
         assert record["reasoning"] == reasoning.replace(OPEN, "").strip()
         expected = numeric.score(sample, Record(sample.id, None, answer, None))
         if answer.strip():

@@ -235,3 +235,55 @@ def test_the_report_shows_cut_off_replies(tmp_path: Path) -> None:
     assert "<th>truncated</th><th>cut by length</th>" in html
     assert f'scored 0">{truth["truncated"]}</td>' in html and f'by the token limit">{truth["length"]}</td>' in html
     assert "[no answer: the reasoning never ended]" in html
+
+
+def test_reasoning_flags_give_the_budget_and_say_it_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    samples = _samples("gsm8k", "", "test", 4) + _samples("math500", "", "test", 4)
+    answers = {s.question.strip(): (GSM8K if s in samples[:4] else MATH) for s in samples}
+
+    def responder(body: dict[str, Any]) -> Reply:
+        prompt = last_user_message(body)
+        question = max((q for q in answers if q in prompt), key=lambda q: prompt.rfind(q))
+        return ReasoningServer(samples, answers[question])(body)
+
+    with OpenAIServer(responder, model_ids=["r1"]) as server:
+        assert main(run_args(server.base_url, tmp_path, ["gsm8k", "math500"], 4,
+                             "--reasoning", "--reasoning-effort", "low")) == 0
+        bodies = [r.json for r in server.post_requests()]
+    assert {b["max_tokens"] for b in bodies} == {32768} and {b["reasoning_effort"] for b in bodies} == {"low"}
+    err = capsys.readouterr().err
+    assert err.count("is a reasoning model: answers get up to 32768 tokens") == 1
+    # An explicit budget wins, and nothing is said.
+    with OpenAIServer(responder, model_ids=["r1"]) as server:
+        assert main(run_args(server.base_url, tmp_path / "b", ["gsm8k"], 2, "--reasoning", "--max-out-len", "900")) == 0
+        assert {r.json["max_tokens"] for r in server.post_requests()} == {900}
+    assert "is a reasoning model" not in capsys.readouterr().err
+
+
+def test_records_written_before_the_split_are_scored_the_same(tmp_path: Path) -> None:
+    """Predictions of an older Proctor hold the raw output (`<think>` tags and all, no reasoning
+    fields): `--mode eval` splits them with the same function and gets the same scores."""
+    samples = _samples("gsm8k", "", "test", 40)
+    tag_styles = {"tags", "tags_several", "closed_then_cut", "cut_in_tags", "cut_opened_only", "nothing_after"}
+    with OpenAIServer(ReasoningServer(samples, GSM8K), model_ids=["r1"]) as server:
+        assert main(run_args(server.base_url, tmp_path, ["gsm8k"], 40)) == 0
+    run = only_run(tmp_path)
+    before = read_result(run, "r1", "gsm8k")
+    path = run / "predictions" / "r1" / "gsm8k.jsonl"
+    server_replies = ReasoningServer(samples, GSM8K)
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        sample = next(s for s in samples if s.id == record["item_id"])
+        if style_of(sample) in tag_styles:  # as an older Proctor stored it: the raw text only
+            reply = server_replies({"messages": record["prompt"]})
+            record["output"] = reply.text
+            for key in ("reasoning", "reasoning_ended", "reasoning_tokens"):
+                record.pop(key, None)
+        lines.append(json.dumps(record, ensure_ascii=False))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["run", "--mode", "eval", "-r", run.name, "-w", str(tmp_path), "--data-dir", str(SHARED_DATASETS)]) == 0
+    after = read_result(run, "r1", "gsm8k")
+    assert (after["value"], after["truncated"], after["length"]) == (before["value"], before["truncated"],
+                                                                     before["length"])
+    assert after["value"] == pytest.approx(_truth(samples)["value"])
