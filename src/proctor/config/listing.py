@@ -24,7 +24,7 @@ def _dataset_rows() -> list[Row]:
             # The description says how big the benchmark is (`AIME 2024: 30 competition problems ...`).
             what = f"{spec.description}; {how}" if spec.description else f"{spec.display_title}: {subsets}{how}"
             rows.append((name, f"{kind}, {mode}", spec.scorer.name, what))
-            if spec.multiple_choice:
+            if spec.multiple_choice and spec.reorder_options:
                 rows.append((f"{name}_circular", f"{kind}, {mode}", spec.scorer.name,
                              f"{spec.display_title}: every question in its 4 option rotations (CircularEval)"))
     for mode in ("gen", "ppl"):
@@ -35,7 +35,8 @@ def _dataset_rows() -> list[Row]:
             title = s.title or s.name
             title = f"{title} ({s.title_zh})" if s.title_zh else title
             where = f", {s.category}" if s.category else ""
-            rows.append((f"{spec.name}-{s.name}", kind, spec.scorer.name, f"{spec.display_title} {title}{where}"))
+            scorer = spec.scorer_for(s.name).name  # a subset may score its own way (AGIEval's cloze tasks)
+            rows.append((f"{spec.name}-{s.name}", kind, scorer, f"{spec.display_title} {title}{where}"))
     return rows
 
 

@@ -108,6 +108,9 @@ def _check_fits(spec: TaskSpec, name: str, mode: str, fields: dict[str, Any]) ->
         raise ConfigError(f"dataset {name!r}: {spec.display_title} has no {mode} mode (it offers {', '.join(spec.modes)})")
     if fields.get("variants", "none") != "none" and not spec.multiple_choice:
         raise ConfigError(f"dataset {name!r}: circular evaluation needs multiple-choice questions; {spec.display_title} is free-form")
+    if fields.get("variants", "none") != "none" and not spec.reorder_options:
+        raise ConfigError(f"dataset {name!r}: {spec.display_title}'s options carry their own letters in their text, "
+                          "so they cannot be shown in another order (no circular evaluation)")
     repeats = fields.get("repeats") or fields.get("num_samples") or spec.request.repeats
     if fields.get("variants", "none") != "none" and repeats > 1:
         # Circular accuracy counts a question right only when every order is: over repeats too it

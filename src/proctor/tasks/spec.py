@@ -136,6 +136,9 @@ class TaskSpec(_Spec):
     request: RequestSpec = RequestSpec()
     modes: tuple[Mode, ...] = ("gen",)  # which of gen / ppl the benchmark offers
     variants: Variants = "none"
+    # Whether options may be shown in other orders (circular / permutation variants): not when the
+    # option texts carry their own letters ("(A)..." in AGIEval), which a new order would contradict.
+    reorder_options: bool = True
     scorer: ScorerSpec = ScorerSpec(name="choice")
     metrics: tuple[str, ...] = ("accuracy",)
     # Sample fields whose values split the score into extra rows (MATH: subject, level).
@@ -170,6 +173,8 @@ class TaskSpec(_Spec):
             key = "modes" if "ppl" in self.modes else "variants"
             raise ValueError(f"{key}: a free-form benchmark has no options: ppl mode and circular variants "
                              "need multiple choice")
+        if not self.reorder_options and self.variants != "none":
+            raise ValueError("variants: reorder_options is false, so the options keep their order")
         if self.request.kind == "loglikelihood" and "ppl" not in self.modes:
             raise ValueError("request.kind: loglikelihood needs `ppl` among `modes`")
         self._check_scorer()
