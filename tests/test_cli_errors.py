@@ -155,8 +155,13 @@ def test_list_takes_a_bare_pattern(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "abstract_alg"]) == 0
     out = capsys.readouterr().out
     assert "mmlu-abstract_algebra" in out and "no model preset matches 'abstract_alg'" in out
-    assert main(["list", "datasets", "zzz-nothing"]) == 0
-    assert "no dataset matches 'zzz-nothing'" in capsys.readouterr().out
+    # A pattern nothing matches is a mistake (a script's typo): one line, exit 2.
+    assert main(["list", "datasets", "zzz-nothing"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.strip().splitlines() == [
+        "error: no dataset matches 'zzz-nothing'; `proctor list` shows them all"]
+    assert main(["list", "nosuch"]) == 2
+    assert "no dataset or model preset matches 'nosuch'" in capsys.readouterr().err
     assert "is not a list" in _error(capsys, ["list", "dataset", "ceval"])
 
 

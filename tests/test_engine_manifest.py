@@ -38,7 +38,7 @@ def test_manifest_records_versions_data_hashes_prompts_and_models(
 
     with OpenAIServer(lambda body: "A", api_key=SECRET, model_ids=["served"]) as server:
         assert main(argv(server.base_url)) == 0
-        base = server.base_url
+        base, port = server.base_url, server.port
     run = only_run(tmp_path / "out")
     text = (run / "manifest.json").read_text(encoding="utf-8")
     assert SECRET not in text
@@ -84,7 +84,7 @@ def test_manifest_records_versions_data_hashes_prompts_and_models(
     assert len(manifest["invocations"]) == 1
 
     # A resumed run keeps the first command and adds its own; the hashes of unchanged prompts stay.
-    with OpenAIServer(lambda body: "A", api_key=SECRET, model_ids=["served"]) as server:
+    with OpenAIServer(lambda body: "A", api_key=SECRET, model_ids=["served"], port=port) as server:  # same endpoint
         assert main(argv(server.base_url, "-r", "latest")) == 0
     again = read_manifest(run)
     assert len(again["invocations"]) == 2 and again["invocations"][0]["command"] == manifest["command"]

@@ -91,7 +91,7 @@ def test_ray_runner_gives_the_local_runners_results_and_keeps_the_limit(
     path = predictions_path(on_ray, "m", DATASETS[1])
     lines = path.read_bytes().splitlines(keepends=True)
     path.write_bytes(b"".join(lines[:3]))
-    with OpenAIServer(answers, model_ids=["m"], api_key=SECRET) as server:
+    with OpenAIServer(answers, model_ids=["m"], api_key=SECRET, port=server.port) as server:  # the same endpoint
         assert main(_api_args(server.base_url, tmp_path / "ray", "--runner", "ray", "-r", "latest")) == 0
         assert len(server.post_requests()) == LIMIT - 3
     assert _conclusions(on_ray, "m", DATASETS)[DATASETS[1]][1] == _conclusions(local, "m", DATASETS)[DATASETS[1]][1]

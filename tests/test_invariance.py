@@ -48,7 +48,10 @@ View = dict[tuple[str, str], dict[str, Any]]
 def _argv(model: Path, work: Path, family: str, datasets: Sequence[str] | None = None,
           batch_size: int = 4, *extra: str) -> list[str]:
     names, family_args = FAMILIES[family]
-    return model_run_args(["--hf-path", str(model)], work, list(datasets or names), LIMIT, *COMMON,
+    names = list(datasets or names)
+    if not any(n.endswith("_ppl") for n in names):
+        family_args = []  # --ppl-continuations on generation datasets only is refused
+    return model_run_args(["--hf-path", str(model)], work, names, LIMIT, *COMMON,
                           *family_args, "--batch-size", str(batch_size), *extra)
 
 

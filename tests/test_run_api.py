@@ -92,6 +92,7 @@ def test_requests_that_keep_failing_are_recorded_failed_and_exit_nonzero(
 ) -> None:
     with OpenAIServer(answers, failures=FailurePlan(rate_500=1.0), model_ids=["down"]) as server:
         code = _run(server, tmp_path, "--retry", "1", "--datasets", "mmlu-abstract_algebra", "--limit", "3")
+        port = server.port
     assert code == 1
     err = capsys.readouterr().err
     assert "samples have no answer" in err and "-r" in err
@@ -100,7 +101,8 @@ def test_requests_that_keep_failing_are_recorded_failed_and_exit_nonzero(
     assert result["n"] == 0 and result["n_failed"] == 3
     assert all(r["error"] and r["attempts"] == 2 for r in read_records(run, "down", "mmlu-abstract_algebra"))
     # Resume retries only the failed samples; the server now answers.
-    with OpenAIServer(answers, model_ids=["down"]) as server:
+    # The same endpoint (a resumed run refuses another model under the same name).
+    with OpenAIServer(answers, model_ids=["down"], port=port) as server:
         code = main(run_args(server.base_url, tmp_path, ["mmlu-abstract_algebra"], 3, "-r", "latest"))
         assert code == 0 and len(server.post_requests()) == 3
     assert read_result(run, "down", "mmlu-abstract_algebra")["n"] == 3
@@ -200,6 +202,7 @@ def test_max_seq_len_drops_fewshot_examples_to_fit(tmp_path: Path, slices: dict[
 def test_served_model_id_with_slash_and_colon_stays_one_folder(tmp_path: Path, answers: KnownAnswers) -> None:
     with OpenAIServer(answers, model_ids=["Qwen/Qwen2.5-7B:v1"]) as server:
         assert _run(server, tmp_path, "--datasets", "mmlu-abstract_algebra", "--limit", "3") == 0
+        port = server.port
     run = only_run(tmp_path)
     assert [p.name for p in (run / "predictions").iterdir()] == ["Qwen_Qwen2.5-7B_v1"]
     assert read_result(run, "Qwen_Qwen2.5-7B_v1", "mmlu-abstract_algebra")["model"] == "Qwen/Qwen2.5-7B:v1"
@@ -207,6 +210,6 @@ def test_served_model_id_with_slash_and_colon_stays_one_folder(tmp_path: Path, a
     html = (run / "report.html").read_text(encoding="utf-8")
     assert html.count("mmlu-abstract_algebra") >= 2 and "Qwen/Qwen2.5-7B:v1" in html
     # Resume and re-evaluation find the same folder.
-    with OpenAIServer(answers, model_ids=["Qwen/Qwen2.5-7B:v1"]) as server:
+    with OpenAIServer(answers, model_ids=["Qwen/Qwen2.5-7B:v1"], port=port) as server:
         assert _run(server, tmp_path, "--datasets", "mmlu-abstract_algebra", "--limit", "3", "-r", "latest", "--no-cache") == 0
         assert server.post_requests() == []

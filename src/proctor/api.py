@@ -80,7 +80,7 @@ def build_run_config(
     if judge:
         # The judge flags replace a judge the file named, as model flags replace its models.
         options["judge"] = resolve_model_preset(judge) if isinstance(judge, str) else model_from_dict(
-            judge, where="--judge-api-base")
+            judge, where="--judge-api-base", names=_JUDGE_FLAGS)
     _refuse_unused_flags(model_flags, model_configs)
     names = [d for d in datasets if isinstance(d, str) and not d.endswith(".py")]
     dataset_configs += [d for d in datasets if isinstance(d, DatasetConfig)]
@@ -118,6 +118,7 @@ def build_run_config(
 # The flags that set dataset fields, for errors about them.
 _DATASET_FLAGS = {"limit": "--limit", "range": "--range", "fewshot": "--fewshot", "repeats": "--repeats",
                   "continuations": "--ppl-continuations"}
+_JUDGE_FLAGS = {"api_base": "--judge-api-base", "model": "--judge-api-model", "api_key_env": "--judge-api-key-env"}
 # Command-line flags by model field, for errors about --api-base / --hf-path models.
 _FLAG_FIELDS = {"model": "--api-model", "path": "--hf-path", "api_base": "--api-base"}
 

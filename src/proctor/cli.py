@@ -14,6 +14,19 @@ EXIT_OK, EXIT_FAILED_REQUESTS, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # `proctor list | head`: the reader has what it wanted. Quiet, as a tool killed by SIGPIPE.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -232,6 +245,8 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from proctor.engine.run import execute
     from rich.console import Console
 
+    if args.work_dir is not None and not args.work_dir.strip():
+        raise ProctorError("-w/--work-dir is empty: name the outputs folder (default outputs/)")
     config = build_run_config(
         config_file=args.config,
         models=args.models,
@@ -263,6 +278,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             "dry_run": args.dry_run,
         },
     )
+    _check_flag_use(args, config)
     console = Console()
     outcome = execute(config, argv=["proctor", *argv], console=console)
     if config.dry_run:
@@ -283,6 +299,41 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         )
         return EXIT_FAILED_REQUESTS
     return EXIT_OK
+
+
+# The smallest prompt + answer budget that leaves a prompt any room (`--max-seq-len 1` is a slip).
+MIN_SEQ_LEN = 32
+
+
+def _check_flag_use(args: argparse.Namespace, config: Any) -> None:
+    """Flags that would be silently ignored by every dataset or model of the run are refused."""
+    from proctor.config.schema import model_abbr
+    from proctor.tasks import spec_of
+    from proctor.tasks.resolve import JUDGES
+
+    for model in config.models:
+        seq = getattr(model, "max_seq_len", None)
+        if seq is not None and seq < MIN_SEQ_LEN:
+            raise ProctorError(
+                f"--max-seq-len {seq} (model {model_abbr(model)}) leaves no room for a prompt: it is prompt + "
+                f"answer tokens (e.g. 2048; at least {MIN_SEQ_LEN})"
+            )
+    judged = [d for d in config.datasets if (d.scorer or spec_of(d).scorer.name) in JUDGES]
+    first = config.datasets[0].abbr
+    if args.judge:
+        if config.judge is None:
+            raise ProctorError("--judge: no judge model is given: add --judge-api-base URL or --judge-model PRESET "
+                               "(or `judge:` in the config file)")
+        if not judged:
+            raise ProctorError(f"--judge: no dataset of this run is free-form ({first} is scored by its own rule); "
+                               "a judge grades free-form answers only: leave out --judge")
+    elif (args.judge_api_base or args.judge_model) and not judged:
+        flag = "--judge-api-base" if args.judge_api_base else "--judge-model"
+        raise ProctorError(f"{flag}: no dataset of this run is scored by a judge; add --judge to have it grade "
+                           "the free-form answers the benchmark's rule rejects")
+    if args.ppl_continuations and not any(d.mode == "ppl" for d in config.datasets):
+        raise ProctorError(f"--ppl-continuations applies to *_ppl datasets (scored by log-likelihood); {first} is "
+                           "scored from generated text: use e.g. ceval_ppl, or leave the flag out")
 
 
 # Model flags, as `args` attribute -> config field. Each kind's own flags given without that kind

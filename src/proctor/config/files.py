@@ -129,8 +129,10 @@ def _read(path: Path) -> dict[str, Any]:
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
+        from proctor.yamlfile import load_yaml
+
         try:
-            data = yaml.safe_load(_text(path))
+            data = load_yaml(_text(path))
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f" line {mark.line + 1}" if mark is not None else ""

@@ -76,6 +76,10 @@ def print_listing(what: str | None, pattern: str | Sequence[str] | None) -> None
     chosen = {k: v for k, v in tables.items() if what in (None, k)}
     found = {k: _matching(rows(), needles) for k, (rows, *_rest) in chosen.items()}
     extra = _matching(_opencompass_rows(), needles) if what is None and needles else []
+    if needles and not extra and not any(found.values()):
+        # Nothing to show: one line and a failing exit code (a script's typo shows).
+        kinds = {"datasets": "dataset", "models": "model preset"}.get(what or "", "dataset or model preset")
+        raise ConfigError(f"no {kinds} matches {shown!r}; `proctor list` shows them all")
     if len(patterns) > 1:
         every = [row for rows in found.values() for row in rows] + extra
         missing = [p for p in patterns if not any(p.lower() in cell.lower() for row in every for cell in row)]

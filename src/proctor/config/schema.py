@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import typing
 from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
@@ -204,7 +205,31 @@ class ApiModelConfig(_ReasoningSettings):
             raise PydanticCustomError("url_parsing", "not a valid URL: {reason}", {"reason": reason}) from None
         if port == 0:
             raise PydanticCustomError("url_parsing", "not a valid URL: port 0", {})
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            # Caught now, not when the model (or a judge, after all of inference) first starts.
+            raise PydanticCustomError(
+                "url_parsing", "{value} is not an http(s) URL; write it like http://127.0.0.1:8000/v1",
+                {"value": repr(value)})
         return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _named_variable(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError(
+                "empty", "empty: name the environment variable that holds the key (default OPENAI_API_KEY)", {})
+        return value
+
+
+# Device types torch knows that can run a model (`cuda`, `cuda:1`, ...); checked before torch loads.
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu|npu|hpu|mtia|hip|xla|ipu)(:\d+)?")
+
+
+def check_device(value: str | None) -> str | None:
+    """A device name as torch writes it, or ValueError in one line."""
+    if value is not None and not _DEVICE.fullmatch(value.strip()):
+        raise ValueError(f"{value!r} is not a device: use cpu, cuda, cuda:N or mps")
+    return value.strip() if value is not None else None
 
 
 class HFModelConfig(_ReasoningSettings):
@@ -226,6 +251,11 @@ class HFModelConfig(_ReasoningSettings):
     trust_remote_code: bool = False
     # Given to the tokenizer's apply_chat_template (Qwen3: `{enable_thinking: true}`).
     chat_template_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str | None) -> str | None:
+        return check_device(value)
 
     @field_validator("batch_size")
     @classmethod
@@ -307,6 +337,13 @@ class RunConfig(_Config):
     # The model that grades answers for the llm_judge and cascade scorers (any kind of model).
     judge: ModelConfig | None = None
     work_dir: str = "outputs"
+
+    @field_validator("work_dir")
+    @classmethod
+    def _work_dir_named(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError("empty", "empty: name the outputs folder (default outputs)", {})
+        return value
     data_dir: str | None = None
     debug: bool = False
     max_num_workers: int | None = Field(None, ge=1)

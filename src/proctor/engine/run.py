@@ -61,6 +61,7 @@ async def _execute(config: RunConfig, *, argv: Sequence[str] | None, console: An
         _check_same_datasets(config, found)
     prepared = [prepare_dataset(d, config.data_dir) for d in config.datasets]
     _check_judge(config, prepared)
+    _check_extras(config, prepared)
     run = found or _run_dir(config)
     try:
         if config.dry_run:
@@ -207,6 +208,20 @@ def _check_judge(config: RunConfig, prepared: Sequence[PreparedDataset]) -> None
                 f"dataset {dataset.config.abbr} is scored by a judge ({dataset.task.scorer}) but no judge model "
                 "is set: add `judge:` to the config or pass --judge-api-base URL (or --judge-model PRESET)"
             )
+
+
+def _check_extras(config: RunConfig, prepared: Sequence[PreparedDataset]) -> None:
+    """A dataset whose scorer needs an optional package (MATH-500: Math-Verify) says so before
+    any model runs; datasets that need none run on a core install."""
+    if config.mode in ("infer", "report"):
+        return
+    from proctor.scoring import get_scorer
+
+    for dataset in prepared:
+        scorer = get_scorer(dataset.task.scorer, dataset.task.scorer_params)
+        missing = getattr(scorer, "missing_extra", lambda: None)()
+        if missing:
+            raise ConfigError(f"dataset {dataset.config.abbr}: {missing}")
 
 
 # A run's files are named after its models and datasets (see rundir); a file name holds 255 bytes.

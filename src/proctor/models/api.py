@@ -109,6 +109,8 @@ class ApiBackend:
                 endpoint,
             )
         self._credentials = Credentials.resolve(config, username, password)
+        if self._credentials.authorization() is None:
+            _note_no_key(config, self._display_base)
         # The schema may not know `revision` yet: read it if it is there.
         revision = getattr(config, "revision", None)
         self._revision: str | None = str(revision) if revision else None
@@ -506,6 +508,22 @@ class ApiBackend:
             abandon(self._state)
         self._state = open_loop_state(self._base, self._credentials, self.config)
         return self._state
+
+
+_NOTED_NO_KEY: set[str] = set()
+
+
+def _note_no_key(config: ApiModelConfig, shown_base: str) -> None:
+    """Say once per variable that requests go without a key: fine for a local server, a
+    surprise for a hosted one. A warning when the user named the variable, else a note."""
+    env = config.api_key_env
+    if env in _NOTED_NO_KEY:
+        return
+    _NOTED_NO_KEY.add(env)
+    named = "api_key_env" in config.model_fields_set
+    (logger.warning if named else logger.info)(
+        "$%s is not set: requests to %s go without an API key (fine for a local server)", env, shown_base
+    )
 
 
 def _listing(ids: Sequence[str]) -> str:

@@ -201,7 +201,10 @@ def check_tokenizer_dir(tok_dir: Path, shown: str, trust_remote_code: bool) -> N
 def pick_device(config: HFModelConfig) -> tuple[torch.device, Any]:
     """(main device, device_map for from_pretrained or None)."""
     if config.device:
-        device = torch.device(config.device)
+        try:
+            device = torch.device(config.device)
+        except (RuntimeError, ValueError):
+            raise BackendError(f"device {config.device!r} is not a device torch knows: use cpu, cuda, cuda:N or mps") from None
     elif config.num_gpus == 0 or not torch.cuda.is_available():
         device = torch.device("cpu")
     else:

@@ -44,6 +44,11 @@ class BaseScorer:
     # only such a scorer may read a spec whose rows are answerless.
     needs_answer: ClassVar[bool] = True
 
+    def missing_extra(self) -> str | None:
+        """What to install for this scorer to run (one line), or None. Checked only for the
+        datasets of a run, so a core install runs everything that needs no extra."""
+        return None
+
     @property
     def version(self) -> str:
         """`<revision>.<hash of the params>`: e.g. "1.3f2a9c1e"."""

@@ -217,6 +217,9 @@ class CascadeScorer(_Judged):
     def _rule(self) -> Any:
         return get_scorer(self.rule, dict(self.rule_params))
 
+    def missing_extra(self) -> str | None:
+        return getattr(self._rule(), "missing_extra", lambda: None)()
+
     def first_pass(self, sample: Sample, record: Record) -> tuple[Score | None, bool]:
         missing = _no_answer(record)
         if missing is not None:

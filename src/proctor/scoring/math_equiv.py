@@ -387,8 +387,9 @@ class MathEquivScorer(BaseScorer):
             raise ConfigError(f"scorer 'math_equiv' param 'kill_grace' must be > 0, got {self.kill_grace!r}")
         if self.memory_mb < 0:
             raise ConfigError(f"scorer 'math_equiv' param 'memory_mb' must be >= 0, got {self.memory_mb!r}")
-        if not math_verify_available():
-            raise ConfigError(INSTALL_HINT)
+
+    def missing_extra(self) -> str | None:
+        return None if math_verify_available() else INSTALL_HINT
 
     def check(self, gold: str, answer: str) -> dict[str, Any]:
         """Math-Verify's raw reply for one pair, run in this process's verifier subprocess."""

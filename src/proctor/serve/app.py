@@ -7,7 +7,7 @@ import hmac
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Awaitable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Sequence, TypeVar
 
 from fastapi import FastAPI, Request as HttpRequest
 from fastapi.responses import JSONResponse, Response as HttpResponse, StreamingResponse
@@ -113,10 +113,11 @@ class ServeState:
             return max_tokens
         limit = self.prompter.max_seq_len
         if prompt_tokens > limit:
+            # A prompt far too long is counted from a prefix: its count is then a lower bound.
             raise ApiError(
                 400,
                 f"this model's maximum context length is {limit} tokens, but the prompt has "
-                f"{prompt_tokens} tokens; shorten the prompt",
+                f"at least {prompt_tokens} tokens; shorten the prompt",
                 param=param,
                 code="context_length_exceeded",
             )
@@ -156,6 +157,19 @@ class ServeState:
             completion_tokens=completion_tokens,
         )
 
+    def prompt_counts(self, prompts: Sequence[str | tuple[int, ...]]) -> list[int | None]:
+        """(worker thread) Each completion prompt's token count, None when not known."""
+        counts: list[int | None] = []
+        for p in prompts:
+            if isinstance(p, tuple):
+                self.check_token_ids(p)
+                counts.append(len(p))
+            elif self.prompter is not None:
+                counts.append(self.prompter.count_for_context(p, add_special_tokens=True))
+            else:
+                counts.append(None)
+        return counts
+
     def count(self, text: str, *, add_special_tokens: bool) -> int:
         if self.prompter is None:
             return len(text.split())  # a rough count is better than none for usage
@@ -185,7 +199,7 @@ class ServeState:
             return None, None
         if not prompter.has_chat_template:
             # A base model: the backend sends the messages' text, one paragraph each.
-            return None, prompter.count("\n\n".join(m.content for m in messages))
+            return None, prompter.count_for_context("\n\n".join(m.content for m in messages))
         try:
             rendered = prompter.render_chat(messages)
         except Exception as exc:  # a template that rejects this conversation (roles, order)
@@ -193,15 +207,16 @@ class ServeState:
         if prompter.chat_template is None:
             # The backend renders the tokenizer's template itself (as `proctor run --hf-path`
             # does); the rendered text holds the template's special tokens already.
-            return None, prompter.count(rendered, add_special_tokens=False)
+            return None, prompter.count_for_context(rendered, add_special_tokens=False)
         # An override template: the backend gets the rendered text as a plain prompt.
         prompt = prompter.plain_prompt(rendered)
-        return prompt, prompter.count(prompt)
+        return prompt, prompter.count_for_context(prompt)
 
     async def read_body(self, http: HttpRequest, model: type[B]) -> B:
         """The checks every generation endpoint starts with: key, JSON body, model name, n."""
         self.authorize(http)
-        body = parse_body(await http.body(), model)
+        # Parsing, like tokenizing, runs off the event loop: a huge body must not stall other clients.
+        body = await asyncio.to_thread(parse_body, await http.body(), model)
         self.check_model(body.model)
         if body.n != 1 and body.stream:
             raise ApiError(400, f"n={body.n} is not supported with stream=true", param="n", code="invalid_value")
@@ -320,7 +335,7 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
         body = await state.read_body(http, ChatCompletionRequest)
         if body.logprobs:
             raise ApiError(400, "logprobs are not supported on chat completions; use /v1/completions", param="logprobs")
-        request, prompt_tokens = state.chat_request(body)
+        request, prompt_tokens = await asyncio.to_thread(state.chat_request, body)
         if body.stream:
             return _stream(_chat_chunks(state, request, prompt_tokens, body.include_usage()))
         results = await wait_for_client(
@@ -369,13 +384,7 @@ def create_app(backend: Backend, settings: AppSettings, prompter: Prompter | Non
             raise ApiError(400, "this backend cannot return logprobs", param="logprobs")
         if body.stream and len(prompts) > 1:
             raise ApiError(400, "stream=true takes a single prompt", param="prompt")
-        counts: list[int | None] = []
-        for p in prompts:
-            if isinstance(p, tuple):
-                state.check_token_ids(p)
-                counts.append(len(p))
-            else:
-                counts.append(state.count(p, add_special_tokens=True) if prompter else None)
+        counts = await asyncio.to_thread(state.prompt_counts, prompts)
         budgets = [state.budget(c, body.max_tokens, "prompt") for c in counts]
         if body.stream:
             return _stream(_completion_chunks(state, body, prompts[0], budgets[0], counts[0]))

@@ -63,6 +63,13 @@ class ServeOptions:
             raise ConfigError(f"--max-batch-size must be >= 1, got {args.max_batch_size}")
         if args.max_seq_len is not None and args.max_seq_len < 1:
             raise ConfigError(f"--max-seq-len must be >= 1, got {args.max_seq_len}")
+        if args.device is not None:
+            from proctor.config.schema import check_device
+
+            try:
+                check_device(args.device)
+            except ValueError as exc:
+                raise ConfigError(f"--device {exc}") from None
         if not 0 <= args.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
         converted = {

@@ -128,3 +128,24 @@ class Prompter:
         """Number of tokens of `text`."""
         ids = self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
         return len(ids)
+
+    @cached_property
+    def _max_token_chars(self) -> int:
+        """The most characters one token of the vocabulary spells (a bound on what it covers)."""
+        try:
+            return max(1, max((len(t) for t in self.tokenizer.get_vocab()), default=1))
+        except Exception:  # a tokenizer without a vocabulary listing: no shortcut
+            return 0
+
+    def count_for_context(self, text: str, *, add_special_tokens: bool = True) -> int:
+        """The token count of `text`, or -- for a text too long for the context by far -- a
+        lower bound above `max_seq_len` from a prefix: a 10M-character prompt is refused after
+        tokenizing a few hundred thousand characters, not all of them."""
+        width = self._max_token_chars
+        cap = (self.max_seq_len + 2) * width
+        if width and len(text) > cap:
+            # The prefix's tokens are the whole text's, but for the last one, which may change.
+            within = self.count(text[:cap], add_special_tokens=add_special_tokens) - 1
+            if within > self.max_seq_len:
+                return within
+        return self.count(text, add_special_tokens=add_special_tokens)

@@ -157,16 +157,23 @@ class CompletionRequest(_Generation):
         )
 
 
+_TOO_DEEP = "the request body is nested too deeply to read; send a flatter JSON object"
+
+
 def parse_body(raw: bytes, model: type[BaseModel]) -> Any:
     """Parse and validate a JSON body, turning every failure into a 400 ApiError."""
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, _TOO_DEEP) from None
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object")
     try:
         return model.model_validate(data)
+    except RecursionError:
+        raise ApiError(400, _TOO_DEEP) from None
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(part) for part in first["loc"])

@@ -80,11 +80,13 @@ def load_spec_file(path: str | Path) -> TaskSpec:
     """A spec from a YAML (or JSON) file; layouts starting `./` or `../` are relative to its folder."""
     import yaml
 
+    from proctor.yamlfile import load_yaml
+
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"task spec {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
