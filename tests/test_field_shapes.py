@@ -256,3 +256,41 @@ def test_real_mmlu_questions_in_other_shapes_read_the_same(tmp_path: Path, shape
     got = read_file_samples(path, spec.data_source(), spec.fields, "")
     assert [(g.question, g.choices, g.target) for g in got] == [(t.question, t.choices, t.target) for t in truth]
     assert len(got) == 152
+
+
+@needs_shared_data
+def test_arc_and_hf_shaped_files_score_like_the_truth(tmp_path: Path) -> None:
+    """`proctor run --datasets ./arc_like.jsonl ./hf_like.jsonl`: real MMLU questions rewritten in the
+    ARC shape (labels 1-4) and the hub's dict-of-lists; the score is the one the CSV's gold gives."""
+    from openai_server import OpenAIServer, last_user_message
+    from run_helpers import only_run, read_result
+
+    from proctor.cli import main
+    from proctor.tasks import load_samples
+
+    truth = load_samples("mmlu", "astronomy", "test", str(SHARED_DATASETS))[:30]
+    arc = [{"id": f"q{i}", "question": {"stem": s.question, "choices": [
+        {"text": c, "label": str(k + 1)} for k, c in enumerate(s.choices)]}, "answerKey": str("ABCD".index(s.target) + 1)}
+        for i, s in enumerate(truth)]
+    hf = [{"question": s.question, "choices": {"text": list(s.choices), "label": list("ABCD")}, "answerKey": s.target}
+          for s in truth]
+    write(tmp_path, arc, "arc_like.jsonl")
+    write(tmp_path, hf, "hf_like.jsonl")
+    right = {s.question: i % 3 != 0 for i, s in enumerate(truth)}
+
+    def respond(body: dict[str, Any]) -> str:
+        prompt = last_user_message(body)
+        s = next(s for s in truth if prompt.startswith(s.question))
+        for k, c in enumerate(s.choices):  # the options are shown as A-D whatever the file's labels
+            assert f"\n{'ABCD'[k]}. {c.strip()}\n" in prompt
+        letter = s.target if right[s.question] else "ABCD"[("ABCD".index(s.target) + 1) % 4]
+        return f"The answer is {letter}."
+
+    with OpenAIServer(respond, model_ids=["m"]) as server:
+        code = main(["run", "--api-base", server.base_url, "--datasets", str(tmp_path / "arc_like.jsonl"),
+                     str(tmp_path / "hf_like.jsonl"), "-w", str(tmp_path / "out")])
+    assert code == 0
+    run = only_run(tmp_path / "out")
+    expected = 100.0 * sum(right.values()) / len(truth)
+    assert read_result(run, "m", "arc_like")["value"] == pytest.approx(expected)
+    assert read_result(run, "m", "hf_like")["value"] == pytest.approx(expected)
