@@ -116,6 +116,8 @@ def test_identity_covers_dtype_template_tokenizer_and_settings(tiny_model_dir: P
         ident(generation_kwargs={"repetition_penalty": 1.1}),
         ident(max_seq_len=512),
         ident(chat=False),
+        ident(chat_template_kwargs={"enable_thinking": True}),
+        ident(reasoning=True),
     ]
     gen_config = model_dir / "generation_config.json"
     gen_config.write_text(gen_config.read_text().replace("{", '{"top_k": 3,', 1))

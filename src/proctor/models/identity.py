@@ -38,15 +38,22 @@ _DIGESTS_FILE = "weight-digests.json"
 _DIGESTS_VERSION = 1
 # Settings of a local model's config that change its answers (the rest -- batch size,
 # devices, GPUs -- must not; scores do not depend on them). Other helpers add fields here.
-_ANSWER_SETTINGS = ("max_seq_len", "chat", "generation_kwargs", "trust_remote_code")
+_ANSWER_SETTINGS = ("max_seq_len", "chat", "generation_kwargs", "trust_remote_code", "chat_template_kwargs",
+                    "reasoning")
 
 
 def generation_settings(config: Any, **extra: Any) -> dict[str, Any]:
     """The settings of a local model config that change an answer, plus `extra` ones
     (e.g. a served model's chat-template override), as JSON-able data."""
-    settings = {name: getattr(config, name) for name in _ANSWER_SETTINGS if hasattr(config, name)}
+    settings = {name: _plain(getattr(config, name)) for name in _ANSWER_SETTINGS if hasattr(config, name)}
     settings.update(extra)
     return settings
+
+
+def _plain(value: Any) -> Any:
+    """A setting as JSON-able data (a pydantic model as its fields)."""
+    dump = getattr(value, "model_dump", None)
+    return dump(mode="json") if callable(dump) else value
 
 
 def model_identity(
