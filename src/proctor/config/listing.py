@@ -35,8 +35,10 @@ def _dataset_rows() -> list[Row]:
             title = s.title or s.name
             title = f"{title} ({s.title_zh})" if s.title_zh else title
             where = f", {s.category}" if s.category else ""
-            scorer = spec.scorer_for(s.name).name  # a subset may score its own way (AGIEval's cloze tasks)
-            rows.append((f"{spec.name}-{s.name}", kind, scorer, f"{spec.display_title} {title}{where}"))
+            # A subset may read and score its own way (AGIEval's cloze tasks are free-form).
+            scorer = spec.scorer_for(s.name).name
+            own_kind = "free-form" if spec.fields_for(s.name).choices == () else kind
+            rows.append((f"{spec.name}-{s.name}", own_kind, scorer, f"{spec.display_title} {title}{where}"))
     return rows
 
 
