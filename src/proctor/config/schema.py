@@ -79,6 +79,8 @@ class _ReasoningSettings(_Config):
     # True: a reasoning model (`<think>` tags; the answer budget is REASONING_MAX_OUT_LEN unless
     # max_out_len is given); a mapping: its own markers.
     reasoning: bool | ReasoningMarkersConfig = False
+    # Sent first in every chat request of this model (instead of a benchmark's own system prompt).
+    system_prompt: str | None = None
 
     @field_validator("reasoning", mode="before")
     @classmethod

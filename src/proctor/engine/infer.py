@@ -145,6 +145,7 @@ class _Requests:
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed  # the run's: repeat j of a question is sent with seed + j
         self._memo: dict[tuple[Any, ...], list[tuple[Item, Request]]] = {}
+        self._settings: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._estimated: set[str] = set()
         self._budgeted: set[str] = set()
         self._fitted: set[tuple[str, str]] = set()
@@ -178,29 +179,27 @@ class _Requests:
                     f"dataset {dataset.config.abbr} asks each question {dataset.task.repeats} times (repeats), "
                     "which would all be the same answer at temperature 0; set --temperature (e.g. 0.6)"
                 )
-            self._memo[key] = [
-                (
-                    item,
-                    dataset.request(
-                        item,
-                        chat=chat,
-                        max_tokens=max_tokens,
-                        temperature=config.temperature,
-                        max_seq_len=max_seq_len,
-                        max_tokens_set=explicit,
-                        count=count,
-                        seed=self.seed,
-                        local=count is not None and config.type != "api",
-                    ),
-                )
-                for item in dataset.items
-            ]
+            settings: dict[str, Any] = dict(
+                chat=chat, max_tokens=max_tokens, temperature=config.temperature, max_seq_len=max_seq_len,
+                max_tokens_set=explicit, count=count, seed=self.seed,
+                local=count is not None and config.type != "api", system=getattr(config, "system_prompt", None),
+            )
+            self._settings[key] = settings
+            # A conversation's later turns wait for the answers before them (engine/conversation.py).
+            first = [i for i in dataset.items if i.variant.get("turn", 1) == 1]
+            self._memo[key] = [(item, dataset.request(item, **settings)) for item in first]
             asked = dataset.answer_budget(chat, max_tokens, explicit)
             said = (model_abbr(config), dataset.config.benchmark)
             if said not in self._fitted:  # once per model and benchmark, not per subject
                 if _say_what_was_fitted(model_abbr(config), dataset.config.abbr, max_seq_len, asked, self._memo[key]):
                     self._fitted.add(said)
+        self._last = key
         return self._memo[key]
+
+    def settings(self, dataset: PreparedDataset, chat: bool, config: Any, backend: Any = None) -> dict[str, Any]:
+        """The keyword settings `of` renders this model's requests of `dataset` with."""
+        self.of(dataset, chat, config, backend)
+        return self._settings[self._last]
 
 
 def _say_what_was_fitted(
@@ -245,7 +244,7 @@ async def run_inference(
         check_unique(names, "model")
         plan = make_plan(
             names,
-            [(p.config.abbr, len(p.items)) for p in prepared],
+            [(p.config.abbr, p.plan_size) for p in prepared],
             config.max_partition_size,
             {e.name: num_gpus_of(e.config) for e in entries},
         )
@@ -314,12 +313,23 @@ async def _run_plan(
 
     async def work(task: Task, entry: ModelEntry, backend: Backend) -> None:
         key = (task.model, task.dataset)
-        items = rendered.of(by_abbr[task.dataset], backend.chat, entry.config, backend)[task.start : task.end]
+        dataset = by_abbr[task.dataset]
         progress.start(task)
-        stats = await run_task(
-            backend, items, stores[key], existing[key], cache, lambda record: progress.advance(task, record),
-            run_id=run.run_id, markers=_markers(entry.config),
-        )
+        if dataset.conversation:
+            from proctor.engine.conversation import run_conversations
+
+            stats = await run_conversations(
+                backend, dataset, dataset.shard_items(task.start, task.end),
+                rendered.settings(dataset, backend.chat, entry.config, backend), stores[key], existing[key], cache,
+                lambda record: progress.advance(task, record), run_id=run.run_id, markers=_markers(entry.config),
+                model=task.model,
+            )
+        else:
+            items = rendered.of(dataset, backend.chat, entry.config, backend)[task.start : task.end]
+            stats = await run_task(
+                backend, items, stores[key], existing[key], cache, lambda record: progress.advance(task, record),
+                run_id=run.run_id, markers=_markers(entry.config),
+            )
         progress.finish(task, stats)
         outcome.stats[task] = stats
         _log_task(run, task, stats)

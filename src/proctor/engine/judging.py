@@ -36,6 +36,8 @@ def judge_tag(judge: Any, scorer: Any) -> str:
     """A short hash of the judge's settings (no secrets) and the judging scorer's version: a
     score judged by another judge or prompt is another number, and its version column says so."""
     settings = judge.model_dump(mode="json", exclude={"api_key"}) if judge is not None else None
+    if settings is not None and settings.get("system_prompt") is None:
+        settings.pop("system_prompt", None)  # unset, the tag stays what it was before the setting existed
     blob = json.dumps([settings, scorer.version], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:4]
 

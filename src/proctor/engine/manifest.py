@@ -76,6 +76,8 @@ def _library_versions() -> dict[str, str]:
 def _settings_digest(config: Any) -> str:
     """Hash of the model's settings as configured, secrets excluded."""
     data = config.model_dump(mode="json", exclude={"api_key"})
+    if data.get("system_prompt") is None:
+        data.pop("system_prompt", None)  # unset: the digest older runs have
     return sha256_text(json.dumps(data, sort_keys=True))
 
 

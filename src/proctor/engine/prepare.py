@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from proctor.config.schema import DatasetConfig
-from proctor.core import Item, Request, Sample
+from proctor.core import Item, Message, Request, Sample
 from proctor.errors import DataError
 from proctor.tasks import ResolvedTask, resolve_task
 
@@ -34,6 +34,23 @@ class PreparedDataset:
     def version(self) -> str:
         return self.task.version
 
+    @property
+    def conversation(self) -> bool:
+        """Its samples are conversations: turn 2 is asked after turn 1's answer (engine/conversation.py)."""
+        return self.task.spec.conversation is not None
+
+    @property
+    def plan_size(self) -> int:
+        """What the plan shards: items, or whole conversations (a turn needs the turns before it)."""
+        return len(self.samples) if self.conversation else len(self.items)
+
+    def shard_items(self, start: int, end: int) -> tuple[Item, ...]:
+        """The items of plan positions [start, end): a conversation's every turn with its sample."""
+        if not self.conversation:
+            return self.items[start:end]
+        ids = {s.id for s in self.samples[start:end]}
+        return tuple(i for i in self.items if i.sample_id in ids)
+
     def answer_budget(self, chat: bool, max_tokens: int, max_tokens_set: bool) -> int:
         """The tokens an answer may take before the context is considered (see `request`)."""
         plan = self.task.plan.for_model(chat)
@@ -55,6 +72,8 @@ class PreparedDataset:
         count: Callable[[Request], int] | None = None,
         seed: int = 0,
         local: bool = False,
+        system: str | None = None,
+        history: Sequence[tuple[str, str]] = (),
     ) -> Request:
         """The item's request; with `max_seq_len`, the last few-shot examples are dropped
         until the prompt and its answer fit (as OpenCompass does), rather than cutting the prompt.
@@ -69,24 +88,31 @@ class PreparedDataset:
         (`max_tokens_set`), else the spec's (512 for chain of thought), else the model's default.
         A repeat (`#k<j>`) is sent with the seed `seed + j`: each repeat is its own sample, and
         its own cache entry.
+
+        Chat requests start with the system prompt (`system`, the model's; else the spec's), and a
+        conversation's later turn carries `history`: the earlier (user turn, answer) pairs.
         """
         plan = self.task.plan.for_model(chat)
         shots = self.shots if plan is self.task.plan else self.base_shots
         max_tokens = self.answer_budget(chat, max_tokens, max_tokens_set)
-        request = self._fit(item, plan, shots, chat, max_tokens, temperature, max_seq_len, count, local)
+        system = system if system is not None else self.task.spec.prompt.system
+        request = self._fit(item, plan, shots, chat, max_tokens, temperature, max_seq_len, count, local,
+                            system, tuple(history))
         repeat = item.variant.get("repeat")
         return request if repeat is None else replace(request, seed=seed + int(repeat))
 
     def _fit(
         self, item: Item, plan: Any, shots: tuple[Sample, ...], chat: bool, max_tokens: int, temperature: float,
         max_seq_len: int | None, count: Callable[[Request], int] | None, local: bool,
+        system: str | None = None, history: tuple[tuple[str, str], ...] = (),
     ) -> Request:
         """The request with as many examples, and as long an answer, as the context allows (see `request`)."""
         from proctor.prompts import estimate_request_tokens
 
         all_shots = len(shots)
         while True:
-            request = plan.request(item.sample, shots, chat=chat, max_tokens=max_tokens, temperature=temperature)
+            request = _converse(plan.request(item.sample, shots, chat=chat, max_tokens=max_tokens,
+                                             temperature=temperature), system, history)
             if max_seq_len is None:
                 return request
             size = count(request) if count is not None else estimate_request_tokens(request)
@@ -108,6 +134,19 @@ class PreparedDataset:
             elif not shots:
                 return replace(request, fewshot_dropped=dropped) if dropped else request
             shots = shots[:-1]
+
+
+def _converse(request: Request, system: str | None, history: tuple[tuple[str, str], ...]) -> Request:
+    """A chat request with the system prompt first and a conversation's earlier turns before its
+    last user message (a text prompt has no place for either: conversations need chat models)."""
+    if request.messages is None or (not system and not history):
+        return request
+    messages = list(request.messages)
+    earlier = [m for user, answer in history for m in (Message("user", user), Message("assistant", answer))]
+    messages[-1:-1] = earlier
+    if system:
+        messages.insert(0, Message("system", system))
+    return replace(request, messages=tuple(messages))
 
 
 def prepare_dataset(config: DatasetConfig, data_dir: str | None) -> PreparedDataset:

@@ -61,3 +61,21 @@ def current_item_id(item_id: str, sample_id: str) -> str:
     if not mark or not j.isdigit() or (head and not (head.startswith("#r") and head[2:].isdigit())):
         return item_id
     return f"{sample_id}{head}{REPEAT_MARK}{j}"
+
+
+TURN_MARK = "#t"
+
+
+def turn_items(sample: Sample, turns_field: str) -> list[Item]:
+    """The items of a conversation: `<id>#t1`, `<id>#t2`, ... one per user turn, each asking its
+    turn's text (`variant["turn"]`, 1-based; `variant["turns"]` how many there are)."""
+    from proctor.errors import DataError
+
+    turns = sample.fields.get(turns_field)
+    if (not isinstance(turns, (list, tuple)) or not turns
+            or not all(isinstance(t, str) and t.strip() for t in turns)):
+        raise DataError(f"sample {sample.id}: field {turns_field!r} must be a list of user turns (non-empty "
+                        f"texts), got {type(turns).__name__}")
+    return [Item(id=f"{sample.id}{TURN_MARK}{t}", sample=replace(sample, question=text), sample_id=sample.id,
+                 variant={"turn": t, "turns": len(turns)})
+            for t, text in enumerate(turns, 1)]

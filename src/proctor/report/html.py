@@ -60,6 +60,7 @@ details.ds,details.full,details.diff{margin:6px 0;border:1px solid #ddd;border-r
 details.ds>summary,details.full>summary,details.diff>summary{cursor:pointer}
 table.samples{width:100%;table-layout:fixed;font-size:13px}
 table.samples td{overflow-wrap:anywhere}
+.msg{margin:2px 0;padding:2px 6px;border-left:3px solid #bbb}.msg.user{border-color:#48c}.msg.assistant{border-color:#4a4}
 pre{white-space:pre-wrap;margin:0;font:12px/1.35 ui-monospace,Menlo,Consolas,monospace}
 tr.correct td.status{color:#1a7f37}tr.wrong td.status{color:#b3261e}tr.failed td{background:#fff4e5}
 svg text{font:11px system-ui,sans-serif;fill:#333}
@@ -473,10 +474,25 @@ def _status(record: Record, score: Mapping[str, Any] | None) -> tuple[str, str]:
     return ("correct", "correct") if score.get("correct") else ("wrong", "wrong")
 
 
+def _conversation_html(record: Record) -> str | None:
+    """A conversation's record (an earlier answer in its prompt) as its turns, one block per
+    message, the record's own answer last; None for any other prompt."""
+    prompt = record.prompt
+    if not (isinstance(prompt, list) and all(isinstance(m, dict) and "content" in m for m in prompt)
+            and any(m.get("role") == "assistant" for m in prompt)):
+        return None
+    turns = [(str(m.get("role", "?")), str(m["content"])) for m in prompt]
+    turns.append(("assistant", _output_text(record)))
+    users = sum(1 for role, _ in turns if role == "user")
+    blocks = "".join(f'<div class="msg {_text(role)}"><b>{_text(role)}</b><pre>{_text(_head(text))}</pre></div>'
+                     for role, text in turns)
+    return f"<details><summary>conversation ({users} user turns)</summary>{blocks}</details>"
+
+
 def _sample_row(number: int, record: Record, score: Mapping[str, Any] | None) -> str:
     css, status = _status(record, score)
     prompt = _prompt_text(record.prompt)
-    prompt_html = (
+    prompt_html = _conversation_html(record) or (
         f"<details><summary>prompt ({len(prompt)} chars)</summary>"
         f"<pre>{_text(_tail(prompt))}</pre></details>"
     )

@@ -57,10 +57,14 @@ class ResolvedTask:
     def version(self) -> str:
         """The summary's `version`: the prompt's, with the row hook's code folded in when there is one
         (the same spec with an edited hook reads other samples)."""
+        import hashlib
+
         own = self.plan.version
+        if self.spec.prompt.system or self.spec.conversation is not None:  # another prompt: another version
+            what = f"{own}|{self.spec.prompt.system}|{self.spec.conversation}"
+            own = hashlib.sha256(what.encode()).hexdigest()[:6] + own[-1]
         if not self.hook_digest:
             return own
-        import hashlib
 
         return hashlib.sha256(f"{own}|{self.hook_digest}".encode()).hexdigest()[:6] + own[-1]
 
@@ -74,6 +78,15 @@ class ResolvedTask:
         return hook_file(self.fields.hook)
 
     def items(self, sample: Sample) -> list[Item]:
+        if self.spec.conversation is not None:
+            if self.repeats > 1 or self.variants != "none":
+                from proctor.errors import ConfigError
+
+                raise ConfigError(f"{self.spec.name} is a conversation benchmark: --repeats and --variants "
+                                  "do not apply to it")
+            from proctor.prompts.variants import turn_items
+
+            return turn_items(sample, self.spec.conversation.turns)
         return items_of(sample, self.variants, self.repeats)  # type: ignore[arg-type]
 
     def shots(self, data_dir: str | Path | None, *, base: bool = False) -> tuple[list[Sample], list[Path]]:

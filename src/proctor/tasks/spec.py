@@ -90,6 +90,8 @@ class BasePrompt(_PromptParts):
 
 class PromptSpec(_PromptParts):
     preset: str = "multiple_choice"  # a name in the preset registry (proctor.prompts.presets)
+    # The benchmark's system prompt, sent first to chat models (a model's own `system_prompt` wins).
+    system: str | None = None
     language: Language = "en"
     fewshot: int = Field(5, ge=0)
     format: Literal["auto", "chat", "text"] = "auto"  # auto: chat for chat models
@@ -120,6 +122,13 @@ class RequestSpec(_Spec):
     repeats: int = Field(1, ge=1, validation_alias=AliasChoices("repeats", "n"))
 
 
+class ConversationSpec(_Spec):
+    """A sample that is a conversation: `turns` names the row field holding the user turns (a list
+    of texts); the model answers each in turn with its own earlier answers in the context."""
+
+    turns: str = "turns"
+
+
 class TaskSpec(_Spec):
     """A benchmark. Built-in ones live in `proctor/tasks/builtin/*.yaml`."""
 
@@ -143,6 +152,7 @@ class TaskSpec(_Spec):
     metrics: tuple[str, ...] = ("accuracy",)
     # Sample fields whose values split the score into extra rows (MATH: subject, level).
     breakdown: tuple[str, ...] = ()
+    conversation: ConversationSpec | None = None  # several user turns per sample (MT-Bench)
 
     @model_validator(mode="after")
     def _consistent(self) -> "TaskSpec":
@@ -175,6 +185,8 @@ class TaskSpec(_Spec):
                              "need multiple choice")
         if not self.reorder_options and self.variants != "none":
             raise ValueError("variants: reorder_options is false, so the options keep their order")
+        if self.conversation is not None and (self.multiple_choice or self.request.repeats > 1):
+            raise ValueError("conversation: a conversation is asked free-form (prompt.preset free_form), once")
         if self.request.kind == "loglikelihood" and "ppl" not in self.modes:
             raise ValueError("request.kind: loglikelihood needs `ppl` among `modes`")
         self._check_scorer()
