@@ -79,7 +79,7 @@ def test_each_turn_sees_the_earlier_turns_and_answers(tmp_path: Path) -> None:
     assert "conversation (3 user turns)" in page
     assert ('<div class="msg assistant"><b>assistant</b><pre>answer to second question 1</pre></div>'
             '<div class="msg user"><b>user</b><pre>third question 1</pre></div>'
-            '<div class="msg assistant"><b>assistant</b><pre>answer to third question 1</pre></div>') in page
+            '<div class="msg assistant"><b>assistant</b><pre>answer to third question 1\n\n[reasoning]\nthinking about') in page
 
 
 def test_a_model_system_prompt_replaces_the_benchmark_one(tmp_path: Path) -> None:
