@@ -61,3 +61,16 @@ def test_examples_are_dropped_only_when_the_answer_would_have_too_little_room(
             assert r["fewshot_dropped"] >= 1 and r["prompt_tokens"] < longest
     result = json.loads((new / "results" / "tiny-chat" / "ceval-computer_network.json").read_text(encoding="utf-8"))
     assert result["extra_metrics"]["fewshot_dropped_rate"] == 50.0
+
+
+def test_a_bbh_prompt_is_never_cut_from_the_left(
+    tmp_path: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """BBH's three worked examples live in the prompt itself (no examples to drop): a context
+    shorter than the prompt is a failed record, not the prompt's last tokens."""
+    assert main(["run", "--hf-path", str(tiny_model_dir), "--datasets", "bbh-navigate", "--limit", "1",
+                 "--max-seq-len", "600", "--data-dir", str(SHARED_DATASETS), "-w", str(tmp_path / "out")]) == 1
+    assert "truncated from the left" not in capsys.readouterr().err
+    (record,) = read_records(only_run(tmp_path / "out"), "tiny-chat", "bbh-navigate")
+    assert record["error"].startswith("context too long: the prompt is ")
+    assert record["error"].endswith("tokens, the model's context (max_seq_len) is 600")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from proctor.core import Sample
 from proctor.datasets.fields import EmptyAnswer, FieldMap, row_to_sample
@@ -112,8 +112,12 @@ def _joined(rows: list[Row], path: Path, join: JoinSpec, join_path: Path, subset
 
 
 def read_file_samples(path: Path, data: DataSource, fields: FieldMap, subset: str, *, split: str = "",
-                      data_dir: str | Path | None = None, joined: Mapping[int, Path] | None = None) -> list[Sample]:
+                      data_dir: str | Path | None = None, joined: Mapping[int, Path] | None = None,
+                      check: Callable[[Sample], None] | None = None) -> list[Sample]:
     """The Samples of one file, in file order; DataError names the file, row and field of a bad row.
+
+    `check` (the scorer's): refuses a sample it could never score, named by its row, so a bad
+    gold stops the run when the file is read rather than after every request was sent.
 
     `joined`: the files of `data.source.joins` by position (found under the data roots when not given).
     """
@@ -140,6 +144,11 @@ def read_file_samples(path: Path, data: DataSource, fields: FieldMap, subset: st
                 raise
             log.warning("%s; left out (the field map says skip_unanswered)", err)
             continue
+        if check is not None:
+            try:
+                check(sample)
+            except DataError as err:
+                raise DataError(f"{row.where}: {str(err).removeprefix(f'sample {sample.id}: ')}") from None
         if sample.id in seen:
             raise DataError(f"{row.where}: duplicate id {sample.id!r}")
         seen.add(sample.id)
@@ -148,11 +157,13 @@ def read_file_samples(path: Path, data: DataSource, fields: FieldMap, subset: st
 
 
 def load_samples(
-    data: DataSource, fields: FieldMap, subset: str, split: str, data_dir: str | Path | None = None
+    data: DataSource, fields: FieldMap, subset: str, split: str, data_dir: str | Path | None = None,
+    check: Callable[[Sample], None] | None = None,
 ) -> list[Sample]:
     """The Samples of one subset and split, in file order.
 
     Raises DataError for missing or malformed files (naming the file, row and field).
     """
     path, *joins = data_files(data, subset, split, data_dir)
-    return read_file_samples(path, data, fields, subset, split=split, data_dir=data_dir, joined=dict(enumerate(joins)))
+    return read_file_samples(path, data, fields, subset, split=split, data_dir=data_dir, joined=dict(enumerate(joins)),
+                             check=check)

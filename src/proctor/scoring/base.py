@@ -23,6 +23,10 @@ class Scorer(Protocol):
         """The registry name ("choice", "exact", ...)."""
         ...
 
+    def check_sample(self, sample: Any) -> None:
+        """Refuse (DataError) a sample this scorer could never score (a gold it cannot read), when
+        the file is read, before any request; by default every sample is fine."""
+
     @property
     def version(self) -> str:
         """Changes whenever the scorer's behaviour (code or params) changes; kept in the run manifest."""

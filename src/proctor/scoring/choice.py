@@ -22,6 +22,10 @@ class ChoiceScorer(BaseScorer):
     name: ClassVar[str] = "choice"
     revision: ClassVar[int] = 3  # 3: a thought with no answer after it gives no letter
 
+    def check_sample(self, sample: Sample) -> None:
+        if not sample.labels:
+            raise DataError(f"sample {sample.id}: the choice scorer needs a multiple-choice question (no options)")
+
     def score(self, sample: Sample, record: Record) -> Score:
         labels = sample.labels
         if not labels:

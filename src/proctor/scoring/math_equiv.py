@@ -395,6 +395,9 @@ class MathEquivScorer(BaseScorer):
         """Math-Verify's raw reply for one pair, run in this process's verifier subprocess."""
         return _verifier(self.memory_mb).check(gold, answer, self.timeout, self.kill_grace)
 
+    def check_sample(self, sample: Sample) -> None:
+        _golds(sample)
+
     def score(self, sample: Sample, record: Record) -> Score:
         golds = _golds(sample)  # first: a bad target is an error even when no answer is found
         # Invisible marks only: NFKC would change maths ("x²" -> "x2", "½" -> "1⁄2").

@@ -255,6 +255,9 @@ class NumericScorer(BaseScorer):
     name: ClassVar[str] = "numeric"
     revision: ClassVar[int] = 4  # 4: a thought with no answer after it gives no number
 
+    def check_sample(self, sample: Sample) -> None:
+        _target_values(sample)
+
     def score(self, sample: Sample, record: Record) -> Score:
         targets = _target_values(sample)  # first: a bad target is an error even when no answer is found
         answer, rule, explanation = _extract(record.output)

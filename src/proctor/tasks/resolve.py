@@ -39,7 +39,12 @@ class ResolvedTask:
     def load(self, split: str, data_dir: str | Path | None) -> list[Sample]:
         from proctor.datasets import load_samples
 
-        return load_samples(self.spec.data_source(), self.fields, self.subset.name, split, data_dir)
+        check = None
+        if split == self.spec.splits.eval:  # the scored split: every gold must be one the scorer reads
+            from proctor.scoring import get_scorer
+
+            check = getattr(get_scorer(self.scorer, self.scorer_params), "check_sample", None)
+        return load_samples(self.spec.data_source(), self.fields, self.subset.name, split, data_dir, check=check)
 
     def files(self, split: str, data_dir: str | Path | None) -> list[Path]:
         from proctor.datasets import data_files
