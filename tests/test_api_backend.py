@@ -351,7 +351,13 @@ def test_unreachable_server_is_a_clear_error() -> None:
 
 
 def test_not_an_http_url_is_a_clear_error() -> None:
-    backend = ApiBackend(ApiModelConfig(api_base="localhost:8000/v1", model="m"))
+    # Refused with the config, before any backend starts (a judge starts only after inference).
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"'localhost:8000/v1' is not an http\(s\) URL"):
+        ApiModelConfig(api_base="localhost:8000/v1", model="m")
+    # A config built without validation still meets the backend's own check.
+    backend = ApiBackend(ApiModelConfig.model_construct(api_base="localhost:8000/v1", model="m"))
     with pytest.raises(BackendError, match="not an http"):
         asyncio.run(backend.start())
 
