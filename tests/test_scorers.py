@@ -40,14 +40,14 @@ def verdict(score: Score) -> tuple[float, Any, str | None]:
 
 
 def test_builtin_scorers_are_registered() -> None:
-    assert scorer_names() == ["bbh", "cascade", "choice", "code_exec", "exact", "ifeval", "llm_judge", "math_equiv",
-                              "numeric", "regex"]
+    assert scorer_names() == ["agieval_cloze", "bbh", "cascade", "choice", "choice_set", "code_exec", "exact",
+                              "gaokao", "ifeval", "llm_judge", "math_equiv", "numeric", "regex"]
     scorer = get_scorer("choice")
     assert isinstance(scorer, Scorer) and scorer.name == "choice"
 
 
 def test_unknown_scorer_is_a_one_line_config_error_with_a_suggestion() -> None:
-    with pytest.raises(ConfigError, match=r"unknown scorer 'choise'; did you mean: choice\?") as error:
+    with pytest.raises(ConfigError, match=r"unknown scorer 'choise'; did you mean: choice, choice_set\?") as error:
         get_scorer("choise")
     assert "\n" not in str(error.value)
 

@@ -14,7 +14,7 @@ from proctor.datasets.fields import FieldMap, row_choices, row_to_sample
 from proctor.datasets.load import data_files, load_samples, read_file_samples
 from proctor.datasets.locate import data_roots, default_data_root
 from proctor.datasets.readers import FORMATS, format_of, read_rows
-from proctor.datasets.source import DataSource, HubArchive, SourceSpec
+from proctor.datasets.source import DataSource, HubArchive, JoinSpec, SourceSpec
 
 # Original questions written for Proctor (not benchmark items), in the C-Eval
 # and MMLU file layouts: ceval computer_network / high_school_physics (dev, val),
@@ -27,6 +27,7 @@ __all__ = [
     "DataSource",
     "FieldMap",
     "HubArchive",
+    "JoinSpec",
     "SourceSpec",
     "data_files",
     "data_roots",
