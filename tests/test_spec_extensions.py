@@ -144,3 +144,14 @@ def test_hook_in_a_spec_is_relative_to_it_and_part_of_the_version(tmp_path: Path
     os.utime(hook, ns=(hook.stat().st_mtime_ns + 10**9,) * 2)  # a new mtime even on a coarse clock
     second = prepare_dataset(config, None)
     assert second.samples[0].question == "WHY?" and second.version != first.version
+
+
+def test_a_subsets_own_hook_is_relative_to_the_spec_too(tmp_path: Path) -> None:
+    (tmp_path / "rows.py").write_text("def fix(r):\n    return r\n", encoding="utf-8")
+    spec_path = tmp_path / "s.yaml"
+    spec_path.write_text("name: s\nsource: {layouts: ['./{subset}.jsonl']}\nprompt: {preset: free_form}\n"
+                         "scorer: {name: exact}\nsubsets: [{name: a, fields: {choices: [], hook: ./rows.py:fix}}, {name: b}]\n",
+                         encoding="utf-8")
+    spec = load_spec_file(spec_path)
+    assert spec.fields_for("a").hook == f"{(tmp_path / 'rows.py').resolve()}:fix"
+    assert spec.fields_for("b").hook is None

@@ -109,10 +109,19 @@ def _anchored(spec: TaskSpec, folder: Path) -> TaskSpec:
     update: dict[str, Any] = {}
     if layouts != source.layouts or joins != source.joins:
         update["source"] = source.model_copy(update={"layouts": layouts, "joins": joins})
-    hook = spec.fields.hook
-    if hook is not None and hook.startswith(("./", "../")):
+    def anchored_hook(fields: Any) -> Any:
+        hook = fields.hook
+        if hook is None or not hook.startswith(("./", "../")):
+            return fields
         module, _, function = hook.rpartition(":")
-        update["fields"] = spec.fields.model_copy(update={"hook": f"{anchor(module)}:{function}"})
+        return fields.model_copy(update={"hook": f"{anchor(module)}:{function}"})
+
+    if anchored_hook(spec.fields) is not spec.fields:
+        update["fields"] = anchored_hook(spec.fields)
+    subsets = tuple(s.model_copy(update={"fields": anchored_hook(s.fields)})
+                    if s.fields is not None and anchored_hook(s.fields) is not s.fields else s for s in spec.subsets)
+    if any(a is not b for a, b in zip(subsets, spec.subsets)):
+        update["subsets"] = subsets
     return spec.model_copy(update=update) if update else spec
 
 
