@@ -262,7 +262,7 @@ BAD_FILES: list[tuple[str, str, Callable[[Path], str]]] = [
      '{"question": "q1", "A": "x", "B": "y", "answer": "A"}\n{"question": "q2", "A": "x", "B": "y", "answer": "Z"}\n',
      lambda p: f"{p}: line 2: answer 'Z' is not one of A/B, an index or an option text"),
     ("no_question.jsonl", '{"prompt_text": "q1", "answer": "A"}\n',
-     lambda p: f"{p}: line 1: no question field (question or input or problem or prompt or query); found ['answer', 'prompt_text']"),
+     lambda p: f"{p}: line 1: no question field (question or input or problem or prompt or query or question_stem); found ['answer', 'prompt_text']"),
     ("bad_json.jsonl", '{"question": "q1", "answer": "x"}\n{"question": "q2", "answer": }\n',
      lambda p: f"{p}: line 2: not valid JSON (Expecting value: line 1 column 30 (char 29))"),
     ("short_row.csv", "question,A,B,answer\nq1,x,y,A\nq2,x,B\n", lambda p: f"{p}: row 3 (line 3): 3 fields, expected 4"),

@@ -100,8 +100,10 @@ def test_hugging_face_dict_of_lists(tmp_path: Path) -> None:
     assert (sample.question, sample.choices, sample.target) == (
         "Which gas do plants take in?", ("oxygen", "carbon dioxide", "helium"), "B")
     # OpenBookQA on the hub: labels 1-3, named question field.
-    row = {"question_stem": "Q?", "choices": {"text": ["x", "y", "z"], "label": ["1", "2", "3"]}, "answerKey": "2"}
-    assert one(tmp_path, row, question="question_stem").target == "B"
+    row = {"id": "7-980", "question_stem": "Q?", "choices": {"text": ["x", "y", "z"], "label": ["1", "2", "3"]},
+           "answerKey": "2"}
+    sample = one(tmp_path, row)
+    assert (sample.id, sample.question, sample.target, sample.fields) == ("7-980", "Q?", "B", {})
 
 
 def test_hugging_face_list_with_an_integer_answer_is_0_based(tmp_path: Path) -> None:

@@ -278,7 +278,7 @@ def test_column_names_match_case_insensitively(tmp_path: Path) -> None:
 
 def test_missing_question_column(tmp_path: Path) -> None:
     path = jsonl(tmp_path / "q.jsonl", [{"text": "q", "answer": "1"}])
-    assert error_of(path) == (f"{path}: line 1: no question field (question or input or problem or prompt or query); "
+    assert error_of(path) == (f"{path}: line 1: no question field (question or input or problem or prompt or query or question_stem); "
                               "found ['answer', 'text']")
     assert error_of(path, FieldMap(question="stem")) == f"{path}: line 1: no question field (stem); found ['answer', 'text']"
     csv_path = write_csv(tmp_path / "q.csv", [["question", "answer"], ["ok", "1"], ["", "2"]])

@@ -24,7 +24,7 @@ from proctor.errors import DataError
 from proctor.templating import TemplateProblem, is_jinja, render_jinja
 
 # Tried in order when the field map does not name the column.
-QUESTION_COLUMNS = ("question", "input", "problem", "prompt", "query")
+QUESTION_COLUMNS = ("question", "input", "problem", "prompt", "query", "question_stem")
 ANSWER_COLUMNS = ("answer", "target", "label", "output", "solution", "answerKey")
 ID_COLUMNS = ("id", "task_id", "idx")
 CHOICES_COLUMNS = ("choices", "options")
