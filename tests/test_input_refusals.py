@@ -108,6 +108,10 @@ def test_a_closed_pipe_ends_the_listing_quietly() -> None:
 def test_serve_refuses_a_device_that_is_none(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = _one_line_error(capsys, ["serve", str(tiny_model_dir), "--device", "banana", "--port", "0"])
     assert line == "error: --device 'banana' is not a device: use cpu, cuda, cuda:N or mps"
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():  # a device torch knows but this machine lacks
+        line = _one_line_error(capsys, ["serve", str(tiny_model_dir), "--device", "cuda:3", "--port", "0"])
+        assert line.startswith(f"error: cannot put model '{tiny_model_dir}' on device cuda:3: "), line
 
 
 def test_serve_answers_deep_json_and_huge_prompts_with_400_without_stalling(tiny_model_dir: Path) -> None:

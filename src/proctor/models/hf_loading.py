@@ -271,7 +271,11 @@ def _load_model(
     except Exception as exc:
         raise _load_error("model", source, exc) from None
     if device_map is None:
-        model.to(device)
+        try:
+            model.to(device)
+        except (RuntimeError, AssertionError, ValueError) as exc:  # no CUDA, no MPS, an index too high
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BackendError(f"cannot put model '{source}' on device {device}: {first}") from None
     model.eval()
     return model
 
