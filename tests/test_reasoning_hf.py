@@ -183,3 +183,14 @@ def test_stop_strings_wait_for_the_thought_and_cut_thoughts_are_truncated(
     assert result["value"] == pytest.approx(100.0 * right / LIMIT)
     # Every case the rule has was met: truncated, answered with the stop inside the thought, cut at it after.
     assert cases["truncated"] and cases["stop in thought"] and cases["cut at stop"], cases
+
+
+def test_a_local_reasoning_model_gets_half_its_context(thinker: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """32768 tokens would leave a 2048-token context no room for the prompt (it would be cut
+    to one token): a local model's reasoning budget is half its max_seq_len, and it is said."""
+    run = _run(tmp_path, "half", {"type": "hf", "path": str(thinker), "reasoning": True, "max_seq_len": 560},
+               ["gsm8k"])
+    records = read_records(run, "model", "gsm8k")
+    assert max(r["completion_tokens"] for r in records) == 280  # the thought never ends: all of the budget
+    assert "answers get up to 280 tokens (half of its max_seq_len 560" in capsys.readouterr().err

@@ -159,10 +159,16 @@ class _Requests:
         if getattr(config, "reasoning", False) and not explicit:
             # A benchmark's answer length (256, 512) is spent before most thoughts end.
             max_tokens, explicit = REASONING_MAX_OUT_LEN, True
+            local = not isinstance(config, ApiModelConfig)
+            if local and max_seq_len and max_seq_len // 2 < max_tokens:
+                # A local model's context holds prompt and answer: half of it is the answer's.
+                max_tokens = max(config.max_out_len, max_seq_len // 2)
             if model_abbr(config) not in self._budgeted:
                 self._budgeted.add(model_abbr(config))
-                log.warning("%s is a reasoning model: answers get up to %d tokens (set max_out_len / "
-                            "--max-out-len for another budget)", model_abbr(config), max_tokens)
+                room = (f" (half of its max_seq_len {max_seq_len}: raise --max-seq-len for more)"
+                        if max_tokens < REASONING_MAX_OUT_LEN else "")
+                log.warning("%s is a reasoning model: answers get up to %d tokens%s (set max_out_len / "
+                            "--max-out-len for another budget)", model_abbr(config), max_tokens, room)
         # A local model counts prompt tokens with its own tokenizer and chat template; others are
         # estimated (an upper bound for most tokenizers), and the user is told once.
         count = getattr(backend, "count_tokens", None) if max_seq_len else None
