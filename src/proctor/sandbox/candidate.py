@@ -64,6 +64,8 @@ def _candidate_main(req_fd, rep_fd, source, filename):
 def _answer(msg, ns, handle, local):
     try:
         if "name" in msg:
+            if msg["name"] not in ns:
+                raise NameError("name %r is not defined" % (msg["name"],))
             target = ns[msg["name"]]
         else:
             target = local(msg["h"])

@@ -144,10 +144,10 @@ def _tester_main(cfg, prelude, tests, bindings):
     except CandidateBroke:
         pass
     except BaseException as exc:  # AssertionError, or whatever the tests raised
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_frame.f_code.co_filename not in ("prompt.py", "tests.py"):
-            tb = tb.tb_next  # the harness's own frames say nothing about the test
-        lines = traceback.format_exception(type(exc), exc, tb or exc.__traceback__)
+        # The harness's own frames say nothing about the test: only the prompt's and the tests' are shown.
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in ("prompt.py", "tests.py")]
+        lines = (["Traceback (most recent call last):\n"] + traceback.format_list(frames)
+                 + traceback.format_exception_only(type(exc), exc))
         sys.stderr.write("".join(lines))
         verdict["error"] = "".join(lines[-6:])[-2000:]
     if state["broken"] is not None:

@@ -10,7 +10,8 @@ and a JSON document. Values are tagged so that types survive the trip exactly:
     tuple                      {"t": [...]}     set      {"s": [...]}   frozenset {"z": [...]}
     dict                       {"d": [[k, v], ...]}       a handle (see below) {"h": id}
 
-`decode` is the trusted side: it builds only those exact built-in types (never a subclass, never
+`encode` turns a subclass of one of those types into a value of the base type (read with the base
+type's own methods, so no override runs). `decode` is the trusted side: it builds only those exact built-in types (never a subclass, never
 an object of the sender's making), refuses anything else, and bounds size, depth and count. A
 handle names an object that stays in the candidate process; the tester sees it as an opaque
 `Remote` that can be passed back or asked for attributes, never compared (see tester.py).
@@ -60,11 +61,41 @@ def _enc(value, depth, handle):
         return {"z": [_enc(v, depth + 1, handle) for v in value]}
     if t is dict:
         return {"d": [[_enc(k, depth + 1, handle), _enc(v, depth + 1, handle)] for k, v in value.items()]}
+    base = _base_value(value)
+    if base is not None:
+        return _enc(base, depth, handle)
     if handle is not None:
         h = handle(value)
         if h is not None:
             return {"h": h}
     raise NotPlain("a %s is not plain data" % _type_name(value))
+
+
+# A subclass of a plain type (Counter, OrderedDict, a namedtuple, an IntEnum) becomes a value of the
+# base type, read with the base type's own methods (an override of __iter__ or __eq__ is not
+# called): what the tester gets is plain data either way.
+_BASES = (
+    (int, lambda v: int.__int__(v)),
+    (float, lambda v: float.__float__(v)),
+    (complex, lambda v: complex.__complex__(v)),
+    (str, lambda v: str.__str__(v)),
+    (bytes, lambda v: bytes.__bytes__(v)),
+    (dict, lambda v: dict(dict.items(v))),
+    (list, lambda v: list(list.__iter__(v))),
+    (tuple, lambda v: tuple(tuple.__iter__(v))),
+    (frozenset, lambda v: frozenset(frozenset.__iter__(v))),
+    (set, lambda v: set(set.__iter__(v))),
+)
+
+
+def _base_value(value):
+    for base, convert in _BASES:
+        if isinstance(value, base):
+            out = convert(value)
+            if type(out) is base:
+                return out
+            return None
+    return None
 
 
 def _type_name(value):

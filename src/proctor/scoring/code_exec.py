@@ -66,15 +66,7 @@ class CodeExecScorer(BaseScorer):
 
     def environment(self) -> dict[str, Any]:
         """How programs are isolated here (recorded in the run manifest): the guarantees differ."""
-        from proctor.sandbox import isolation
-
-        iso = isolation()
-        return {
-            "sandbox": iso.as_manifest(),
-            "limits": {"timeout_s": self.timeout_s, "memory_mb": self.memory_mb,
-                       **self.limits.plan(iso.nproc_enforced).as_manifest(self.limits)},
-            "verdict": {"split": True, "isolated_from_candidate": iso.pid_namespace},
-        }
+        return sandbox_environment(self.limits)
 
     @property
     def limits(self) -> Limits:
@@ -119,6 +111,19 @@ class CodeExecScorer(BaseScorer):
 
     def _verdict(self, p: "Prepared") -> Score:
         return run_prepared(p, self.limits)
+
+
+def sandbox_environment(limits: Limits) -> dict[str, Any]:
+    """What the sandbox enforces here, for the run manifest: isolation, limits, the verdict's isolation."""
+    from proctor.sandbox import isolation
+
+    iso = isolation()
+    return {
+        "sandbox": iso.as_manifest(),
+        "limits": {"timeout_s": limits.timeout_s, "memory_mb": limits.memory_bytes >> 20,
+                   **limits.plan(iso.nproc_enforced).as_manifest(limits)},
+        "verdict": {"split": True, "isolated_from_candidate": iso.pid_namespace},
+    }
 
 
 @dataclass(frozen=True)

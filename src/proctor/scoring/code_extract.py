@@ -5,7 +5,8 @@
 2. fenced blocks (```, closed or not, any language tag): the block that defines the entry
    point, else the longest that parses, else the one with the longest parseable prefix;
 3. otherwise an indented continuation of the prompt (a base model writing the body);
-4. otherwise the text from the first line starting with `def`/`import`/`from`/`class`/`@`;
+4. otherwise the text from its first line, when that starts code that defines or imports
+   something, else from the first line starting with `def`/`import`/`from`/`class`/`@`;
 and keeps the longest prefix (whole lines) that `ast.parse` accepts. None: no code.
 An indented fenced block is a function body (appended to the prompt), unless it defines the
 entry point itself (an indented whole function): a body may well start with `import` or a
@@ -233,6 +234,11 @@ def extract_code(output: str | None, prompt: str | None = None, entry_point: str
         code = _continuation(text.lstrip("\n"), prompt, budget)
         if code.strip():
             return Extracted(code, "continuation")
+    lead = text.lstrip("\n")
+    if lead[:1] not in (" ", "\t", ""):  # code from the first line (`N = 256` before the defs)
+        code = longest_parsing_prefix(lead, budget)
+        if code.strip() and _looks_like_code(code, budget):
+            return Extracted(code, "text")
     for m in _CODE_START.finditer(text):
         line_end = text.find("\n", m.start())
         if not _plausible_start(text[m.start(): len(text) if line_end == -1 else line_end], budget):

@@ -44,4 +44,4 @@ def load_samples(benchmark: str, subset: str, split: str, data_dir: str | None =
         from proctor.config.suggest import unknown_name_error
 
         raise unknown_name_error(f"{spec.display_title} split", split, spec.splits.all)
-    return load(spec.data_source(), spec.fields_for(subset), subset, split, data_dir)
+    return spec.splits.select(split, load(spec.data_source(), spec.fields_for(subset), subset, split, data_dir))

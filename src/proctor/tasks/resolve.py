@@ -44,7 +44,8 @@ class ResolvedTask:
             from proctor.scoring import get_scorer
 
             check = getattr(get_scorer(self.scorer, self.scorer_params), "check_sample", None)
-        return load_samples(self.spec.data_source(), self.fields, self.subset.name, split, data_dir, check=check)
+        samples = load_samples(self.spec.data_source(), self.fields, self.subset.name, split, data_dir, check=check)
+        return self.spec.splits.select(split, samples)
 
     def files(self, split: str, data_dir: str | Path | None) -> list[Path]:
         from proctor.datasets import data_files

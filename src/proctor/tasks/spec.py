@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from proctor.datasets import DataSource, FieldMap, SourceSpec
 
@@ -52,6 +52,32 @@ class SplitsSpec(_Spec):
     eval: str = "test"  # the split that is scored
     fewshot: str | None = None  # where few-shot examples come from (None: none)
     available: tuple[str, ...] = ()  # every split the benchmark has (default: eval + fewshot)
+    # Splits cut out of one file by id ranges ("11-510"): a split named here keeps, in file
+    # order, the rows whose (integer) id lies in one of its ranges (MBPP: test 11-510, prompt 2-4).
+    ids: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("ids")
+    @classmethod
+    def _ranges(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for split, ranges in value.items():
+            for r in ranges:
+                lo, sep, hi = r.partition("-")
+                if not (lo.strip().isdigit() and (not sep or hi.strip().isdigit())) or (sep and int(lo) > int(hi)):
+                    raise ValueError(f"ids.{split}: {r!r} is not a range of ids such as 11-510")
+        return value
+
+    def select(self, split: str, samples: list[Any]) -> list[Any]:
+        """The samples of `split` (all of them unless `ids` cuts the split out by id ranges)."""
+        ranges = self.ids.get(split)
+        if not ranges:
+            return samples
+        bounds = [(int(lo), int(hi or lo)) for lo, _, hi in (r.partition("-") for r in ranges)]
+        keep = [s for s in samples if str(s.id).strip().isdigit() and any(lo <= int(s.id) <= hi for lo, hi in bounds)]
+        if not keep:
+            from proctor.errors import DataError
+
+            raise DataError(f"split {split!r}: no row has an id in {', '.join(ranges)}")
+        return keep
 
     @property
     def all(self) -> tuple[str, ...]:
