@@ -10,8 +10,10 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# The CPU wheel of torch lies on local disk; installing it first keeps pip
-	# from pulling a multi-GB CUDA build for the [hf] extra.
+	# torch first, on its own: with pip pointed at the CPU wheels (PIP_INDEX_URL or
+	# PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu, or PIP_FIND_LINKS for a
+	# local wheel) the [hf] extra then does not pull a multi-GB CUDA build; without
+	# that it is PyPI's default build for the platform.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[hf,serve,ray,test]'
 	touch $(STAMP)

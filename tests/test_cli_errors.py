@@ -131,7 +131,8 @@ def test_no_traceback_from_the_real_command(tmp_path: Path) -> None:
         [sys.executable, "-m", "proctor", "run", "--debug", "--api-base", "http://127.0.0.1:1/v1", "--datasets", "ceval_gne"],
         capture_output=True, text=True, env=env, timeout=60,
     )
-    assert debug.returncode != 0 and "Traceback" in debug.stderr
+    # A plain mistake in the input gets no traceback under --debug either (issue 21 §3).
+    assert debug.returncode == 2 and "Traceback" not in debug.stderr and "unknown dataset" in debug.stderr
 
 
 @needs_shared_data
@@ -189,3 +190,9 @@ def test_list_shows_specs_whole_when_piped(capsys: pytest.CaptureFixture[str]) -
     assert rows["mmlu_ppl"][1] == "multiple choice, ppl" and "cmmlu_gen_circular" in rows
     assert "环境影响评价工程师" in rows["ceval-environmental_impact_assessment_engineer"][3]
     assert len([n for n in rows if n.startswith("cmmlu-")]) == 67
+
+
+def test_humaneval_gen_is_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "datasets", "humaneval"]) == 0
+    names = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    assert "humaneval" in names and "humaneval_gen" in names

@@ -8,7 +8,7 @@ import sys
 from typing import Any, Sequence
 
 from proctor import __version__
-from proctor.errors import ProctorError, RunInterrupted
+from proctor.errors import ConfigError, DataError, ProctorError, RunInterrupted
 
 EXIT_OK, EXIT_FAILED_REQUESTS, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -38,7 +38,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(exc, file=sys.stderr)
         return exc.exit_code
     except ProctorError as exc:
-        if debug:  # the traceback too, with the same exit code
+        if debug and not isinstance(exc, (ConfigError, DataError)):  # a plain mistake needs no traceback
             import traceback
 
             traceback.print_exc(file=sys.stderr)

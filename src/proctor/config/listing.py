@@ -24,6 +24,8 @@ def _dataset_rows() -> list[Row]:
             # The description says how big the benchmark is (`AIME 2024: 30 competition problems ...`).
             what = f"{spec.description}; {how}" if spec.description else f"{spec.display_title}: {subsets}{how}"
             rows.append((name, f"{kind}, {mode}", spec.scorer.name, what))
+            if name == spec.name:  # `humaneval_gen` names it too, as OpenCompass users write it
+                rows.append((f"{name}_gen", f"{kind}, {mode}", spec.scorer.name, f"the same as {name}"))
             if spec.multiple_choice and spec.reorder_options:
                 rows.append((f"{name}_circular", f"{kind}, {mode}", spec.scorer.name,
                              f"{spec.display_title}: every question in its 4 option rotations (CircularEval)"))
