@@ -125,10 +125,11 @@ def test_paired_interval_for_right_wrong_by_hand() -> None:
     test = paired_test(a, b)
     assert test.test == "mcnemar" and test.n == 25
     assert (test.mean_a, test.mean_b, test.diff) == pytest.approx((12 / 25, 18 / 25, 6 / 25))
-    # s^2 = (10 - 25 * 0.24^2) / 24 = 8.56 / 24; se = sqrt(s^2 / 25); half = 1.959964 * se
-    half = 1.959964 * math.sqrt(8.56 / 24 / 25)
-    assert half == pytest.approx(0.234104, abs=1e-6)
-    assert (test.ci_low, test.ci_high) == pytest.approx((0.24 - half, 0.24 + half), abs=1e-6)
+    # The exact interval: Clopper-Pearson of 8 of the 10 changed questions, [0.443904, 0.974790]
+    # (Beta(8, 3) 2.5% and Beta(9, 2) 97.5% quantiles), scaled by 10/25 to B - A = 10 (2 pi - 1) / 25.
+    assert (test.ci_low, test.ci_high) == pytest.approx((10 * (2 * 0.443904 - 1) / 25, 10 * (2 * 0.974790 - 1) / 25),
+                                                        abs=1e-5)
+    assert test.ci_low < 0 < test.ci_high  # p = 0.109: the interval holds 0, as the verdict says
     assert test.p_value == pytest.approx(112 / 1024)
     assert (test.b_better, test.a_better) == (8, 2)
     assert verdict(test) == "no significant difference"
@@ -210,8 +211,9 @@ def test_compare_two_hand_written_runs(tmp_path: Path, capsys: pytest.CaptureFix
     assert "| dataset | metric | n | A | B | B-A | 95% CI | p |" in md and "B better" in md
     with (later / "compare.csv").open(encoding="utf-8") as f:
         table = list(csv.DictReader(f))
-    assert [r["name"] for r in table] == [NET, ARCH, "ceval (2/52 subjects)"]
-    assert table[0]["verdict"] == "B better"
+    assert [r["name"] for r in table] == ["ceval (2/52 subjects)", NET, ARCH]  # the benchmark first
+    assert table[1]["verdict"] == "B better"
+    assert float(table[1]["p_holm"]) == pytest.approx(2 * 22 / 1024)  # the smaller of two p, times 2
     # The later run's report now shows the comparison.
     page = (later / "report.html").read_text(encoding="utf-8")
     assert '<h2 id="compare">Comparison</h2>' in page and "B better" in page
@@ -347,7 +349,14 @@ def test_real_runs_where_b_answers_more_right(
         assert (row["n"], row["b_better"], row["a_better"]) == (LIMIT, wrong, 0)
         assert row["a"] == pytest.approx(answers.expected_accuracy(samples)) and row["b"] == 100.0
         assert row["p_value"] == pytest.approx(2 / 2**wrong if wrong else 1.0)
-        assert row["verdict"] == ("B better" if 2 / 2**wrong < 0.05 else "no significant difference")
+    # Each subject's verdict uses its Holm-adjusted p (two subjects tested).
+    by_p = sorted(slices, key=lambda d: rows[d]["p_value"])
+    for rank, dataset in enumerate(by_p):
+        adjusted = min(1.0, max((len(by_p) - r) * rows[d]["p_value"] for r, d in enumerate(by_p[: rank + 1])))
+        assert rows[dataset]["p_holm"] == pytest.approx(adjusted)
+        assert rows[dataset]["verdict"] == ("B better" if adjusted < 0.05 else "no significant difference")
+    for dataset in slices:
+        row = rows[dataset]
         assert (row["only_a"], row["only_b"], row["failed_a"], row["failed_b"]) == (0, 0, 0, 0)
     (group,) = [r for r in comp["rows"] if r["kind"] == "group"]
     assert group["members"] == [NET, ARCH]
@@ -357,3 +366,47 @@ def test_real_runs_where_b_answers_more_right(
     assert wrong_total > 0 and "B better" in out
     page = (later / "report.html").read_text(encoding="utf-8")
     assert "Comparison" in page and "Headline" in page
+
+
+def test_the_exact_interval_agrees_with_mcnemar_everywhere() -> None:
+    """The interval holds 0 exactly when p >= 0.05 (a normal interval said [-72.01, -7.99] beside
+    p = 0.125, 'no significant difference')."""
+    from proctor.report.stats import mcnemar_interval
+
+    for a_better in range(0, 13):
+        for b_better in range(0, 13):
+            if a_better + b_better == 0:
+                continue
+            n = a_better + b_better + 5
+            low, high = mcnemar_interval(a_better, b_better, n)
+            diff = (b_better - a_better) / n
+            assert low <= diff <= high
+            assert (low > 0 or high < 0) == (mcnemar_exact(a_better, b_better) < 0.05), (a_better, b_better)
+    # The issue's case: 4 of 4 changed questions went A's way (p = 0.125): the interval holds 0.
+    low, high = mcnemar_interval(4, 0, 5)
+    assert low < 0 < high
+
+
+def test_holm_by_hand() -> None:
+    from proctor.report.stats import holm
+
+    # Sorted 0.01, 0.03, 0.04, 0.5 -> x4, x3, x2, x1, kept monotone: 0.04, 0.09, 0.09, 0.5.
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm([]) == []
+
+
+def test_latest_is_found_in_a_configured_work_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A config's `work_dir = 'outputs/demo'` puts runs one level down: `proctor compare latest~1
+    latest` without -w finds them there (it said `outputs holds 0 run(s)`)."""
+    monkeypatch.chdir(tmp_path)
+    work = tmp_path / "outputs" / "demo"
+    scores = [scored(str(i), i % 2 == 0) for i in range(6)]
+    first = make_run(work, "20250101_000000", {"m": {NET: scores}})
+    second = make_run(work, "20250102_000000", {"m": {NET: scores}})
+    assert main(["compare", "latest~1", "latest"]) == 0
+    data = json.loads((second / "compare.json").read_text(encoding="utf-8"))
+    assert data["comparisons"][0]["a"]["run_id"] == first.name
+    make_run(tmp_path / "outputs" / "other", "20250103_000000", {"m": {NET: scores}})
+    assert main(["compare", "latest~1", "latest"]) == 2
+    assert "say which with -w" in capsys.readouterr().err

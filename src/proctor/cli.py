@@ -136,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="RUN_A RUN_B (run ids under -w, folders, latest, latest~1), or one RUN with --models A B")
     compare.add_argument("--models", nargs="+", default=[], metavar="MODEL",
                          help="two models of one run, or the model of both runs (or A's then B's)")
-    compare.add_argument("-w", "--work-dir", default="outputs", help="where run ids are looked up (default outputs/)")
+    compare.add_argument("-w", "--work-dir", default=None,
+                         help="where run ids and latest~N are looked up (default outputs/, or the one folder in "
+                              "it that holds runs, as a config's work_dir = 'outputs/demo' makes)")
     compare.add_argument("-o", "--output", default=None, metavar="DIR",
                          help="write compare.{json,md,csv} here (default: the later run's folder)")
     compare.add_argument("--strict", action="store_true",
@@ -492,7 +494,10 @@ def _cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
 
     if len(args.runs) > 2:
         raise ProctorError(f"proctor compare takes one or two runs, got {len(args.runs)}")
-    runs = [resolve_run(spec, args.work_dir) for spec in args.runs]
+    from proctor.report.compare import work_dir_of_runs
+
+    work_dir = args.work_dir if args.work_dir is not None else work_dir_of_runs("outputs")
+    runs = [resolve_run(spec, work_dir) for spec in args.runs]
     a_run, b_run = (runs[0], runs[0]) if len(runs) == 1 else (runs[0], runs[1])
     comparisons = compare_runs(a_run, b_run, args.models, strict=args.strict)
     for name in args.diff:

@@ -18,6 +18,7 @@ outcome); exact McNemar is kept for one answer per question.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -31,6 +32,7 @@ from proctor.errors import ConfigError, DataError
 from proctor.report.manifests import ManifestChange, diff_manifests, measured_changes
 from proctor.report.scorelines import read_score_lines
 from proctor.report.stats import (
+    holm,
     ALPHA,
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -68,6 +70,25 @@ def _is_run(path: Path) -> bool:
     return path.is_dir() and any((path / name).exists() for name in ("config.json", "results", "scores"))
 
 
+def _runs_in(base: Path) -> list[Path]:
+    return sorted((p for p in base.glob("*") if (p / "config.json").is_file()), key=_started) if base.is_dir() else []
+
+
+def work_dir_of_runs(work_dir: Path | str) -> Path:
+    """Where `latest` looks: `work_dir`, or, when it holds no run itself, the one folder in it
+    that does (a config's `work_dir = "outputs/demo"`); several such folders are one line."""
+    base = Path(work_dir)
+    if _runs_in(base) or not base.is_dir():
+        return base
+    nested = [p for p in sorted(base.iterdir()) if p.is_dir() and _runs_in(p)]
+    if len(nested) == 1:
+        return nested[0]
+    if nested:
+        raise CompareError(f"{base} holds no run itself but runs in {', '.join(str(p) for p in nested)}; "
+                           "say which with -w")
+    return base
+
+
 def resolve_run(spec: str, work_dir: Path | str = "outputs") -> Path:
     """A run folder from `latest`, `latest~N` (N runs before the latest), a run id under
     `work_dir`, or a folder path."""
@@ -75,7 +96,7 @@ def resolve_run(spec: str, work_dir: Path | str = "outputs") -> Path:
     match = _LATEST.fullmatch(spec)
     if match:
         back = int(match.group(1) or 0)
-        runs = sorted((p for p in base.glob("*") if (p / "config.json").is_file()), key=_started) if base.is_dir() else []
+        runs = _runs_in(base)
         if len(runs) <= back:
             raise CompareError(f"{spec}: {base} holds {len(runs)} run(s); give run ids or folders instead")
         return runs[-1 - back]
@@ -266,10 +287,14 @@ class CompareRow:
     reported_a: float | None = None  # the side's own score (results/), over all it answered
     reported_b: float | None = None
     members: tuple[str, ...] = ()
+    # Per-subject rows of a comparison with several: the Holm-adjusted p, which the verdict uses.
+    p_adjusted: float | None = None
 
     @property
     def verdict(self) -> str:
-        return verdict(self.test)
+        if self.p_adjusted is None or self.test.test is None:
+            return verdict(self.test)
+        return verdict(dataclasses.replace(self.test, p_value=self.p_adjusted))
 
     def to_json(self) -> dict[str, Any]:
         t = self.test
@@ -277,7 +302,8 @@ class CompareRow:
             "name": self.name, "kind": self.kind, "metric": self.metric, "members": list(self.members),
             "n": t.n, "a": _pct(t.mean_a), "b": _pct(t.mean_b), "diff": _pct(t.diff),
             "ci_low": _pct(t.ci_low), "ci_high": _pct(t.ci_high),
-            "p_value": None if t.test is None else t.p_value, "test": t.test, "verdict": self.verdict,
+            "p_value": None if t.test is None else t.p_value, "p_holm": self.p_adjusted,
+            "test": t.test, "verdict": self.verdict,
             "b_better": t.b_better, "a_better": t.a_better,
             "only_a": self.only_a, "only_b": self.only_b, "failed_a": self.failed_a, "failed_b": self.failed_b,
             "reported_a": _finite(self.reported_a), "reported_b": _finite(self.reported_b),
@@ -506,8 +532,14 @@ def compare_sides(a: Side, b: Side, *, resamples: int = BOOTSTRAP_RESAMPLES, see
                              resamples=resamples, seed=seed)
     groups = [*read_groups(a.run, manifest_a), *read_groups(b.run, manifest_b)]
     group_rows = _group_rows(groups, rows, units, reported, resamples=resamples, seed=seed)
+    tested = [name for name, row in rows.items() if row.test.test is not None]
+    if len(tested) > 1:
+        # Many subjects tested at 5% each call some "better" by chance: their verdicts use Holm's
+        # adjustment over the family; the benchmark-level (group) rows come first, unadjusted.
+        for name, p in zip(tested, holm([rows[n].test.p_value for n in tested])):
+            rows[name] = dataclasses.replace(rows[name], p_adjusted=p)
     return Comparison(
-        a=a, b=b, rows=(*rows.values(), *group_rows), changes=tuple(changes),
+        a=a, b=b, rows=(*group_rows, *rows.values()), changes=tuple(changes),
         datasets_only_a=tuple(d for d in a_sets if d not in b_sets),
         datasets_only_b=tuple(d for d in b_sets if d not in a_sets),
         notes=tuple(notes), units=units,
@@ -544,9 +576,9 @@ def format_p(p: float | None) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
-COLUMNS = ("dataset", "metric", "n", "A", "B", "B-A", "95% CI", "p", "test", "verdict",
+COLUMNS = ("dataset", "metric", "n", "A", "B", "B-A", "95% CI", "p", "p (Holm)", "test", "verdict",
            "B>A", "A>B", "only A", "only B", "failed A", "failed B")
-NUMERIC = {"n", "A", "B", "B-A", "p", "B>A", "A>B", "only A", "only B", "failed A", "failed B"}
+NUMERIC = {"n", "A", "B", "B-A", "p", "p (Holm)", "B>A", "A>B", "only A", "only B", "failed A", "failed B"}
 
 
 def row_cells(row: CompareRow) -> list[str]:
@@ -554,7 +586,7 @@ def row_cells(row: CompareRow) -> list[str]:
     ci = "-" if t.test is None else f"[{_signed(100 * t.ci_low)}, {_signed(100 * t.ci_high)}]"
     return [
         row.name, row.metric, str(t.n), _num(_pct(t.mean_a)), _num(_pct(t.mean_b)), _signed(_pct(t.diff)), ci,
-        format_p(None if t.test is None else t.p_value), t.test or "-", row.verdict,
+        format_p(None if t.test is None else t.p_value), format_p(row.p_adjusted), t.test or "-", row.verdict,
         str(t.b_better), str(t.a_better), str(row.only_a), str(row.only_b), str(row.failed_a), str(row.failed_b),
     ]
 
@@ -566,9 +598,11 @@ LEGEND = (
     f"questions ({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}); verdict at the {ALPHA:g} level. "
     "B>A / A>B: questions where B / A scored higher. only A / only B: questions one side has no line for; "
     "failed A / failed B: questions both have, failed or never answered by that side. "
-    "Groups pool their members' questions (mean of questions). The interval is the normal one "
-    "(mean difference ± 1.96 standard errors); on few changed questions the exact test is the stricter "
-    "of the two, and the verdict follows the test."
+    "Groups pool their members' questions (mean of questions) and come first: they are the benchmark-level "
+    "verdicts. With several datasets, each dataset's verdict uses its p adjusted for the number of datasets "
+    "tested (Holm, column p (Holm)), so 52 subjects do not call 2 or 3 of them better by chance. "
+    "The interval of a right/wrong difference is the exact one that goes with McNemar's test (Clopper-Pearson "
+    "on the changed questions): it excludes 0 exactly when p < 0.05; a bootstrap row's is the bootstrap's."
 )
 
 
@@ -673,7 +707,7 @@ def format_compare_markdown(comparisons: Sequence[Comparison], diff: Sequence[st
 def format_compare_csv(comparisons: Sequence[Comparison]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    keys = ["name", "kind", "metric", "n", "a", "b", "diff", "ci_low", "ci_high", "p_value", "test", "verdict",
+    keys = ["name", "kind", "metric", "n", "a", "b", "diff", "ci_low", "ci_high", "p_value", "p_holm", "test", "verdict",
             "b_better", "a_better", "only_a", "only_b", "failed_a", "failed_b", "reported_a", "reported_b"]
     writer.writerow(["a_run", "a_model", "b_run", "b_model", *keys])
     for c in comparisons:

@@ -364,7 +364,7 @@ def _p(value: Any) -> str:
 
 
 _VERDICT_CLASS = {"B better": "v-b", "A better": "v-a"}
-_COMPARE_COLUMNS = ("dataset", "metric", "n", "A", "B", "B−A", "95% interval", "p", "test", "verdict",
+_COMPARE_COLUMNS = ("dataset", "metric", "n", "A", "B", "B−A", "95% interval", "p", "p (Holm)", "test", "verdict",
                     "B>A", "A>B", "only A", "only B", "failed A", "failed B")
 
 
@@ -387,7 +387,7 @@ def _compare_rows_table(rows: Sequence[Mapping[str, Any]]) -> str:
             f'<td class="num">{count("n")}</td>', f'<td class="num">{_fmt(row.get("a"))}</td>',
             f'<td class="num">{_fmt(row.get("b"))}</td>', f'<td class="num">{_fmt(row.get("diff"), True)}</td>',
             f'<td class="num">{_text(interval)}</td>', f'<td class="num">{_p(row.get("p_value"))}</td>',
-            f"<td>{_text(row.get('test') or '-')}</td>",
+            f'<td class="num">{_p(row.get("p_holm"))}</td>', f"<td>{_text(row.get('test') or '-')}</td>",
             f'<td class="verdict {_VERDICT_CLASS.get(verdict, "v-none")}">{_text(verdict)}</td>',
             *(f'<td class="num">{count(k)}</td>' for k in ("b_better", "a_better", "only_a", "only_b",
                                                             "failed_a", "failed_b")),
