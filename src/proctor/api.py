@@ -120,7 +120,7 @@ _DATASET_FLAGS = {"limit": "--limit", "range": "--range", "fewshot": "--fewshot"
                   "continuations": "--ppl-continuations"}
 _JUDGE_FLAGS = {"api_base": "--judge-api-base", "model": "--judge-api-model", "api_key_env": "--judge-api-key-env"}
 # Command-line flags by model field, for errors about --api-base / --hf-path models.
-_FLAG_FIELDS = {"model": "--api-model", "path": "--hf-path", "api_base": "--api-base"}
+_FLAG_FIELDS = {"model": "--api-model", "path": "--hf-path", "api_base": "--api-base", "batch": "--api-batch"}
 
 
 def _models_named(name: str) -> list[Any]:

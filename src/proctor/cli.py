@@ -174,6 +174,15 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tpm", type=float, default=None, help="tokens per minute limit (prompt + max tokens, corrected by usage)")
     g.add_argument("--retry", type=int, default=None, help="retries per failed request")
     g.add_argument("--timeout", type=float, default=None, help="seconds per request")
+    g.add_argument("--api-batch", action="store_true", default=None,
+                   help="send through the provider's Batch API (/v1/files + /v1/batches: half price, answers "
+                        "within 24 h); -r picks up submitted batches")
+    g.add_argument("--batch-retry", choices=["online", "batch"], default=None,
+                   help="--api-batch: send failed or expired lines online (default) or in a new batch")
+    g.add_argument("--price-per-million-input", type=float, default=None, metavar="USD",
+                   help="online price of a million prompt tokens, for --dry-run's cost estimate")
+    g.add_argument("--price-per-million-output", type=float, default=None, metavar="USD",
+                   help="online price of a million completion tokens, for --dry-run's cost estimate")
     g.add_argument("--hf-path", help="a local Hugging Face checkpoint or hub id")
     g.add_argument("--tokenizer-path", default=None, help="default: --hf-path")
     g.add_argument("--batch-size", type=_batch_size, default=None, help="int or auto (default 8)")
@@ -290,6 +299,8 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             console.print(line, markup=False, highlight=False)
         for name, device in outcome.devices.items():
             console.print(f"  {name} runs on {device}", markup=False, highlight=False)
+        for line in outcome.notes:
+            console.print(line, markup=False, highlight=False)
         return EXIT_OK
     console.print(f"outputs: {outcome.run.root}", markup=False)
     if outcome.failed:
@@ -353,6 +364,10 @@ _API_FLAGS = {
     "retry": "retry",
     "timeout": "timeout",
     "reasoning_effort": "reasoning_effort",
+    "api_batch": "batch",
+    "batch_retry": "batch_retry",
+    "price_per_million_input": "price_per_million_input",
+    "price_per_million_output": "price_per_million_output",
 }
 _HF_FLAGS = {
     "tokenizer_path": "tokenizer_path",

@@ -154,6 +154,18 @@ class ApiModelConfig(_ReasoningSettings):
     # Further request-body fields, merged into every generate request (vLLM/SGLang:
     # `chat_template_kwargs: {enable_thinking: true}`); part of the model's cache identity.
     extra_body: dict[str, Any] = Field(default_factory=dict)
+    # The Batch API (/v1/files + /v1/batches, half price, answers within 24 h): the run's
+    # requests go as JSONL files split at the provider's limits (models/batch.py); not part of
+    # the identity, so batch and online answers share cache keys.
+    batch: bool = False
+    batch_max_requests: int = Field(50_000, ge=1)  # per batch file (OpenAI: 50,000)
+    batch_max_bytes: int = Field(200_000_000, ge=1024)  # per batch file (OpenAI: 200 MB)
+    batch_retry: Literal["online", "batch"] = "online"  # failed or expired lines go here
+    batch_poll_s: float = Field(15.0, gt=0)  # first wait between status checks; grows x1.5
+    batch_poll_max_s: float = Field(300.0, gt=0)
+    # US$ per million tokens online, for --dry-run's cost estimate (the Batch API: half of it).
+    price_per_million_input: float | None = Field(None, ge=0)
+    price_per_million_output: float | None = Field(None, ge=0)
 
     @model_validator(mode="before")
     @classmethod

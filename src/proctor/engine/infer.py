@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from proctor.config.schema import REASONING_MAX_OUT_LEN, ApiModelConfig, RunConfig, model_abbr
-from proctor.core import Item, Record, Request
+from proctor.core import Item, Record, Request, path_part
 from proctor.engine.cache import ResponseCache, open_cache
 from proctor.engine.manifest import Manifest, model_info, read_manifest, requests_digest
 from proctor.engine.plan import DEFAULT_MAX_WORKERS, Task, make_plan
@@ -261,6 +261,9 @@ async def run_inference(
         by_abbr = {p.config.abbr: p for p in prepared}
 
         def on_start(entry: ModelEntry) -> None:
+            attach = getattr(entry.backend, "attach_run", None)
+            if attach is not None:  # the Batch API keeps its files and batch ids in the run folder
+                attach(run.root / "batches" / path_part(entry.name))
             info = model_info(entry.config, identity=entry.backend.identity, chat=entry.backend.chat)
             devices = getattr(entry.backend, "devices", None)
             if devices:
@@ -313,7 +316,10 @@ async def _run_plan(
         # A local model answers all its tasks from one queue (batched across subjects, longest
         # first): unless --max-num-workers caps them, all its tasks are in it at once, so that
         # 57 subjects of 5 questions batch like one subject of 285.
-        if config.debug or config.max_num_workers or isinstance(entry.config, ApiModelConfig):
+        # A Batch API model takes all its tasks at once, always: their requests go in one batch,
+        # and a task waiting hours for it must not hold a slot another task's requests need.
+        batch = getattr(entry.config, "batch", False) and not config.debug
+        if not batch and (config.debug or config.max_num_workers or isinstance(entry.config, ApiModelConfig)):
             return gate
         return contextlib.nullcontext()
 

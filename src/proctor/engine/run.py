@@ -37,6 +37,7 @@ class RunOutcome:
     stats: dict[Task, TaskStats] = field(default_factory=dict)
     summary: Any = None
     devices: dict[str, str] = field(default_factory=dict)  # --dry-run: where each local model runs
+    notes: list[str] = field(default_factory=list)  # --dry-run: more lines (the Batch API's files and cost)
 
 
 def execute(config: RunConfig, *, argv: Sequence[str] | None = None, console: Any = None) -> RunOutcome:
@@ -167,16 +168,38 @@ def _dry_run(config: RunConfig, run: RunDir, prepared: list[PreparedDataset], ou
             outcome.devices[name] = f"{gpus[name]} GPU{'s' if gpus[name] > 1 else ''}"
     sizes = [(p.config.abbr, len(p.items)) for p in prepared]
     outcome.plan = make_plan(names, sizes, config.max_partition_size, gpus)
+    records: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def records_of(model: str, dataset: str) -> dict[str, Any]:
+        if (model, dataset) not in records:
+            found = PredictionStore(run.predictions(model, dataset)).load(repair=False) if config.reuse else {}
+            records[model, dataset] = found
+        return records[model, dataset]
+
+    _dry_run_batches(config, names, prepared, records_of, outcome)
     if not config.reuse:
         return
     by_abbr = {p.config.abbr: p for p in prepared}
-    records: dict[tuple[str, str], dict[str, Any]] = {}
     for task in outcome.plan:
-        key = (task.model, task.dataset)
-        if key not in records:
-            records[key] = PredictionStore(run.predictions(*key)).load(repair=False)
         items = by_abbr[task.dataset].items[task.start : task.end]
-        outcome.to_do[task] = count_unanswered(items, records[key])
+        outcome.to_do[task] = count_unanswered(items, records_of(task.model, task.dataset))
+
+
+def _dry_run_batches(config: RunConfig, names: list[str], prepared: list[PreparedDataset],
+                     records_of: Any, outcome: RunOutcome) -> None:
+    """--dry-run of a Batch API model: its requests still to send, batch files and cost."""
+    from proctor.engine.infer import _Requests
+    from proctor.engine.task import pending_items
+    from proctor.models.batch_plan import describe_batches
+
+    rendered = _Requests(config.seed)
+    for name, model in zip(names, config.models):
+        if not (isinstance(model, ApiModelConfig) and model.batch):
+            continue
+        requests = [r for p in prepared
+                    for _, r in pending_items(rendered.of(p, model.api_type == "chat", model), records_of(name, p.config.abbr))
+                    if r.refusal is None]
+        outcome.notes.extend(describe_batches(model, name, requests))
 
 
 def _dry_run_names(config: RunConfig, run: RunDir) -> list[str]:
@@ -235,6 +258,9 @@ def _check_models(config: RunConfig) -> None:
     """Mistakes in the models that would otherwise surface after a run folder is made."""
     from proctor.config.schema import HFModelConfig
 
+    if config.runner == "ray" and not config.debug and any(getattr(m, "batch", False) for m in config.models):
+        raise ConfigError("--api-batch runs in this process (it waits on the provider, not on workers); "
+                          "leave out --runner ray")
     for model in [*config.models, *([config.judge] if config.judge is not None else [])]:
         if not (isinstance(model, HFModelConfig) and (model.device or "").startswith("cuda")):
             continue

@@ -9,6 +9,7 @@ import random
 import time
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -125,6 +126,12 @@ class ApiBackend:
         self._rng = random.Random()
         self._state: LoopState | None = None
         self._started = False
+        # The Batch API instead of online requests (models/batch.py); needs attach_run().
+        self._batch: Any = None
+        if getattr(config, "batch", False):
+            from proctor.models.batch import BatchSender
+
+            self._batch = BatchSender(self)
         self._counter: Any = None  # an httpx.Client for POST /tokenize, made on first use
 
     # ----------------------------------------------------------------- properties
@@ -331,7 +338,14 @@ class ApiBackend:
         entry = next((e for e in again or () if e["id"] == self._model), None)
         return entry is None or entry.get("created") == created
 
+    def attach_run(self, folder: Path) -> None:
+        """Where this model keeps its run files (the Batch API's input files and batch ids)."""
+        if self._batch is not None:
+            self._batch.attach(folder)
+
     async def close(self) -> None:
+        if self._batch is not None:
+            await self._batch.close()
         counter, self._counter = self._counter, None
         if counter is not None:
             counter.close()
@@ -353,6 +367,9 @@ class ApiBackend:
         """Answer all requests at once; on_response(i, response) once per index as each ends."""
         if not self._started:
             raise RuntimeError("ApiBackend.process() called before start()")
+        if self._batch is not None:
+            await self._batch.process(requests, on_response)
+            return
         state = self._loop_state()
 
         pending = iter(enumerate(requests))
@@ -455,6 +472,12 @@ class ApiBackend:
         except aiohttp.ClientError as exc:
             reason = printable(self._credentials.redact(short_reason(exc)))
             return Failure(f"connection error: {reason}", retryable=True)
+        return self._judge_reply(resp, path, parse, logprobs)
+
+    def _judge_reply(
+        self, resp: Reply, path: str, parse: Callable[[Any], Response], logprobs: bool
+    ) -> Response | Failure:
+        """The Response of an answer to `path` (online, or a Batch API result line), or a Failure."""
         shown = f"{self._display_base}{path}"
         if is_model_not_found(resp):
             raise BackendError(self._not_served_message(resp, shown))
