@@ -169,7 +169,8 @@ class BatchApp(OpenAIApp):
                                                                "type": "server_error"}}},
                                "error": None})
             else:
-                status, payload, _ = await OpenAIApp._handle(self, "POST", line["url"], {}, line["body"], None_record())
+                auth = {"authorization": f"Bearer {self.api_key}"} if self.api_key is not None else {}
+                status, payload, _ = await OpenAIApp._handle(self, "POST", line["url"], auth, line["body"], _NoRecord())
                 output.append({"id": request_id, "custom_id": line["custom_id"],
                                "response": {"status_code": status, "request_id": request_id, "body": payload},
                                "error": None})
@@ -183,11 +184,9 @@ class BatchApp(OpenAIApp):
 
 
 class _NoRecord:
+    """A stand-in for the RecordedRequest OpenAIApp notes an injected failure in."""
+
     injected: str | None = None
-
-
-def None_record() -> _NoRecord:  # noqa: N802 - a stand-in for OpenAIApp's RecordedRequest
-    return _NoRecord()
 
 
 class BatchServer(OpenAIServer):

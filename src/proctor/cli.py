@@ -300,7 +300,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         for name, device in outcome.devices.items():
             console.print(f"  {name} runs on {device}", markup=False, highlight=False)
         for line in outcome.notes:
-            console.print(line, markup=False, highlight=False)
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
         return EXIT_OK
     console.print(f"outputs: {outcome.run.root}", markup=False)
     if outcome.failed:

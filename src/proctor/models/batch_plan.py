@@ -46,19 +46,23 @@ def describe_batches(config: ApiModelConfig, name: str, requests: Sequence[Reque
         tokens_out += budget
     sizes = [s for group in by_url.values() for s in group]
     files = sum(len(split_sizes(g, config.batch_max_requests, config.batch_max_bytes)) for g in by_url.values())
-    lines = [f"  batch: {name} sends {len(sizes):,} requests in {files} batch file{'' if files == 1 else 's'} "
-             f"({sum(sizes) / 1e6:.1f} MB; at most {config.batch_max_requests:,} requests and "
-             f"{config.batch_max_bytes / 1e6:g} MB each) to the Batch API; answers within 24 h"
-             + (" (cached answers are not counted here: fewer may be sent)" if config.temperature == 0 else "")]
+    cached = "; cached answers are not counted: fewer may be sent" if config.temperature == 0 else ""
+    lines = [f"  batch: {name}: {len(sizes):,} requests in {files} batch file{'' if files == 1 else 's'} "
+             f"({_size(sum(sizes))}) for the Batch API; answers within 24 h",
+             f"    (at most {config.batch_max_requests:,} requests and {_size(config.batch_max_bytes)} a file{cached})"]
     price_in, price_out = config.price_per_million_input, config.price_per_million_output
-    estimate = f"about {tokens_in:,} prompt tokens (estimated) and at most {tokens_out:,} completion tokens"
+    estimate = f"about {tokens_in:,} prompt tokens (estimated), at most {tokens_out:,} completion tokens"
     if price_in is None and price_out is None:
-        lines.append(f"  cost: {estimate}; set price_per_million_input / _output (or --price-per-million-input "
-                     f"/ --price-per-million-output) to see the cost: the Batch API charges half")
+        lines.append(f"  cost: {estimate}; set price_per_million_input / _output (or --price-per-million-input /")
+        lines.append("    --price-per-million-output) to see it: the Batch API charges half the online price")
         return lines
     online = (tokens_in * (price_in or 0.0) + tokens_out * (price_out or 0.0)) / 1e6
     batch = online * BATCH_DISCOUNT
     unpriced = " (prompt tokens unpriced)" if price_in is None else " (completion tokens unpriced)" if price_out is None else ""
-    lines.append(f"  cost: {estimate}: at most ${online:,.4f} online, ${batch:,.4f} as a batch: "
-                 f"${online - batch:,.4f} saved (50%){unpriced}")
+    lines.append(f"  cost: {estimate}:")
+    lines.append(f"    at most ${online:,.4f} online, ${batch:,.4f} as a batch: ${online - batch:,.4f} saved (50%){unpriced}")
     return lines
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB" if n >= 100_000 else f"{n / 1e3:,.1f} kB"
