@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any, Sequence
 
 from proctor.core import Record
@@ -15,6 +17,35 @@ log = logging.getLogger("proctor.engine")
 # second: on 2 cores, 57 bars redrawn 10 times a second cost a quarter of a local model's run.
 MAX_TASK_BARS = 8
 REFRESH_PER_SECOND = 2
+# With --debug, the overall line is logged at most this often (and at least this often while
+# requests are slow to come back: a 0.16 QPS run is not minutes of silence).
+OVERALL_EVERY_S = 10.0
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Overall:
+    """Items done of all, requests per second, ETA and failures over the whole run."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.sent = 0  # answered by a request (not cached, not resumed): what req/s counts
+        self.failed = 0
+        self.started = time.monotonic()
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        rate = self.sent / elapsed if elapsed > 0 else 0.0
+        left = self.total - self.done
+        eta = _clock(left / rate) if rate > 0 and left > 0 else ("0:00" if left <= 0 else "-")
+        share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        failed = f", {self.failed} failed" if self.failed else ""
+        return f"all: {self.done:,}/{self.total:,} items{share}, {rate:.2f} req/s, ETA {eta}{failed}"
 
 
 class RunProgress:
@@ -30,6 +61,10 @@ class RunProgress:
         self._progress: Any = None
         self._running: dict[str, int] = {}
         self._shown: set[Task] = set()
+        self.overall = Overall(sum(self._totals.values()))
+        self._said = 0.0  # when the overall line was last logged (--debug)
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
         if not debug:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -47,13 +82,40 @@ class RunProgress:
     def __enter__(self) -> "RunProgress":
         if self._progress is not None:
             self._progress.__enter__()
+            # The overall line first, above every model's and task's bar.
+            self._bars["__all__"] = self._progress.add_task(self.overall.line(), total=self.overall.total, failed="")
             for model, total in self._totals.items():
                 self._bars[model] = self._progress.add_task(f"[bold]{model}", total=total, failed="")
+        else:
+            self._heartbeat = threading.Thread(target=self._beat, name="proctor-progress", daemon=True)
+            self._heartbeat.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
         if self._progress is not None:
             self._progress.__exit__(*exc)
+        elif self.overall.done:
+            log.info("%s", self.overall.line())
+
+    def _beat(self) -> None:
+        """--debug: the overall line while nothing else is said (slow or rate-limited requests)."""
+        while not self._stop.wait(OVERALL_EVERY_S):
+            if time.monotonic() - self._said >= OVERALL_EVERY_S:
+                self._say()
+
+    def _say(self) -> None:
+        self._said = time.monotonic()
+        log.info("%s", self.overall.line())
+
+    def _count(self, record: Record) -> None:
+        self.overall.done += 1
+        self.overall.sent += not record.cached
+        self.overall.failed += record.failed
+        if self._progress is not None:
+            self._progress.update(self._bars["__all__"], advance=1, description=self.overall.line())
+        elif time.monotonic() - self._said >= OVERALL_EVERY_S:
+            self._say()
 
     def _describe(self, model: str) -> None:
         running = self._running.get(model, 0)
@@ -72,6 +134,7 @@ class RunProgress:
             log.info("start %s (%d sample%s)", task.label, task.size, "" if task.size == 1 else "s")
 
     def advance(self, task: Task, record: Record) -> None:
+        self._count(record)
         if record.failed:
             self._failed[task.model] = self._failed.get(task.model, 0) + 1
             log.warning("%s: item %s failed: %s", task.label, record.item_id, record.error)
@@ -94,6 +157,9 @@ class RunProgress:
             # Samples already done (resume) complete the bars too.
             self._progress.update(self._bars[task], advance=stats.skipped, visible=False)
             self._progress.update(self._bars[task.model], advance=stats.skipped)
+        self.overall.done += stats.skipped
+        if self._progress is not None:
+            self._progress.update(self._bars["__all__"], advance=stats.skipped, description=self.overall.line())
             self._shown.discard(task)
             self._running[task.model] -= 1
             self._describe(task.model)
