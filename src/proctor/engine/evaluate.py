@@ -159,7 +159,7 @@ def _say_truncated(run: RunDir, model: str, dataset: str, result: Result, replie
         return
     line = (f"{model} on {dataset}: {result.truncated} of {replies} replies were cut off inside their reasoning "
             "and scored 0 (truncated); raise the answer budget with --max-out-len (max_out_len in the model or "
-            "dataset config)")
+            "dataset config) in a new run (-r keeps the replies it has)")
     log.warning("%s", line)
     path = run.log(model, dataset)
     path.parent.mkdir(parents=True, exist_ok=True)
