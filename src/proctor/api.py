@@ -81,7 +81,11 @@ def build_run_config(
         # The judge flags replace a judge the file named, as model flags replace its models.
         options["judge"] = resolve_model_preset(judge) if isinstance(judge, str) else model_from_dict(
             judge, where="--judge-api-base", names=_JUDGE_FLAGS)
-    _refuse_unused_flags(model_flags, model_configs)
+    # With --runner slurm, --retry also counts a failed job's resubmissions (no API model needed).
+    slurm = (cli_options.get("runner") or options.get("runner")) == "slurm"
+    if slurm and "retry" in model_flags and "slurm_retry" not in cli_options:
+        options["slurm_retry"] = model_flags["retry"]
+    _refuse_unused_flags({k: v for k, v in model_flags.items() if not (slurm and k == "retry")}, model_configs)
     names = [d for d in datasets if isinstance(d, str) and not d.endswith(".py")]
     dataset_configs += [d for d in datasets if isinstance(d, DatasetConfig)]
     for name in datasets:  # a dataset config file, as OpenCompass's run.py --datasets takes

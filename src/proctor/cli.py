@@ -246,8 +246,19 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--cache", dest="cache", action="store_true", default=None,
                    help="reuse and store deterministic responses (temperature 0; on by default)")
     e.add_argument("--no-cache", dest="cache", action="store_false", help="send every request")
-    e.add_argument("--runner", choices=["local", "ray"], default=None, help="ray: needs proctor[ray]")
+    from proctor.engine.runners import RUNNERS
+
+    e.add_argument("--runner", choices=list(RUNNERS), default=None,
+                   help="; ".join(f"{r.name}: {r.help}" for r in RUNNERS.values()))
     e.add_argument("--ray-address", default=None, help="a Ray cluster to join (default: start a local one)")
+    s = p.add_argument_group("slurm (--runner slurm)")
+    s.add_argument("--partition", dest="slurm_partition", default=None, help="the jobs' Slurm partition")
+    s.add_argument("--gres", dest="slurm_gres", default=None,
+                   help="generic resources of a local model's jobs (default gpu:<num_gpus>)")
+    s.add_argument("--time", dest="slurm_time", default=None, help="the jobs' time limit, e.g. 2:00:00")
+    s.add_argument("--slurm-args", default=None, metavar='"..."', help="more sbatch options, e.g. \"--qos=high --mem=32G\"")
+    s.add_argument("--slurm-retry", type=int, default=None, metavar="N",
+                   help="submit a failed or preempted job again up to N times (default 2; --retry sets it too)")
     e.add_argument("--dry-run", action="store_true", default=None, help="print the plan and stop")
 
 
@@ -286,6 +297,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             "cache": args.cache,
             "runner": args.runner,
             "ray_address": args.ray_address,
+            **{k: getattr(args, k) for k in ("slurm_partition", "slurm_gres", "slurm_time", "slurm_args", "slurm_retry")},
             "dry_run": args.dry_run,
         },
     )

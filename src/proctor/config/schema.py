@@ -365,8 +365,15 @@ class RunConfig(_Config):
     mode: Literal["all", "infer", "eval", "report"] = "all"
     reuse: str | None = None
     cache: bool = True
-    runner: Literal["local", "ray"] = "local"
+    runner: Literal["local", "ray", "slurm"] = "local"
     ray_address: str | None = None
+    # --runner slurm: sbatch options for every job (the user's own, shell-split, last), and how
+    # often a failed or preempted job is submitted again.
+    slurm_partition: str | None = None
+    slurm_gres: str | None = None  # for local models that want GPUs (default gpu:<num_gpus>)
+    slurm_time: str | None = None
+    slurm_args: str | None = None
+    slurm_retry: int = Field(2, ge=0)
     dry_run: bool = False
     seed: int = 0
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from proctor.config.schema import REASONING_MAX_OUT_LEN, ApiModelConfig, RunConfig, model_abbr
 from proctor.core import Item, Record, Request, path_part
@@ -242,8 +242,14 @@ async def run_inference(
     argv: Sequence[str] | None,
     console: Any,
     runner: str,
+    select: Callable[[Task], bool] | None = None,
+    known: Mapping[tuple[str, str], Mapping[str, Record]] | None = None,
 ) -> InferenceOutcome:
-    """Run every (model, dataset shard) task; return the model names and the plan."""
+    """Run every (model, dataset shard) task; return the model names and the plan.
+
+    `select` keeps only some tasks of the plan, and `known` adds records held elsewhere (by
+    (model, dataset)) to what counts as done: a Slurm job runs one shard into its own folder.
+    """
     try:
         await start_eager(entries)
         names = [e.name for e in entries]
@@ -254,6 +260,8 @@ async def run_inference(
             config.max_partition_size,
             {e.name: num_gpus_of(e.config) for e in entries},
         )
+        if select is not None:
+            plan = [t for t in plan if select(t)]
         previous = read_manifest(run)  # before Manifest() merges the old datasets in
         manifest = Manifest(run, datasets=prepared, seed=config.seed, argv=argv, runner=runner)
         _warn_if_measure_changed(previous, manifest.data, [p.config.abbr for p in prepared])
@@ -282,7 +290,7 @@ async def run_inference(
                 on_start(entry)
         manifest.write()
         outcome = InferenceOutcome(names=names, plan=plan)
-        await _run_plan(config, run, plan, entries, by_abbr, rendered, on_start, outcome, console)
+        await _run_plan(config, run, plan, entries, by_abbr, rendered, on_start, outcome, console, known or {})
         return outcome
     finally:
         await asyncio.gather(*(e.close() for e in entries))
@@ -298,6 +306,7 @@ async def _run_plan(
     on_start: Callable[[ModelEntry], None],
     outcome: InferenceOutcome,
     console: Any,
+    known: Mapping[tuple[str, str], Mapping[str, Record]],
 ) -> None:
     cache = open_cache() if config.cache else None
     stores: dict[tuple[str, str], PredictionStore] = {}
@@ -307,7 +316,7 @@ async def _run_plan(
         if key not in stores:
             # Shards of one dataset share its store: one writer per file, records in arrival order.
             stores[key] = PredictionStore(run.predictions(*key))
-            existing[key] = stores[key].load()
+            existing[key] = {**known.get(key, {}), **stores[key].load()}
     progress = RunProgress(plan, debug=config.debug, console=console)
     gate = asyncio.Semaphore(1 if config.debug else (config.max_num_workers or DEFAULT_MAX_WORKERS))
     entry_of = {e.name: e for e in entries}

@@ -14,7 +14,10 @@ from typing import Any, Sequence
 
 from proctor.config.schema import ApiModelConfig, RunConfig, model_abbr
 from proctor.engine.gpus import GpuPool, check_fits, replicas_for, visible_gpus
-from proctor.engine.infer import ModelEntry, num_gpus_of
+from proctor.engine.infer import InferenceOutcome, ModelEntry, num_gpus_of, run_inference
+from proctor.engine.plan import make_plan
+from proctor.engine.prepare import PreparedDataset
+from proctor.engine.rundir import RunDir
 
 log = logging.getLogger("proctor.engine")
 
@@ -52,3 +55,13 @@ def local_entries(config: RunConfig, tasks_per_model: int) -> list[ModelEntry]:
             backend = create_backend(model)
         entries.append(ModelEntry(model, backend, eager=isinstance(model, ApiModelConfig), name=name))
     return entries
+
+
+async def infer_local(
+    config: RunConfig, run: RunDir, prepared: Sequence[PreparedDataset], *, argv: Sequence[str] | None, console: Any
+) -> InferenceOutcome:
+    """The inference stage in this process (and its GPU workers)."""
+    sizes = [(p.config.abbr, len(p.items)) for p in prepared]
+    tasks_per_model = len(make_plan(["m"], sizes, config.max_partition_size))
+    entries = local_entries(config, tasks_per_model)
+    return await run_inference(config, run, prepared, entries, argv=argv, console=console, runner="local")

@@ -155,6 +155,10 @@ def import_ray() -> Any:
     return ray
 
 
+def preflight(config: RunConfig) -> None:
+    import_ray()
+
+
 def _api_config_with_key(model: ApiModelConfig) -> ApiModelConfig:
     """The key travels inside the config (a SecretStr) because actors on other nodes lack our environment."""
     if model.api_key is not None:

@@ -14,11 +14,12 @@ from proctor.config.schema import ApiModelConfig, RunConfig, model_abbr
 from proctor.core import Result
 from proctor.engine.diskio import as_write_error
 from proctor.engine.evaluate import count_unfinished, evaluate_run, load_results, write_reports
-from proctor.engine.infer import InferenceOutcome, check_unique, num_gpus_of, run_inference
+from proctor.engine.infer import InferenceOutcome, check_unique, num_gpus_of
 from proctor.config.secrets import public_url
 from proctor.engine.manifest import read_manifest, read_model_names
 from proctor.engine.plan import Task, make_plan
 from proctor.engine.prepare import PreparedDataset, prepare_dataset
+from proctor.engine.runners import get_runner
 from proctor.engine.rundir import RunDir, find_run_dir, locked, new_run_dir, write_config
 from proctor.engine.store import PredictionStore
 from proctor.engine.task import TaskStats, count_unanswered
@@ -50,10 +51,8 @@ async def _execute(config: RunConfig, *, argv: Sequence[str] | None, console: An
     # Names known before any model starts (an API model's id may only be read from its server).
     check_unique([model_abbr(m) for m in config.models if not _discovered_name(m)], "model")
     _check_models(config)
-    if config.runner == "ray" and not config.debug and not config.dry_run and config.mode in ("all", "infer"):
-        from proctor.engine.ray_runner import import_ray
-
-        import_ray()  # a missing extra fails before a run folder is made
+    if not config.debug and not config.dry_run and config.mode in ("all", "infer"):
+        get_runner(config.runner).check(config)  # a missing extra fails before a run folder is made
     fresh = not config.reuse and config.mode in ("all", "infer") and not config.dry_run
     # A wrong -r names its mistake first; a new folder is made only once the data is found,
     # so a data mistake leaves none behind for `-r latest`.
@@ -129,18 +128,11 @@ async def _stages(
 async def _infer(
     config: RunConfig, run: RunDir, prepared: list[PreparedDataset], *, argv: list[str] | None, console: Any
 ) -> InferenceOutcome:
-    if config.runner == "ray" and not config.debug:
-        from proctor.engine.ray_runner import infer_on_ray
-
-        return await infer_on_ray(config, run, prepared, argv=argv, console=console)
-    if config.runner == "ray":
-        log.warning("--debug runs everything in this process, sequentially: --runner ray is ignored")
-    from proctor.engine.local_runner import local_entries
-
-    sizes = [(p.config.abbr, len(p.items)) for p in prepared]
-    tasks_per_model = len(make_plan(["m"], sizes, config.max_partition_size))
-    entries = local_entries(config, tasks_per_model)
-    return await run_inference(config, run, prepared, entries, argv=argv, console=console, runner="local")
+    runner = config.runner
+    if runner != "local" and config.debug:
+        log.warning("--debug runs everything in this process, sequentially: --runner %s is ignored", runner)
+        runner = "local"
+    return await get_runner(runner).run(config, run, prepared, argv=argv, console=console)
 
 
 def _dry_run(config: RunConfig, run: RunDir, prepared: list[PreparedDataset], outcome: RunOutcome) -> None:

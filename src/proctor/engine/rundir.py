@@ -101,6 +101,8 @@ def remove_temp_files(run: RunDir) -> int:
     if not run.root.is_dir():
         return 0
     for path in run.root.rglob(".*.tmp"):
+        if path.relative_to(run.root).parts[0] == "slurm":
+            continue  # Slurm jobs write there while no process holds the run
         try:
             if path.is_file():
                 path.unlink()
