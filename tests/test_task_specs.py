@@ -57,7 +57,7 @@ def spec_error(tmp_path: Path, text: str, name: str = "mybench.yaml") -> str:
         ("prompt: {preset: free_form}\nmodes: [gen, ppl]",
          "modes: a free-form benchmark has no options: ppl mode and circular variants need multiple choice"),
         ("request: {kind: loglikelihood}", "request.kind: loglikelihood needs `ppl` among `modes`"),
-        ("scorer: {name: exactt}", "scorer: unknown scorer 'exactt'; did you mean: exact?; known scorers: agieval_cloze, bbh, cascade, choice, choice_set, code_exec, exact, gaokao, ifeval, llm_judge, math_equiv, mbpp, numeric, regex"),
+        ("scorer: {name: exactt}", "scorer: unknown scorer 'exactt'; did you mean: exact?; known scorers: agieval_cloze, bbh, cascade, choice, choice_set, code_exec, exact, gaokao, ifeval, llm_judge, math_equiv, mbpp, numeric, pairwise_judge, rating_judge, regex"),
         ("scorer: {name: exact, params: {ignore_cas: true}}",
          "scorer: scorer 'exact' has no param 'ignore_cas'; did you mean: ignore_case?; its params: ignore_case, last_line"),
     ],

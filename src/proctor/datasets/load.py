@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping
 from proctor.core import Sample
 from proctor.datasets.fields import EmptyAnswer, FieldMap, row_to_sample
 from proctor.datasets.locate import find_file
+from proctor.datasets.paths import MISSING, lookup
 from proctor.datasets.readers import Row, read_rows, read_text
 from proctor.datasets.source import DataSource, JoinSpec, SourceSpec
 from proctor.errors import DataError
@@ -38,7 +39,9 @@ def data_files(data: DataSource, subset: str, split: str, data_dir: str | Path |
     path = find_file(data, subset, split, data_dir).resolve()
     files = [path]
     for join in data.source.joins:
-        files.append(_join_path(data, join, path, subset, split, data_dir))
+        joined = _join_path(data, join, path, subset, split, data_dir)
+        if joined not in files:  # several joins may read one file (MT-Bench's judge prompts)
+            files.append(joined)
     if fields is None or not fields.question_file:
         return files
     rows = read_rows(path, data.source.format, header=data.source.header, columns=data.source.columns,
@@ -81,10 +84,57 @@ def _join_format(path: Path, join: JoinSpec) -> str | None:
     return "lines" if path.name.lower().endswith((".lst", ".txt")) else None
 
 
+def _single_record(path: Path, fmt: str) -> list[Row]:
+    """A `text` or `yaml` join: the file as one record."""
+    text = read_text(path)
+    if fmt == "text":
+        return [Row(0, str(path), {"text": text})]
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise DataError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: a yaml join must hold a mapping, got {type(data).__name__}")
+    return [Row(0, str(path), data)]
+
+
+def _keyed(rows: list[Row], records: list[Row], join: JoinSpec, join_path: Path) -> list[Row | None]:
+    """The partner of each row by the shared field `join.key` (None: none, with `optional`)."""
+    key = join.key or ""
+    by_key: dict[str, Row] = {}
+    for record in records:
+        if key not in record.data:
+            raise DataError(f"{record.where}: no field {key!r} to join on")
+        value = str(record.data[key])
+        if value in by_key:
+            raise DataError(f"{record.where}: {key} {value!r} is in {join_path} twice; a join key must be unique")
+        by_key[value] = record
+    partners: list[Row | None] = []
+    for row in rows:
+        if key not in row.data:
+            raise DataError(f"{row.where}: no field {key!r} to join {join_path} on")
+        partner = by_key.get(str(row.data[key]))
+        if partner is None and not join.optional:
+            raise DataError(f"{row.where}: {join_path} has no record with {key} {row.data[key]!r}")
+        partners.append(partner)
+    return partners
+
+
 def _joined(rows: list[Row], path: Path, join: JoinSpec, join_path: Path, subset: str, split: str) -> list[Row]:
     """`rows` with the fields of the joined file added (see JoinSpec)."""
-    records = read_rows(join_path, _join_format(join_path, join), records_key=join.records_key)
-    if join.match:
+    fmt = _join_format(join_path, join)
+    if fmt in ("text", "yaml"):
+        records = _single_record(join_path, fmt)
+    else:
+        records = read_rows(join_path, fmt, records_key=join.records_key)
+    partners: list[Row | None]
+    if fmt in ("text", "yaml"):
+        partners = [records[0]] * len(rows)
+    elif join.key:
+        partners = _keyed(rows, records, join, join_path)
+    elif join.match:
         wanted = {k: v.format(subset=subset, split=split) for k, v in join.match.items()}
         found = [r for r in records if all(str(r.data.get(k)) == v for k, v in wanted.items())]
         shown = ", ".join(f"{k}={v!r}" for k, v in wanted.items())
@@ -99,14 +149,18 @@ def _joined(rows: list[Row], path: Path, join: JoinSpec, join_path: Path, subset
         partners = records
     out = []
     for row, partner in zip(rows, partners):
+        if partner is None:  # an optional keyed join without a record for this row
+            out.append(row)
+            continue
         names = join.fields or {k: k for k in partner.data}
         added: dict[str, Any] = {}
         for name, source in names.items():
-            if source not in partner.data:
+            value = partner.data[source] if source in partner.data else lookup(partner.data, source)[0]
+            if value is MISSING:
                 raise DataError(f"{partner.where}: no field {source!r} to join (found {sorted(map(str, partner.data))})")
             if name in row.data:
                 raise DataError(f"{row.where}: joined field {name!r} (from {join_path}) is already a field of the row")
-            added[name] = partner.data[source]
+            added[name] = value
         out.append(Row(row.index, row.where, {**row.data, **added}))
     return out
 

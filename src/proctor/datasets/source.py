@@ -30,15 +30,23 @@ class JoinSpec(BaseModel):
     `fields` maps a name in the row to a field of the joined record (empty: all of them; a
     `lines` file has one field, `line`). A name the row already has is refused, never overwritten.
     `layout`: a bare file name is looked for beside the data file; a path as `layouts` are.
+    By key (`key`): the record whose field `key` equals the row's (Arena-Hard's baseline answers by
+    `uid`); each key once in the joined file; with `optional`, a row without one gets no fields
+    (MT-Bench's reference answers exist for 30 of its 80 questions), else it is refused.
+    A field of `fields` may be a path into the record (`messages[-1].content.answer`).
+    Formats `text` (the whole file as field `text`) and `yaml` (the file's mapping) are one record
+    joined to every row (a judge's prompt template, a benchmark's judge config).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     layout: str
-    format: Literal["csv", "jsonl", "json", "jsonl.gz", "json.gz", "parquet", "lines"] | None = None
+    format: Literal["csv", "jsonl", "json", "jsonl.gz", "json.gz", "parquet", "lines", "text", "yaml"] | None = None
     records_key: str | None = None
     match: dict[str, str] = {}
     fields: dict[str, str] = {}
+    key: str | None = None  # (not `on`: YAML reads a bare `on` as true)
+    optional: bool = False
 
 
 class SourceSpec(BaseModel):

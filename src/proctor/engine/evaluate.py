@@ -248,6 +248,8 @@ async def _evaluate(
                 _say_truncated(run, model, abbr, result, sum(1 for i in dataset.items if i.id in scores))
             if judged := _judge_metrics(scores):
                 result = replace(result, extra_metrics={**result.extra_metrics, **judged})
+            if cost := session.costs.get((model, abbr)):
+                result = replace(result, extra_metrics={**result.extra_metrics, **cost})
             write_json_atomic(run.result(model, abbr), result.to_json())
             results.append(result)
     return results
@@ -268,8 +270,13 @@ def dataset_version(dataset: PreparedDataset, judge: Any) -> str:
     from proctor.engine.judging import judge_tag
     from proctor.scoring import get_scorer, judge_scorer
 
+    from proctor.scoring.judged import games_judge, prompt_digest
+
     scorer = get_scorer(dataset.task.scorer, dataset.task.scorer_params)
-    return f"{dataset.version}+j{judge_tag(judge, scorer)}" if judge_scorer(scorer) else dataset.version
+    if not judge_scorer(scorer):
+        return dataset.version
+    prompts = prompt_digest(scorer, dataset.samples) if games_judge(scorer) else ""
+    return f"{dataset.version}+j{judge_tag(judge, scorer, prompts)}"
 
 
 def write_reports(

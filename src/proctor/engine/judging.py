@@ -32,14 +32,21 @@ def _with_budget(request: Request, budget: int | None) -> Request:
     return request if budget is None else replace(request, max_tokens=budget)
 
 
-def judge_tag(judge: Any, scorer: Any) -> str:
-    """A short hash of the judge's settings (no secrets) and the judging scorer's version: a
-    score judged by another judge or prompt is another number, and its version column says so."""
+def judge_tag(judge: Any, scorer: Any, prompts: str = "") -> str:
+    """A short hash of the judge's settings (no secrets), the judging scorer's version and, for a
+    benchmark's own judge prompts (`prompts`: their hash), those: a score judged by another judge
+    or prompt is another number, and its version column says so."""
     settings = judge.model_dump(mode="json", exclude={"api_key"}) if judge is not None else None
     if settings is not None and settings.get("system_prompt") is None:
         settings.pop("system_prompt", None)  # unset, the tag stays what it was before the setting existed
-    blob = json.dumps([settings, scorer.version], sort_keys=True)
+    blob = json.dumps([settings, scorer.version] + ([prompts] if prompts else []), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:4]
+
+
+def _judge_settings(scorer: Any) -> dict[str, Any]:
+    """What a games judge asks with besides its prompts (token budget, temperature, protocol)."""
+    names = ("protocol", "judge_max_tokens", "judge_temperature", "weight", "seed", "baseline_model")
+    return {n: getattr(scorer, n) for n in names if hasattr(scorer, n)}
 
 
 class JudgeSession:
@@ -51,29 +58,47 @@ class JudgeSession:
         self.cache = cache
         self._backend: Any = None
         self.failed = 0  # judged items whose judge request failed (not scored)
+        # Per (model, dataset): what the judge's replies cost (requests, prompt and completion tokens).
+        self.costs: dict[tuple[str, str], dict[str, float]] = {}
 
-    async def _started(self, scorer: Any = None) -> Any:
+    async def _started(self, scorer: Any = None, dataset: Any = None) -> Any:
         if self._backend is None:
             if self.config is None:
+                suggested = getattr(scorer, "suggested_judge", "")
                 raise ConfigError(
-                    "a dataset is scored by a judge (scorer cascade or llm_judge) but no judge model is set: "
-                    "add `judge:` to the config or pass --judge-api-base URL (or --judge-model PRESET)"
+                    f"a dataset is scored by a judge (scorer {getattr(scorer, 'name', 'cascade or llm_judge')}) but "
+                    "no judge model is set: pass --judge-api-base URL (or --judge-model PRESET, or `judge:` in "
+                    "the config)" + (f"; the benchmark's own judge is {suggested}" if suggested else "")
                 )
             from proctor.models import create_backend
 
             backend = create_backend(self.config)
             await backend.start()
             self._backend = backend
-            self._record_in_manifest(scorer)
+        self._record_in_manifest(scorer, dataset)
         return self._backend
 
-    def _record_in_manifest(self, scorer: Any = None) -> None:
+    def _record_in_manifest(self, scorer: Any = None, dataset: Any = None) -> None:
         from proctor.scoring.judge import TEMPLATE, template_sha
+        from proctor.scoring.judged import games_judge, prompt_digest
 
         manifest = read_manifest(self.run)
         info = model_info(self.config, identity=self._backend.identity, chat=self._backend.chat)
-        manifest["judge"] = {"name": self._backend.name, **info,
-                             "template_sha256": template_sha(getattr(scorer, "template", TEMPLATE))}
+        previous = manifest.get("judge") if isinstance(manifest.get("judge"), dict) else {}
+        entry = {"name": self._backend.name, **info,
+                 # the llm_judge/cascade template (a games judge's prompts are under `templates`)
+                 "template_sha256": previous.get("template_sha256") if games_judge(scorer)
+                 else template_sha(getattr(scorer, "template", TEMPLATE))}
+        # A benchmark's own judge prompts, per dataset (several judged benchmarks share one judge).
+        templates = dict(previous.get("templates") or {})
+        if games_judge(scorer) and dataset is not None:
+            templates[dataset.config.abbr] = {"scorer": scorer.name, "prompts_sha256": prompt_digest(scorer, dataset.samples),
+                                              "settings": {k: v for k, v in _judge_settings(scorer).items()}}
+        if templates:
+            entry["templates"] = templates
+        if entry.get("template_sha256") is None:
+            entry.pop("template_sha256")
+        manifest["judge"] = entry
         write_json_atomic(self.run.manifest_path, manifest)
 
     def _budget(self) -> int | None:
@@ -91,9 +116,59 @@ class JudgeSession:
             return REASONING_MAX_OUT_LEN
         return None
 
+    def _game_budget(self, asked: int) -> int:
+        """A games judge's answer budget: the benchmark's (`asked`), or more where the judge's
+        config gives more (its max_out_len, a reasoning judge's budget)."""
+        config = self.config
+        if config is not None and "max_out_len" in config.model_fields_set:
+            return max(asked, int(config.max_out_len))
+        if config is not None and getattr(config, "reasoning", False):
+            return max(asked, REASONING_MAX_OUT_LEN)
+        return asked
+
+    async def score_games(self, model: str, dataset: PreparedDataset, scorer: Any,
+                          records: Mapping[str, Record], answered: list[Item]) -> dict[str, Score]:
+        """Scores of a games judge (scoring/judged.py): each game a judgement record of its own."""
+        games = {item.id: scorer.games(item, records) for item in answered}
+        asked = [(Item(id=f"{item.id}@{g.name}", sample=item.sample, sample_id=item.sample_id, variant=item.variant),
+                  replace(g.request, max_tokens=self._game_budget(g.request.max_tokens)))
+                 for item in answered for g in games[item.id]]
+        replies: dict[str, Record] = {}
+        if asked:
+            backend = await self._started(scorer, dataset)
+            store = PredictionStore(self.run.judgements(model, dataset.config.abbr))
+            try:
+                markers = getattr(self.config, "reasoning_markers", None)
+                stats = await run_task(backend, asked, store, store.load(), self.cache, lambda record: None,
+                                       run_id=self.run.run_id, markers=markers() if markers is not None else None)
+            finally:
+                store.close()
+            replies = store.load()
+            log.info("judge on %s/%s: %d games, sent %d, cached %d, already judged %d", model, dataset.config.abbr,
+                     len(asked), stats.sent, stats.cached, stats.skipped)
+        scores: dict[str, Score] = {}
+        used: list[Record] = []
+        for item in answered:
+            got = {g.name: replies.get(f"{item.id}@{g.name}") for g in games[item.id]}
+            if not all(has_answer(r) for r in got.values()):
+                self.failed += 1  # a judge request failed: the item is not scored
+                continue
+            used += [r for r in got.values() if r is not None]
+            scores[item.id] = scorer.verdict(item, records, got)
+        self.costs[(model, dataset.config.abbr)] = {
+            "judge_requests": float(len(used)),
+            "judge_prompt_tokens": float(sum(r.prompt_tokens or 0 for r in used)),
+            "judge_completion_tokens": float(sum(r.completion_tokens or 0 for r in used)),
+        }
+        return scores
+
     async def score(self, model: str, dataset: PreparedDataset, scorer: Any,
                     records: Mapping[str, Record], answered: list[Item]) -> dict[str, Score]:
         """Scores of the answered items: the rule's where it decides, the judge's elsewhere."""
+        from proctor.scoring.judged import games_judge
+
+        if games_judge(scorer):
+            return await self.score_games(model, dataset, scorer, records, answered)
         first: dict[str, tuple[Score | None, bool]] = {
             item.id: scorer.first_pass(item.sample, records[item.id]) for item in answered
         }
@@ -102,7 +177,7 @@ class JudgeSession:
                  for item in answered if first[item.id][1]]
         replies: dict[str, Record] = {}
         if asked:
-            backend = await self._started(scorer)
+            backend = await self._started(scorer, dataset)
             store = PredictionStore(self.run.judgements(model, dataset.config.abbr))
             try:
                 # The judge's reasoning is split off like a model's: a verdict is read from its answer only.

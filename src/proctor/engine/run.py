@@ -218,10 +218,13 @@ def _check_judge(config: RunConfig, prepared: Sequence[PreparedDataset]) -> None
     from proctor.scoring import get_scorer, judge_scorer
 
     for dataset in prepared:
-        if judge_scorer(get_scorer(dataset.task.scorer, dataset.task.scorer_params)):
+        scorer = get_scorer(dataset.task.scorer, dataset.task.scorer_params)
+        if judge_scorer(scorer):
+            suggested = getattr(scorer, "suggested_judge", "")
             raise ConfigError(
                 f"dataset {dataset.config.abbr} is scored by a judge ({dataset.task.scorer}) but no judge model "
                 "is set: add `judge:` to the config or pass --judge-api-base URL (or --judge-model PRESET)"
+                + (f"; the benchmark's own judge is {suggested}" if suggested else "")
             )
 
 

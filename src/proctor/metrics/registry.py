@@ -89,3 +89,26 @@ register_metric(Metric("pass@k", "pass@1 and the unbiased pass@k for every k up 
                        passk_result, repeats=True))
 register_metric(Metric("weighted_accuracy", "credit over weight (Score.extra['weight']), e.g. per sub-question",
                        weighted_accuracy_result))
+
+
+def _judged(name: str) -> Aggregate:
+    """A judged benchmark's metric (metrics/judged.py), imported when used."""
+    def aggregate(items: Sequence[Item], scores: Mapping[str, Score], model: str, dataset: str, *,
+                  generated: bool = False) -> Result:
+        from proctor.metrics import judged
+
+        if name in ("lc_win_rate", "win_rate"):
+            return judged.alpaca_eval_result(items, scores, model, dataset, headline=name)
+        return {"arena_score": judged.arena_hard_result, "mt_bench_score": judged.mt_bench_result}[name](
+            items, scores, model, dataset)
+    return aggregate
+
+
+register_metric(Metric("lc_win_rate", "AlpacaEval 2's length-controlled win rate against the baseline (judged)",
+                       _judged("lc_win_rate")))
+register_metric(Metric("win_rate", "the judge's mean preference for the model over the baseline, ties half (judged)",
+                       _judged("win_rate")))
+register_metric(Metric("arena_score", "Arena-Hard: Bradley-Terry win rate against the baseline, bootstrap 95% "
+                       "interval (judged)", _judged("arena_score")))
+register_metric(Metric("mt_bench_score", "MT-Bench: mean 1-10 rating per turn, per category and overall (judged)",
+                       _judged("mt_bench_score")))

@@ -128,3 +128,64 @@ SECTION_MARKERS = VerdictGrammar(
     replacement="\u27e6",  # ⟦: a bracket that no normalisation turns into "[" or "<"
 )
 
+
+
+# --- The judged benchmarks' own verdict patterns (scoring/judged.py) ---------------------------
+# Arena-Hard-Auto (config/arena-hard-v*.yaml `regex_patterns`): `[[A>>B]]` .. `[[B>>A]]`, then the
+# single-bracket backup `[A>B]`. Their trigger: a `[` that opens `[[`, or a verdict-shaped `[...]`.
+ARENA_HARD = VerdictGrammar(
+    name="arena-hard",
+    pattern=r"\[\[([AB<>=]+)\]\]",
+    trigger=r"\[(?=\[|[AB<>=]+\]|\Z)",
+    replacement="\u27e6",
+)
+ARENA_HARD_BACKUP = VerdictGrammar(
+    name="arena-hard backup",
+    pattern=r"\[([AB<>=]+)\]",
+    trigger=r"\[(?=\[|[AB<>=]+\]|\Z)",
+    replacement="\u27e6",
+)
+
+# MT-Bench single-answer grading (FastChat's `one_score_pattern` and its backup): `[[8]]`, `[8.5]`.
+MT_BENCH_RATING = VerdictGrammar(
+    name="mt-bench rating",
+    pattern=r"\[\[(\d+\.?\d*)\]\]",
+    trigger=r"\[(?=\[|\d+\.?\d*\]|\Z)",
+    replacement="\u27e6",
+    normalise=lambda v: v.strip(),
+)
+MT_BENCH_RATING_BACKUP = VerdictGrammar(
+    name="mt-bench rating backup",
+    pattern=r"\[(\d+\.?\d*)\]",
+    trigger=r"\[(?=\[|\d+\.?\d*\]|\Z)",
+    replacement="\u27e6",
+    normalise=lambda v: v.strip(),
+)
+
+# AlpacaEval's classifier judge answers with the identifier of the better output, `m` or `M`, and
+# nothing else: the whole answer is the verdict, case kept (m and M are the two outputs).
+ALPACA_EVAL = VerdictGrammar(
+    name="alpaca-eval",
+    pattern=r"\A\s*(m)\s*\Z",
+    trigger=r"\A\s*m\s*\Z",
+    replacement="(m)",
+    normalise=lambda v: v.strip(),
+)
+
+# The judged benchmarks' section markers, escaped in every text shown to their judges: AlpacaEval
+# quotes each output in `"""`; Arena-Hard and MT-Bench open and close each answer with
+# `<|The End of Assistant A's Answer|>` / `[The End of Assistant A's Answer]` lines, and MT-Bench's
+# conversations mark turns with `### User:` / `### Assistant A:`.
+TRIPLE_QUOTES = VerdictGrammar(
+    name="triple quotes",
+    pattern=r'("{3})',
+    trigger=r'"(?="")',
+    replacement="\u201d",
+)
+JUDGE_SECTIONS = VerdictGrammar(
+    name="judge sections",
+    pattern=r"((?:<\||\[)\s*The\s+(?:Start|End)\s+of\b|^#{3}\s*(?:User|Assistant|Reference)\b)",
+    trigger=r"(?:<(?=\|\s*The\s+(?:Start|End)\s+of\b)|\[(?=\s*The\s+(?:Start|End)\s+of\b)"
+            r"|^#(?=#{2}\s*(?:User|Assistant|Reference)\b))",
+    replacement="\u27e6",
+)

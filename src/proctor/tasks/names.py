@@ -147,7 +147,10 @@ def with_overrides(config: DatasetConfig, overrides: dict[str, Any]) -> DatasetC
     overrides = dict(overrides)
     if overrides.pop("circular", False):
         overrides["variants"] = "circular"
-    if overrides.pop("judge", False) and not config.scorer and not spec_of(config).multiple_choice:
+    from proctor.tasks.resolve import JUDGES
+
+    if (overrides.pop("judge", False) and not config.scorer and not spec_of(config).multiple_choice
+            and spec_of(config).scorer.name not in JUDGES):  # a judged benchmark keeps its own judge
         overrides["scorer"] = "cascade"
     if not overrides:
         return config

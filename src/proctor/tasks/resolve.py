@@ -151,7 +151,7 @@ def _prefix(spec: TaskSpec, subset: SubsetSpec, data_dir: str | Path | None) -> 
     return text.strip("\n"), path
 
 
-JUDGES = ("cascade", "llm_judge")
+JUDGES = ("cascade", "llm_judge", "pairwise_judge", "rating_judge")
 
 
 def _scorer(spec: TaskSpec, config: DatasetConfig) -> tuple[str, dict[str, Any]]:
