@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from batch_server import BatchServer
@@ -149,7 +150,9 @@ def test_sigkill_then_resume_submits_nothing_new(tmp_path: Path, answers: KnownA
     delay = 30.0 if moment != "in_progress" else 0.0
     with BatchServer(answers, api_key=KEY, create_delay=delay) as srv:
         app = srv.app
-        config = _config(tmp_path, srv.base_url, batch=True)  # `batch: true` in the model config
+        # `batch: true` in the model config; an api_base query (Azure's api-version) kept on every call.
+        query = "?api-version=2024-10-21" if delay else ""
+        config = _config(tmp_path, srv.base_url + query, batch=True)
         app.hold.clear()  # batches stay in_progress until the test lets them finish
         child = _spawn(_argv(config, work), tmp_path)
         try:
@@ -166,6 +169,11 @@ def test_sigkill_then_resume_submits_nothing_new(tmp_path: Path, answers: KnownA
         app.create_delay = 0.0
         assert main([*_argv(config, work), "-r", "latest"]) == 0
         assert (app.uploads, app.creations, app.online) == (1, 1, 0)
+        batch_calls = [r for r in srv.requests if r.path.startswith(("/v1/files", "/v1/batches"))]
+    if delay:  # the batch was found in the listing by its input file
+        listed = [parse_qs(r.query) for r in batch_calls if r.method == "GET" and r.path == "/v1/batches"]
+        assert listed and listed[0]["limit"] == ["100"]
+        assert all(parse_qs(r.query)["api-version"] == ["2024-10-21"] for r in batch_calls)
     run = only_run(work)
     assert _records(run) == _online(tmp_path, answers)
     assert KEY not in _run_files(run)
@@ -211,6 +219,8 @@ def test_a_failed_batch_without_retries_leaves_failed_records(tmp_path: Path, an
         assert all(r["error"] and "token_limit_exceeded" in r["error"] and "batch_1 (failed)" in r["error"]
                    for r in records)
         assert "were not scored" in capsys.readouterr().err
+        assert main([*_argv(config, work, "--api-batch", "--dry-run"), "-r", "latest"]) == 0
+        assert f"test-model: {2 * LIMIT} requests in 1 batch file" in capsys.readouterr().out
         # -r submits the failed lines in a new batch (the failed one is settled): now it works.
         srv.app.fail_first = 0
         assert main([*_argv(config, work, "--api-batch"), "-r", "latest"]) == 0

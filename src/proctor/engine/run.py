@@ -256,6 +256,8 @@ def _check_models(config: RunConfig) -> None:
     if config.runner == "ray" and not config.debug and any(getattr(m, "batch", False) for m in config.models):
         raise ConfigError("--api-batch runs in this process (it waits on the provider, not on workers); "
                           "leave out --runner ray")
+    if getattr(config.judge, "batch", False):
+        raise ConfigError("judge: batch: true is not supported (the judge is asked online); remove it from the judge")
     for model in [*config.models, *([config.judge] if config.judge is not None else [])]:
         if not (isinstance(model, HFModelConfig) and (model.device or "").startswith("cuda")):
             continue

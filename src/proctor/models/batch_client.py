@@ -127,13 +127,19 @@ class BatchClient:
         headers = {"Content-Type": content_type} if body is not None else {}
         try:
             async with asyncio.timeout(self._timeout):
-                async with state.session.request(method, self._url(path), data=body, headers=headers,
+                async with state.session.request(method, self._full_url(path), data=body, headers=headers,
                                                  proxy=state.proxy, allow_redirects=False) as response:
                     return Reply(response.status, response.reason or "", response.headers, await response.read())
         except TimeoutError:
             raise TransientError(f"no answer within {self._timeout:g} s") from None
         except aiohttp.ClientError as exc:
             raise TransientError(f"connection error: {printable(self._credentials.redact(short_reason(exc)))}") from None
+
+    def _full_url(self, path: str) -> str:
+        """The URL of `path`, its own query joined to api_base's (Azure's `api-version`)."""
+        bare, _, query = path.partition("?")
+        url = self._url(bare)
+        return f"{url}{'&' if '?' in url else '?'}{query}" if query else url
 
     def _judge(self, reply: Reply, method: str, path: str, raw: bool) -> Any:
         shown = f"{self._shown}{_bare(path)}"
