@@ -251,7 +251,9 @@ def test_batch_files_split_at_the_count_and_size_limits() -> None:
     assert split_sizes([], 3, 100) == []
 
 
-def test_batch_with_ray_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("runner", ["ray", "slurm"])
+def test_batch_with_another_runner_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          runner: str) -> None:
     config = _config(tmp_path, "http://127.0.0.1:9/v1")
-    assert main(_argv(config, tmp_path / "w", "--api-batch", "--runner", "ray")) == 2
-    assert "leave out --runner ray" in capsys.readouterr().err
+    assert main(_argv(config, tmp_path / "w", "--api-batch", "--runner", runner)) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"leave out --runner {runner}")

@@ -253,9 +253,9 @@ def _check_models(config: RunConfig) -> None:
     """Mistakes in the models that would otherwise surface after a run folder is made."""
     from proctor.config.schema import HFModelConfig
 
-    if config.runner == "ray" and not config.debug and any(getattr(m, "batch", False) for m in config.models):
-        raise ConfigError("--api-batch runs in this process (it waits on the provider, not on workers); "
-                          "leave out --runner ray")
+    if config.runner != "local" and not config.debug and any(getattr(m, "batch", False) for m in config.models):
+        raise ConfigError(f"--api-batch runs in this process (it waits on the provider, not on workers); "
+                          f"leave out --runner {config.runner}")
     if getattr(config.judge, "batch", False):
         raise ConfigError("judge: batch: true is not supported (the judge is asked online); remove it from the judge")
     for model in [*config.models, *([config.judge] if config.judge is not None else [])]:
