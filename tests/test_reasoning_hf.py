@@ -194,3 +194,43 @@ def test_a_local_reasoning_model_gets_half_its_context(thinker: Path, tmp_path: 
     records = read_records(run, "model", "gsm8k")
     assert max(r["completion_tokens"] for r in records) == 280  # the thought never ends: all of the budget
     assert "answers get up to 280 tokens (half of its max_seq_len 560" in capsys.readouterr().err
+
+
+def test_chat_template_kwargs_reach_the_template_and_the_identity(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Qwen3's switch: `enable_thinking` in the template opens the thought; the setting is given
+    to apply_chat_template and is part of the model's identity (its cached answers are its own)."""
+    import asyncio
+
+    from proctor.config.schema import HFModelConfig
+    from proctor.core import Message, Request
+    from proctor.models.hf import HFBackend
+
+    model = tmp_path / "qwen3ish"
+    shutil.copytree(tiny_model_dir, model)
+    template = model / "chat_template.jinja"
+    template.write_text(template.read_text(encoding="utf-8").replace(
+        "<|assistant|>\n{% endif %}", "<|assistant|>\n{% if enable_thinking %}<think>\n{% endif %}{% endif %}"),
+        encoding="utf-8")
+    request = Request("generate", messages=(Message("user", "What is 2 + 2?"),), max_tokens=6)
+
+    def answer(**settings: Any) -> tuple[Any, str]:
+        backend = HFBackend(HFModelConfig(path=str(model), **settings))
+        got: dict[int, Any] = {}
+
+        async def go() -> None:
+            await backend.start()
+            await backend.process([request], lambda i, r: got.__setitem__(i, r))
+            got[1] = backend.identity
+            await backend.close()
+
+        asyncio.run(go())
+        return got[0], got[1]
+
+    thinking, thinking_id = answer(chat_template_kwargs={"enable_thinking": True})
+    plain, plain_id = answer(chat_template_kwargs={"enable_thinking": False})
+    default, default_id = answer()
+    assert thinking.reasoning_ended is False and thinking.reasoning_tokens == thinking.completion_tokens == 6
+    assert plain.reasoning_ended is None and default.reasoning_ended is None
+    assert len({thinking_id, plain_id, default_id}) == 3
+    assert answer(chat_template_kwargs={"enable_thinking": True})[1] == thinking_id
+    assert answer(reasoning=True)[1] not in (default_id, thinking_id)
