@@ -60,6 +60,8 @@ class BatchApp(OpenAIApp):
         self.hold = threading.Event()  # clear: every batch stays in_progress
         self.hold.set()
         self.files: dict[str, bytes] = {}
+        self.inputs: set[str] = set()  # the ids of uploaded files
+        self.results_gone = False  # True: output and error files answer 404 (deleted by the provider)
         self.batches: dict[str, _Batch] = {}
         self.uploads = 0
         self.creations = 0
@@ -84,7 +86,7 @@ class BatchApp(OpenAIApp):
         match = re.fullmatch(r"/v1/files/([\w.-]+)/content", route)
         if method == "GET" and match:
             content = self.files.get(match.group(1))
-            if content is None:
+            if content is None or self.results_gone and match.group(1) not in self.inputs:
                 return 404, {"error": {"message": "no such file"}}, {}
             return 200, content, {}
         if method == "POST":
@@ -107,6 +109,7 @@ class BatchApp(OpenAIApp):
             self.uploads += 1
             file_id = f"file-{len(self.files) + 1}"
             self.files[file_id] = parts["file"]
+            self.inputs.add(file_id)
         return 200, {"id": file_id, "object": "file", "purpose": "batch", "bytes": len(parts["file"])}, {}
 
     async def _create(self, body: Any) -> Any:

@@ -199,6 +199,15 @@ def test_expired_lines_and_line_errors_are_retried_online(tmp_path: Path, answer
     assert _records(only_run(work)) == _online(tmp_path, answers)
 
 
+def test_results_the_provider_deleted_are_asked_again(tmp_path: Path, answers: KnownAnswers) -> None:
+    work = tmp_path / "w"
+    with BatchServer(answers, api_key=KEY) as srv:
+        srv.app.results_gone = True  # GET /files/{output}/content: 404
+        assert main(_argv(_config(tmp_path, srv.base_url), work, "--api-batch", datasets=DATASETS[:1])) == 0
+        assert (srv.app.creations, srv.app.online) == (1, LIMIT)
+    assert _records(only_run(work), DATASETS[:1]) == _online(tmp_path, answers, DATASETS[:1])
+
+
 def test_a_failed_batch_is_retried_in_a_new_batch(tmp_path: Path, answers: KnownAnswers) -> None:
     work = tmp_path / "w"
     with BatchServer(answers, api_key=KEY, fail_first=1) as srv:
@@ -257,3 +266,16 @@ def test_batch_with_another_runner_is_refused_in_one_line(tmp_path: Path, capsys
     config = _config(tmp_path, "http://127.0.0.1:9/v1")
     assert main(_argv(config, tmp_path / "w", "--api-batch", "--runner", runner)) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"leave out --runner {runner}")
+
+
+def test_open_batches_are_named_when_a_run_goes_on_without_batch(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from proctor.config.schema import ApiModelConfig
+    from proctor.models.api import ApiBackend
+    from proctor.models.batch_files import BatchEntry, BatchState
+
+    folder = tmp_path / "batches" / "m"
+    BatchState(folder, [BatchEntry("batch-0001", "/v1/chat/completions", 3, 100, file_id="file-1", batch_id="b1"),
+                        BatchEntry("batch-0002", "/v1/chat/completions", 3, 100, file_id="file-2", batch_id="b2",
+                                   delivered=True)]).save()
+    ApiBackend(ApiModelConfig(api_base="http://127.0.0.1:9/v1", abbr="m")).attach_run(folder)
+    assert "1 batches of this run are still open at the Batch API" in caplog.text

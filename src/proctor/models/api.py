@@ -342,6 +342,13 @@ class ApiBackend:
         """Where this model keeps its run files (the Batch API's input files and batch ids)."""
         if self._batch is not None:
             self._batch.attach(folder)
+        elif (folder / "state.json").is_file():
+            from proctor.models.batch_files import BatchState
+
+            live = [e for e in BatchState.load(folder).live() if e.batch_id is not None]
+            if live:
+                logger.warning("%s: %d batches of this run are still open at the Batch API; without --api-batch "
+                               "they are not waited for and their requests are sent online", self.name, len(live))
 
     async def close(self) -> None:
         if self._batch is not None:

@@ -30,7 +30,7 @@ from proctor.models.api_errors import Failure, Unusable, printable
 from proctor.models.api_http import Reply
 from proctor.models.api_payloads import Parser, encode_body, plan_request
 from proctor.models.base import OnResponse
-from proctor.models.batch_client import TERMINAL, BatchClient, TransientError, safe_id
+from proctor.models.batch_client import TERMINAL, BatchClient, NotFound, TransientError, safe_id
 from proctor.models.batch_files import BatchEntry, BatchState, batch_line, body_digest, split_sizes
 
 if TYPE_CHECKING:
@@ -292,7 +292,12 @@ class BatchSender:
             if getattr(entry, f"{kind}_file_id") == file_id and path.is_file():
                 content = path.read_bytes()
             else:
-                content = await self._client.content(loop_state, file_id)
+                try:
+                    content = await self._client.content(loop_state, file_id)
+                except NotFound as exc:  # deleted by the provider since: its lines are asked again
+                    log.warning("%s: the %s file of batch %s is gone (%s); its requests are sent again",
+                                self.api.name, kind, entry.batch_id, exc)
+                    continue
                 state.write_result(entry, kind, content)
                 setattr(entry, f"{kind}_file_id", file_id)
                 state.save()
@@ -316,6 +321,12 @@ class BatchSender:
                 batch = await self._client.retrieve(self.api._loop_state(), entry.batch_id)
             except TransientError as exc:  # the server is busy or away for a while: keep waiting
                 log.debug("%s: batch %s: %s", self.api.name, entry.batch_id, exc)
+            except NotFound as exc:  # the provider no longer knows it: its lines are asked again
+                log.warning("%s: batch %s is gone (%s); its requests are sent again", self.api.name,
+                            entry.batch_id, exc)
+                entry.status = "lost"
+                state.save()
+                return {"id": entry.batch_id, "status": "lost"}
             else:
                 status = _status(batch)
                 if status != entry.status:

@@ -32,6 +32,10 @@ class TransientError(Exception):
     """A call that may work when asked again (connection error, 429, 5xx)."""
 
 
+class NotFound(BackendError):
+    """HTTP 404 for a file or batch id (a provider deletes files after a while)."""
+
+
 class BatchClient:
     """Files and batches at one OpenAI-compatible endpoint."""
 
@@ -151,8 +155,11 @@ class BatchClient:
             raise TransientError(f"HTTP {status}{': ' + said if said else ''}")
         if status >= 300:
             said = server_message(reply, self._credentials)
+            message = f"{method} {shown} answered HTTP {status}{': ' + said if said else ''}"
+            if status == 404 and _bare(path) not in ("/files", "/batches"):
+                raise NotFound(message)
             hint = "; does this server offer the Batch API? leave out --api-batch" if status in (404, 405) else ""
-            raise BackendError(f"{method} {shown} answered HTTP {status}{': ' + said if said else ''}{hint}")
+            raise BackendError(f"{message}{hint}")
         if raw:
             return reply.content
         try:
