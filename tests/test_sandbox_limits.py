@@ -13,18 +13,19 @@ from proctor.scoring.code_exec import CodeExecScorer
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="the sandbox needs Linux")
 
-# Starts up to 8 processes (itself and 7 children), each holding `MIB` MiB, and prints how many did.
+# Starts up to 7 child processes, each filling `MIB` MiB (touched, so that a memory cgroup counts
+# it) and holding it a while; those that were never killed print "done". The parent stays small,
+# so that a cgroup's OOM killer picks a child, not the program's pid 1.
 HOLDERS = """
 import os, time
 MIB = {mib}
 def hold():
     try:
-        block = bytearray(MIB << 20)
+        block = b"x" * (MIB << 20)
     except MemoryError:
-        return False
-    os.write(1, b"held\\n")
+        return
     time.sleep(1.5)
-    return True
+    os.write(1, b"done\\n")
 kids = []
 for _ in range(7):
     try:
@@ -35,7 +36,6 @@ for _ in range(7):
         hold()
         os._exit(0)
     kids.append(pid)
-hold()
 for pid in kids:
     os.waitpid(pid, 0)
 """
@@ -55,13 +55,21 @@ def test_plan_keeps_processes_times_memory_within_the_limit() -> None:
 
 def test_memory_of_all_processes_together_stays_under_the_limit() -> None:
     iso = isolation()
-    if not iso.nproc_enforced:
-        pytest.skip(f"RLIMIT_NPROC does not apply here ({iso.mode}): only each process is bounded")
+    if not (iso.nproc_enforced or iso.memory_cgroup):
+        pytest.skip(f"neither RLIMIT_NPROC nor a memory cgroup applies here ({iso.mode}): only each process is bounded")
     limit = 1 << 30
     r = run_program(HOLDERS.format(mib=180), Limits(timeout_s=15.0, memory_bytes=limit))
-    held = r.stdout.count("held")
+    held = r.stdout.count("done")
     assert held >= 1, r.stderr  # one process can still use a good part of it
-    assert held * (180 << 20) <= limit, f"{held} processes held 180 MiB each under a 1 GiB limit"
+    assert held * (180 << 20) <= limit, f"{held} processes held 180 MiB each at once under a 1 GiB limit"
+
+
+def test_plan_without_a_cgroup_is_the_rlimit_product() -> None:
+    # The fallback's numbers whatever this machine has (the test above runs what it has).
+    limits = Limits(memory_bytes=1 << 30, processes=32)
+    cg = limits.plan(nproc_enforced=True, cgroup=True)
+    assert (cg.bound, cg.per_process_bytes, cg.processes) == ("cgroup", 1 << 30, 32)
+    assert limits.plan(nproc_enforced=True).bound == "processes_x_per_process"
 
 
 def test_none_mode_as_root_does_not_claim_nproc() -> None:
@@ -79,9 +87,11 @@ def test_none_mode_as_root_does_not_claim_nproc() -> None:
 def test_code_exec_manifest_says_what_bounds_memory() -> None:
     env = CodeExecScorer(memory_mb=1024).environment()
     limits = env["limits"]
-    enforced = env["sandbox"]["nproc_enforced"]
-    assert limits["memory_bound"] == ("processes_x_per_process" if enforced else "per_process")
+    enforced = env["sandbox"]["nproc_enforced"] or bool(env["sandbox"]["memory_cgroup"])
+    expected = ("cgroup" if env["sandbox"]["memory_cgroup"] else
+                "processes_x_per_process" if env["sandbox"]["nproc_enforced"] else "per_process")
+    assert limits["memory_bound"] == expected
     assert limits["whole_program_bounded"] is enforced
-    if enforced:
+    if expected == "processes_x_per_process":
         assert limits["processes"] * limits["per_process_bytes"] <= 1024 << 20
     assert env["verdict"]["isolated_from_candidate"] is env["sandbox"]["pid_namespace"]

@@ -274,7 +274,10 @@ def main():
     mode, flags = cfg["mode"], int(cfg["flags"])
     uid = int(cfg["uid_base"]) + os.getpid() if mode == "root" else None  # unique among running sandboxes
     python, env = cfg["python"], dict(cfg["env"])
+    cgroup_fd = None
     try:
+        if cfg.get("cgroup"):  # opened before the mounts turn read-only; the child writes to it
+            cgroup_fd = os.open(cfg["cgroup"], os.O_WRONLY)
         if mode == "none":
             work = cfg["workdir"]
         else:
@@ -304,6 +307,9 @@ def main():
                     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
                 except OSError:
                     pass  # e.g. a container's masked /proc: the host's /proc stays (read-only)
+            if cgroup_fd is not None:  # its own memory cgroup (made by the runner), joined while still root
+                os.write(cgroup_fd, b"0")
+                os.close(cgroup_fd)
             if mode == "root":
                 os.setgroups([])
                 os.setresgid(uid, uid, uid)
@@ -338,7 +344,8 @@ def main():
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        signal.signal(sig, signal.SIG_DFL)
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):  # those two cannot be caught: no handler to reset
+            signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 

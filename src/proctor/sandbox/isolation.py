@@ -32,6 +32,7 @@ class Isolation:
     writable_mounts: tuple[str, ...] = ()
     reason: str = ""  # why "none"
     flags: int = 0
+    memory_cgroup: int = 0  # 1 or 2: each program's memory is bounded by a cgroup of that version; 0: none
 
     def as_manifest(self) -> dict[str, object]:
         data = asdict(self)
@@ -97,6 +98,14 @@ def isolation() -> Isolation:
                 _cached = NONE
             else:
                 _cached = probe()
+                if _cached.mode == "root":  # the launcher's child joins its group while it is still root
+                    from dataclasses import replace
+
+                    from proctor.sandbox.cgroups import hierarchy
+
+                    found = hierarchy()
+                    if found is not None:
+                        _cached = replace(_cached, memory_cgroup=found.version)
             if _cached.mode == "none":
                 log.warning(
                     "code sandbox: no namespaces here (%s): programs run with rlimits, an empty environment "

@@ -30,8 +30,10 @@ class Limits:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
-    def plan(self, nproc_enforced: bool) -> "Plan":
+    def plan(self, nproc_enforced: bool, cgroup: bool = False) -> "Plan":
         """How the memory limit is enforced for the whole program (see Plan)."""
+        if cgroup:
+            return Plan(self.memory_bytes, self.processes, "cgroup")
         if not nproc_enforced:
             return Plan(self.memory_bytes, self.processes, "per_process")
         processes = max(1, min(self.processes, self.memory_bytes // PER_PROCESS_MIN))
@@ -56,7 +58,9 @@ PER_PROCESS_MIN = 256 << 20
 
 @dataclass(frozen=True)
 class Plan:
-    """What bounds a program's memory. "processes_x_per_process": RLIMIT_NPROC holds it to
+    """What bounds a program's memory. "cgroup": a memory cgroup of its own bounds all its
+    processes together (each also gets the whole limit as its address space). Without one,
+    "processes_x_per_process": RLIMIT_NPROC holds it to
     `processes` processes and threads, each with `per_process_bytes` of address space, so the
     product stays within Limits.memory_bytes. "per_process": RLIMIT_NPROC does not apply here
     (root's uid, or a user namespace entered as root), so only each process is bounded."""

@@ -13,8 +13,11 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
+from proctor.sandbox.cgroups import hierarchy
+from proctor.sandbox.cgroups import remove as remove_cgroup
 from proctor.sandbox.isolation import LAUNCHER, NONE, Isolation, base_python, isolation
 from proctor.sandbox.limits import Limits
 
@@ -48,7 +51,7 @@ def _config(iso: Isolation, limits: Limits, workdir: str | None, keep_fds: Seque
         "prefix": prefix,
         "python_rel": rel,
         "python": sys.executable,
-        "limits": limits.rlimits(limits.plan(iso.nproc_enforced)),
+        "limits": limits.rlimits(limits.plan(iso.nproc_enforced, bool(iso.memory_cgroup))),
         "env": env if iso.mode != "none" else {**env, "HOME": workdir, "TMPDIR": workdir},
         "workdir": workdir,
         "keep_fds": list(keep_fds),
@@ -137,9 +140,19 @@ class _Proc:
         except PermissionError:
             pass
         self.workdir = tempfile.mkdtemp(prefix="proctor-sbx-") if iso.mode == "none" else None
+        self.cgroup: Path | None = None
         cfg = _config(iso, limits, self.workdir, keep_fds)
         self.start = time.monotonic()
         try:
+            if iso.memory_cgroup:
+                found = hierarchy()
+                if found is None:
+                    raise SandboxError("the memory cgroup found at start is no longer there")
+                try:
+                    self.cgroup = found.make(limits.memory_bytes, limits.processes)
+                except OSError as e:
+                    raise SandboxError(f"cannot make a memory cgroup for the program: {e}") from None
+                cfg["cgroup"] = str(self.cgroup / "cgroup.procs")
             self.popen = subprocess.Popen(
                 [sys.executable, "-I", "-S", LAUNCHER, json.dumps(cfg)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -234,6 +247,10 @@ class _Proc:
         return Result(rc, stdout, stderr, duration, timed_out=timed_out, output_overflow=self.overflow)
 
     def cleanup(self) -> None:
+        if getattr(self, "cgroup", None) is not None:
+            assert self.cgroup is not None
+            remove_cgroup(self.cgroup)
+            self.cgroup = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None

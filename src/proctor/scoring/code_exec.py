@@ -121,7 +121,7 @@ def sandbox_environment(limits: Limits) -> dict[str, Any]:
     return {
         "sandbox": iso.as_manifest(),
         "limits": {"timeout_s": limits.timeout_s, "memory_mb": limits.memory_bytes >> 20,
-                   **limits.plan(iso.nproc_enforced).as_manifest(limits)},
+                   **limits.plan(iso.nproc_enforced, bool(iso.memory_cgroup)).as_manifest(limits)},
         "verdict": {"split": True, "isolated_from_candidate": iso.pid_namespace},
     }
 
