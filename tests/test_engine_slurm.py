@@ -19,6 +19,7 @@ from run_helpers import (
     KnownAnswers,
     dataset_names,
     only_run,
+    predictions_path,
     read_manifest,
     read_records,
     read_result,
@@ -96,7 +97,8 @@ def _submitter(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
 
 
 def test_slurm_jobs_give_the_local_runners_records_and_results(
-    tmp_path: Path, cluster: SlurmCluster, answers: KnownAnswers, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cluster: SlurmCluster, answers: KnownAnswers, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("SLURM_TEST_KEY", SECRET)
     with OpenAIServer(answers, model_ids=["m"], api_key=SECRET) as server:
@@ -118,6 +120,38 @@ def test_slurm_jobs_give_the_local_runners_records_and_results(
         p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
     for path in on_slurm.rglob("*"):  # the key reached the jobs, and no file
         assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
+
+    # Resume: only the shards with missing records get a job, and it sends only what is missing.
+    path = predictions_path(on_slurm, "m", DATASETS[1])
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(lines[0])
+    # The submitting process is killed once it has submitted; its jobs finish while nothing
+    # watches them; `-r` then merges what they wrote and submits nothing.
+    server.reset()
+    resume = _args(server.base_url, tmp_path / "slurm", "--runner", "slurm", "-r", "latest")
+    with server:  # the same server (another URL would be another model)
+        submitter = _submitter(resume, tmp_path / "resume.log")
+        try:
+            _wait_for(lambda: sum(map(len, _jobs(on_slurm).values())) == 6, "the resumed run's two jobs")
+        finally:
+            submitter.kill()
+            submitter.wait()
+        name = json.loads((on_slurm / "slurm" / "jobs.json").read_text(encoding="utf-8"))["name"]
+        _wait_for(lambda: not cluster.command("squeue", "--noheader", f"--name={name}").stdout.strip(),
+                  "the jobs to leave the queue")
+        assert main(resume) == 0
+        assert len(server.post_requests()) == LIMIT - 1
+    assert _conclusions(on_slurm) == _conclusions(local)
+    again = _jobs(on_slurm)
+    assert sorted(len(ids) for ids in again.values()) == [1, 1, 2, 2]
+
+    # A job refusing the run (another model than the one that made its records) stops the run in one line.
+    path.write_bytes(lines[0])
+    with OpenAIServer(answers, model_ids=["m"], api_key=SECRET) as other:
+        code = main(_args(other.base_url, tmp_path / "slurm", "--runner", "slurm", "-r", "latest"))
+        assert not other.post_requests()
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err.startswith("error: slurm job ") and "is not the model that made this run's records" in err
 
 
 def test_a_cancelled_job_is_submitted_again_and_a_killed_submitter_finds_its_jobs(
@@ -206,3 +240,16 @@ def test_retry_counts_job_resubmissions_with_the_slurm_runner() -> None:
     assert built("slurm").slurm_retry == 5
     with pytest.raises(ProctorError, match="--retry applies to"):
         built()
+
+
+def test_taking_the_run_leaves_the_jobs_temporary_files_alone(tmp_path: Path) -> None:
+    from proctor.engine.rundir import RunDir, remove_temp_files
+
+    run = RunDir(tmp_path / "run")
+    mine = run.root / ".manifest.json.abc.tmp"  # a killed submitter's: removed when the run is taken
+    theirs = run.root / "slurm" / "out" / "0" / "7_0" / ".result.json.def.tmp"  # a running job's
+    for path in (mine, theirs):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{", encoding="utf-8")
+    assert remove_temp_files(run) == 1
+    assert not mine.exists() and theirs.exists()

@@ -253,7 +253,7 @@ class _Slurm:
         try:
             while self.active:
                 await asyncio.sleep(interval)
-                interval = min(interval * 1.5, POLL_MAX_S)
+                interval = min(interval * 1.25, POLL_MAX_S)
                 queue = slurmctl.queued(self.name)
                 if queue is None:
                     continue
