@@ -23,7 +23,7 @@ from proctor.tasks import load_samples
 pytestmark = needs_shared_data
 
 # How the simulated model replies, and what each reply is worth in truth.
-ANSWERED = ("tags", "tags_several", "reasoning_content", "reasoning", "closed_then_cut")
+ANSWERED = ("tags", "tags_several", "reasoning_content", "reasoning", "thinking_parts", "closed_then_cut")
 TRUNCATED = ("cut_in_tags", "cut_in_field", "cut_opened_only")
 NO_ANSWER = ("nothing_after", "field_only")
 STYLES = ANSWERED + TRUNCATED + NO_ANSWER
@@ -92,6 +92,9 @@ class ReasoningServer:
             return Reply(final, fields=(("reasoning_content", thought),), reasoning_tokens=40)
         if style == "reasoning":
             return Reply(final, fields=(("reasoning", thought),), reasoning_tokens=30)
+        if style == "thinking_parts":  # content parts, a thinking block first (as some gateways pass them)
+            parts = [{"type": "thinking", "thinking": thought}, {"type": "text", "text": final}]
+            return Reply(None, fields=(("content", parts),))
         if style == "closed_then_cut":
             return Reply(f"<think>{thought}</think>{final} And to double-check", finish_reason="length")
         if style == "cut_in_tags":

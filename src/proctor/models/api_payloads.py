@@ -130,12 +130,17 @@ def parse_chat(data: Any) -> Response:
     if not isinstance(message, dict):
         raise TypeError(f"message is {type(message).__name__}")
     content = message.get("content")
-    if isinstance(content, list):  # content parts: keep the text ones
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    thought_parts = ""
+    if isinstance(content, list):  # content parts: the text ones; thinking parts are reasoning
+        parts = [p for p in content if isinstance(p, dict)]
+        thought_parts = "".join(_part_text(p) for p in parts if p.get("type") in _THOUGHT_PARTS)
+        content = "".join(p.get("text", "") for p in parts if p.get("type") not in _THOUGHT_PARTS)
     if content is not None and not isinstance(content, str):
         raise TypeError(f"message content is {type(content).__name__}")
     reason = _finish_reason(choice)
     reasoning = _message_reasoning(message)
+    if thought_parts.strip():
+        reasoning = thought_parts if reasoning is None else f"{reasoning}\n{thought_parts}"
     if message.get("refusal"):
         reason = REFUSED
     elif content is None and reasoning is None and reason in (None, "stop", CONTENT_FILTER):
@@ -154,6 +159,16 @@ def parse_chat(data: Any) -> Response:
 # Where OpenAI-compatible servers put a reasoning model's thought: vLLM's and SGLang's reasoning
 # parsers and DeepSeek use `reasoning_content`, OpenRouter, Ollama and newer vLLM `reasoning`.
 _REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+# Content parts that hold a thought, not the answer (servers that pass a model's thinking
+# blocks through as typed parts).
+_THOUGHT_PARTS = ("reasoning", "thinking", "reasoning_text")
+
+
+def _part_text(part: dict[str, Any]) -> str:
+    value = part.get("text", part.get("thinking", ""))
+    return value if isinstance(value, str) else ""
 
 
 def _message_reasoning(message: dict[str, Any]) -> str | None:
