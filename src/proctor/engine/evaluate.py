@@ -289,12 +289,15 @@ def write_reports(
     judge: Any = None,
 ) -> Any:
     from proctor.tasks.groups import summary_groups
-    from proctor.report import DatasetRowInfo, build_summary, print_summary, write_html_report, write_summary
+    from proctor.report import DatasetRowInfo, build_summary, write_html_report, write_summary
+    from proctor.report.console import print_headline
 
     rows = [DatasetRowInfo(p.config.abbr, dataset_version(p, judge), p.config.mode) for p in prepared]
     groups = summary_groups([(p.config, p.task) for p in prepared])
     summary = build_summary(results, rows, groups, list(model_names))
     write_summary(summary, run.summary_dir)
-    print_summary(summary, console=console)
+    # The headline on the console; every subset and metric stays in summary/ and report.html.
+    coverage = {p.config.abbr: (len(p.samples), p.available or len(p.samples)) for p in prepared}
+    print_headline(summary, results, coverage, console=console, full_tables=run.summary_dir)
     write_html_report(run.root, summary)
     return summary

@@ -29,6 +29,7 @@ class PreparedDataset:
     shots: tuple[Sample, ...]
     files: tuple[Path, ...]
     base_shots: tuple[Sample, ...] = ()  # the base-model prompt's examples, when it has its own
+    available: int = 0  # samples in the scored split before --range/--limit (coverage)
 
     @property
     def version(self) -> str:
@@ -172,5 +173,5 @@ def prepare_dataset(config: DatasetConfig, data_dir: str | None) -> PreparedData
     items = tuple(item for sample in selected for item in task.items(sample))
     return PreparedDataset(
         config=config, task=task, samples=tuple(selected), items=items, shots=tuple(shots), files=tuple(files),
-        base_shots=tuple(base_shots),
+        base_shots=tuple(base_shots), available=len(samples),
     )
