@@ -256,6 +256,9 @@ def _check_models(config: RunConfig) -> None:
     if config.runner != "local" and not config.debug and any(getattr(m, "batch", False) for m in config.models):
         raise ConfigError(f"--api-batch runs in this process (it waits on the provider, not on workers); "
                           f"leave out --runner {config.runner}")
+    if config.debug and any(getattr(m, "batch", False) for m in config.models):
+        log.warning("--debug runs one task at a time: each dataset goes in a batch of its own, waited for in "
+                    "turn; without --debug all of a model's requests go in one batch")
     if getattr(config.judge, "batch", False):
         raise ConfigError("judge: batch: true is not supported (the judge is asked online); remove it from the judge")
     for model in [*config.models, *([config.judge] if config.judge is not None else [])]:

@@ -117,7 +117,7 @@ class BatchSender:
             raise RuntimeError("the Batch API needs a run folder (ApiBackend.attach_run) before process()")
         loop = asyncio.get_running_loop()
         futures = []
-        settings = self.api._body_settings()
+        settings, identity = self.api._body_settings(), self.api.identity
         for index, request in enumerate(requests):
             try:
                 path, body, parse = plan_request(request, model=self.api.model_id, chat=self.api.chat,
@@ -131,7 +131,7 @@ class BatchSender:
             content = encode_body(body)
             url = self._base_path + path
             line = _Line(request, path, url, content, parse, bool(body.get("echo")),
-                         body_digest(self.api.identity, url, content), partial(on_response, index), loop.create_future())
+                         body_digest(identity, url, content), partial(on_response, index), loop.create_future())
             self._queue.append(line)
             futures.append(line.future)
         if not futures:
