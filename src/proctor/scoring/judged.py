@@ -54,11 +54,13 @@ class Game:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
 
-def reply_answer(reply: Record) -> tuple[str | None, str]:
-    """(the answer part of a judge reply, or None when it has none, and why not)."""
+def reply_answer(reply: Record, *, one_token: bool = False) -> tuple[str | None, str]:
+    """(the answer part of a judge reply, or None when it has none, and why not). `one_token`: the
+    verdict is the first token (AlpacaEval asks with max_tokens 1), so an answer the limit ended
+    is whole; a thought the limit cut off is still no answer."""
     split = split_answer(reply.output, reasoning=reply.reasoning, reasoning_ended=reply.reasoning_ended,
                          finish_reason=reply.finish_reason)
-    if split.answer is None or split.length:
+    if split.answer is None or (split.length and not one_token):
         return None, "the judge's reply was cut off by its token limit" if split.length or split.truncated \
             else "the judge's reply holds only reasoning"
     return split.answer, ""
@@ -217,7 +219,7 @@ class PairwiseJudge(_GameJudge):
         outcomes: list[float] = []
         unparsed = 0
         for game in games:
-            text, why = reply_answer(replies[game.name])
+            text, why = reply_answer(replies[game.name], one_token=self.protocol == "alpaca_eval")
             label = None
             if text is not None:
                 if self.protocol == "alpaca_eval":
