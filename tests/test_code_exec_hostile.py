@@ -156,6 +156,14 @@ PROTOCOL: dict[str, str] = {
 }
 
 
+def test_stop_iteration_cannot_end_a_map_inside_the_tests() -> None:
+    # In one process, a candidate raising StopIteration makes map() stop: all([]) is True.
+    tests = "\n\ndef check(candidate):\n    assert all(map(lambda v: candidate([v]) == v, [1, 2, 3]))\n"
+    score = CodeExecScorer(timeout_s=5.0).score(sample(tests), record("    raise StopIteration\n"))
+    assert (score.value, score.rule) == (0.0, "failed"), (score.rule, score.explanation)
+    assert CodeExecScorer(timeout_s=5.0).score(sample(tests), record("    return sum(xs)\n")).rule == "passed"
+
+
 @pytest.mark.parametrize("name", list(PROTOCOL))
 def test_protocol_attacks_are_scored_failed(name: str) -> None:
     tests = TESTS.replace("(candidate):\n", "(candidate):\n    assert all(map(lambda v: candidate([v]) == v, [1, 2, 3]))\n")

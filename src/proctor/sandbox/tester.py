@@ -104,7 +104,10 @@ def _tester_main(cfg, prelude, tests, bindings):
         if kind == "raise" and type(body) is list and len(body) == 2 and all(type(p) is str for p in body):
             name, text = body
             cls = getattr(builtins, name, None)
-            if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, UnicodeError):
+            # Raised again as itself where that is harmless; never StopIteration, which would end
+            # a map() or a generator inside the tests early (`all(map(candidate, xs))` is then True).
+            if (isinstance(cls, type) and issubclass(cls, Exception)
+                    and not issubclass(cls, (UnicodeError, StopIteration, StopAsyncIteration))):
                 try:
                     exc = cls(text)
                 except Exception:
