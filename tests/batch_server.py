@@ -57,6 +57,7 @@ class BatchApp(OpenAIApp):
         self.line_error = line_error
         self.fail_first = fail_first
         self.create_delay = create_delay  # seconds POST /batches waits after making the batch
+        self.lose_creations = 0  # > 0: that many POST /batches make the batch but answer 502
         self.hold = threading.Event()  # clear: every batch stays in_progress
         self.hold.set()
         self.files: dict[str, bytes] = {}
@@ -124,6 +125,9 @@ class BatchApp(OpenAIApp):
             self.batches[batch.id] = batch
         if self.create_delay:
             await asyncio.sleep(self.create_delay)
+        if self.lose_creations > 0:  # made, but the answer is lost (a 502 from a proxy, say)
+            self.lose_creations -= 1
+            return 502, {"error": {"message": "Bad gateway"}}, {}
         return 200, batch.public(), {}
 
     async def _poll(self, batch_id: str) -> Any:

@@ -199,6 +199,15 @@ def test_expired_lines_and_line_errors_are_retried_online(tmp_path: Path, answer
     assert _records(only_run(work)) == _online(tmp_path, answers)
 
 
+def test_a_batch_made_with_its_answer_lost_is_not_made_twice(tmp_path: Path, answers: KnownAnswers) -> None:
+    work = tmp_path / "w"
+    with BatchServer(answers, api_key=KEY) as srv:
+        srv.app.lose_creations = 1
+        assert main(_argv(_config(tmp_path, srv.base_url), work, "--api-batch", datasets=DATASETS[:1])) == 0
+        assert (srv.app.creations, srv.app.online) == (1, 0)
+    assert _records(only_run(work), DATASETS[:1]) == _online(tmp_path, answers, DATASETS[:1])
+
+
 def test_results_the_provider_deleted_are_asked_again(tmp_path: Path, answers: KnownAnswers) -> None:
     work = tmp_path / "w"
     with BatchServer(answers, api_key=KEY) as srv:

@@ -64,7 +64,18 @@ class BatchClient:
         """POST /batches with a 24 h completion window: the batch object."""
         body = json.dumps({"input_file_id": input_file_id, "endpoint": endpoint, "completion_window": "24h",
                            "metadata": metadata}).encode("utf-8")
-        data = await self._call(state, "POST", "/batches", body)
+        for attempt in range(1, self._attempts + 1):
+            try:
+                data = await self._call(state, "POST", "/batches", body, retry=False)
+                break
+            except TransientError as exc:
+                if attempt >= self._attempts:
+                    raise BackendError(f"POST {self._shown}/batches failed {attempt} times: {exc}") from None
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)))
+                # The batch may have been made with its answer lost: never make a second one.
+                found = await self.find(state, input_file_id)
+                if found is not None:
+                    return found
         _id_of(data, "/batches", self._shown)
         return data
 
