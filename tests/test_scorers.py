@@ -41,7 +41,8 @@ def verdict(score: Score) -> tuple[float, Any, str | None]:
 
 def test_builtin_scorers_are_registered() -> None:
     assert scorer_names() == ["agieval_cloze", "bbh", "cascade", "choice", "choice_set", "code_exec", "exact",
-                              "gaokao", "ifeval", "llm_judge", "math_equiv", "numeric", "regex"]
+                              "gaokao", "ifeval", "llm_judge", "math_equiv", "mbpp", "numeric", "pairwise_judge",
+                              "rating_judge", "regex"]
     scorer = get_scorer("choice")
     assert isinstance(scorer, Scorer) and scorer.name == "choice"
 
