@@ -18,6 +18,7 @@ from openai_server import OpenAIServer
 from run_helpers import (
     KnownAnswers,
     dataset_names,
+    model_run_args,
     only_run,
     predictions_path,
     read_manifest,
@@ -253,3 +254,23 @@ def test_taking_the_run_leaves_the_jobs_temporary_files_alone(tmp_path: Path) ->
         path.write_text("{", encoding="utf-8")
     assert remove_temp_files(run) == 1
     assert not mine.exists() and theirs.exists()
+
+
+def test_a_local_model_in_slurm_jobs_matches_the_local_runner(
+    tmp_path: Path, cluster: SlurmCluster, tiny_model_dir: Path
+) -> None:
+    def args(work: Path, *extra: str) -> list[str]:
+        return model_run_args(["--hf-path", str(tiny_model_dir), "--device", "cpu"], work, DATASETS[:1], 2,
+                              "--fewshot", "0", "--max-out-len", "3", "--no-cache", *extra)
+
+    assert main(args(tmp_path / "local")) == 0
+    assert main(args(tmp_path / "slurm", "--runner", "slurm")) == 0
+    name = tiny_model_dir.name
+    local, on_slurm = only_run(tmp_path / "local"), only_run(tmp_path / "slurm")
+
+    def outputs(run: Path) -> list[tuple[str, str, str]]:
+        return sorted((r["sample_id"], r["output"], json.dumps(r["prompt"])) for r in read_records(run, name, DATASETS[0]))
+
+    assert read_result(on_slurm, name, DATASETS[0]) == read_result(local, name, DATASETS[0])
+    assert outputs(on_slurm) == outputs(local) and len(outputs(local)) == 2
+    assert read_manifest(on_slurm)["models"][name]["identity"] == read_manifest(local)["models"][name]["identity"]
