@@ -274,3 +274,17 @@ def test_a_local_model_in_slurm_jobs_matches_the_local_runner(
     assert read_result(on_slurm, name, DATASETS[0]) == read_result(local, name, DATASETS[0])
     assert outputs(on_slurm) == outputs(local) and len(outputs(local)) == 2
     assert read_manifest(on_slurm)["models"][name]["identity"] == read_manifest(local)["models"][name]["identity"]
+
+
+def test_the_jobs_get_the_config_as_given_secrets_included() -> None:
+    from proctor.config.schema import ApiModelConfig, DatasetConfig, HFModelConfig, RunConfig
+    from proctor.engine.slurm_job import decode_config, encode_config
+
+    # Built in Python: no `type` given (the union's default tag), a key and a password in the URL.
+    config = RunConfig(models=[ApiModelConfig(api_base="http://u:pw@h/v1", api_key=SECRET), HFModelConfig(path="x")],
+                       datasets=[DatasetConfig(abbr="d", benchmark="ceval")], runner="slurm")
+    encoded = encode_config(config)
+    api, hf = decode_config(encoded).models
+    assert api.api_key is not None and api.api_key.get_secret_value() == SECRET and api.api_base == "http://u:pw@h/v1"
+    # Unset stays unset: a default that depends on it (a reasoning model's answer budget) is the same.
+    assert "max_out_len" not in api.model_fields_set and isinstance(hf, HFModelConfig)

@@ -69,6 +69,7 @@ def encode_config(config: RunConfig) -> str:
     defaults that depend on them behave the same), API keys in clear, compressed."""
     data = config.model_dump(mode="json", exclude_unset=True, exclude={"judge"})
     for model, given in zip(data.get("models", []), config.models):
+        model["type"] = given.type  # the union's tag, unset when it is the default
         key = getattr(given, "api_key", None)
         if key is not None:
             model["api_key"] = key.get_secret_value()
