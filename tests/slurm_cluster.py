@@ -99,6 +99,20 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubsc
 """
 
 
+def _probe(cluster: SlurmCluster, deadline: float) -> str | None:
+    """None when the cluster runs a job (a plain `sbatch --wrap`); else why not."""
+    mark = cluster.root / "probe.done"
+    submitted = cluster.command("sbatch", "--parsable", f"--output={cluster.root}/probe.out",
+                                f"--wrap=touch {mark}")
+    if submitted.returncode != 0:
+        return f"the one-node Slurm cluster refuses a job: {submitted.stderr.strip()}"
+    while time.monotonic() < deadline + 15:
+        if mark.is_file():
+            return None
+        time.sleep(0.2)
+    return f"the one-node Slurm cluster runs no job: {cluster.logs().strip().splitlines()[-1:] or 'no log'}"
+
+
 def start_cluster(root: Path) -> SlurmCluster | str:
     """The running cluster, or why it cannot run here (for a skip)."""
     missing = [c for c in ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
@@ -134,7 +148,11 @@ def start_cluster(root: Path) -> SlurmCluster | str:
             break
         state = cluster.command("sinfo", "--noheader", "--format=%T")
         if state.returncode == 0 and state.stdout.strip() in ("idle", "mixed", "allocated"):
-            return cluster
+            reason = _probe(cluster, deadline)
+            if reason is None:
+                return cluster
+            cluster.stop()
+            return reason
         time.sleep(0.3)
     logs = cluster.logs() or "\n".join((root / f"{d}.err").read_text(errors="replace") for d in ("slurmctld", "slurmd"))
     cluster.stop()
