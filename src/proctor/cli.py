@@ -145,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="refuse (exit 2) when the runs differ in prompts, data files or scorer")
     compare.add_argument("--diff", nargs="+", default=[], metavar="DATASET",
                          help="also list the questions of DATASET (or group) whose score changed, with both answers")
+    j = compare.add_argument_group("judged comparison (open-ended answers: a judge compares A's and B's answers)")
+    j.add_argument("--judge-api-base", default=None, metavar="URL", help="the judge: an OpenAI-compatible endpoint")
+    j.add_argument("--judge-api-model", default=None, metavar="NAME", help="the judge's model id at --judge-api-base")
+    j.add_argument("--judge-api-key-env", default=None, metavar="VAR", help="the judge's key variable")
+    j.add_argument("--judge-model", default=None, metavar="PRESET", help="the judge as a model preset")
+    j.add_argument("--datasets", nargs="+", default=[], metavar="DATASET", help="judge only these datasets")
+    j.add_argument("--data-dir", default=None, help="where Arena-Hard's judge config is (its prompt is used)")
+    j.add_argument("--no-cache", dest="cache", action="store_false", default=True, help="send every judge request")
     compare.set_defaults(handler=_cmd_compare)
 
     serve = sub.add_parser("serve", help="serve a local model as an OpenAI-compatible API")
@@ -526,6 +534,8 @@ def _cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
     work_dir = args.work_dir if args.work_dir is not None else work_dir_of_runs("outputs")
     runs = [resolve_run(spec, work_dir) for spec in args.runs]
     a_run, b_run = (runs[0], runs[0]) if len(runs) == 1 else (runs[0], runs[1])
+    if args.judge_api_base or args.judge_model:
+        return _compare_judged(args, a_run, b_run)
     comparisons = compare_runs(a_run, b_run, args.models, strict=args.strict)
     for name in args.diff:
         for comparison in comparisons:
@@ -538,6 +548,30 @@ def _cmd_compare(args: argparse.Namespace, argv: list[str]) -> int:
 
         paths.append(write_html_report(out))
     print(f"written: {', '.join(str(p) for p in paths)}")
+    return EXIT_OK
+
+
+def _compare_judged(args: argparse.Namespace, a_run: Any, b_run: Any) -> int:
+    """`proctor compare A B --judge-api-base URL`: B's answers against A's, judged (engine/judged_compare.py)."""
+    import asyncio
+    from pathlib import Path
+
+    from proctor.api import _JUDGE_FLAGS
+    from proctor.config.models import model_from_dict
+    from proctor.config.registry import resolve_model_preset
+    from proctor.engine.judged_compare import format_judged, judge_compare, write_judged
+    from proctor.report.compare import later_run, pair_models
+
+    given = _cli_judge(args)
+    judge = resolve_model_preset(given) if isinstance(given, str) else model_from_dict(
+        given or {}, where="--judge-api-base", names=_JUDGE_FLAGS)
+    out = Path(args.output) if args.output else later_run(a_run, b_run)
+    pairs = pair_models(a_run, b_run, args.models)
+    rows = asyncio.run(judge_compare(a_run, b_run, pairs, judge, out, data_dir=args.data_dir,
+                                     datasets=args.datasets, cache=args.cache))
+    name = getattr(judge, "model", None) or getattr(judge, "path", None) or "the judge"
+    print(format_judged(rows, str(name)), end="")
+    print(f"written: {write_judged(rows, out, {'judge': str(name), 'settings': judge.model_dump(mode='json', exclude={'api_key'})})}")
     return EXIT_OK
 
 

@@ -213,7 +213,7 @@ def _dry_run_names(config: RunConfig, run: RunDir) -> list[str]:
 
 def _check_judge(config: RunConfig, prepared: Sequence[PreparedDataset]) -> None:
     """A dataset scored by a judge needs one: say so before any model runs, not after inference."""
-    if config.judge is not None or config.mode == "report":
+    if config.judge is not None or config.mode in ("report", "infer"):  # answering needs no judge
         return
     from proctor.scoring import get_scorer, judge_scorer
 
