@@ -288,3 +288,12 @@ def test_the_jobs_get_the_config_as_given_secrets_included() -> None:
     assert api.api_key is not None and api.api_key.get_secret_value() == SECRET and api.api_base == "http://u:pw@h/v1"
     # Unset stays unset: a default that depends on it (a reasoning model's answer budget) is the same.
     assert "max_out_len" not in api.model_fields_set and isinstance(hf, HFModelConfig)
+
+
+def test_slurm_flags_without_the_slurm_runner_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_args("http://127.0.0.1:9/v1", tmp_path, "--partition", "gpu")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --partition applies to --runner slurm (this run's runner is local)"
+    assert list(tmp_path.iterdir()) == []

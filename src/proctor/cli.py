@@ -305,11 +305,14 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             "cache": args.cache,
             "runner": args.runner,
             "ray_address": args.ray_address,
-            **{k: getattr(args, k) for k in ("slurm_partition", "slurm_gres", "slurm_time", "slurm_args", "slurm_retry")},
+            **{k: getattr(args, k) for k in _SLURM_FLAGS},
             "dry_run": args.dry_run,
         },
     )
     _check_flag_use(args, config)
+    given = [k for k in _SLURM_FLAGS if getattr(args, k) is not None]
+    if given and config.runner != "slurm":  # they would be ignored
+        raise ProctorError(f"{_SLURM_FLAGS[given[0]]} applies to --runner slurm (this run's runner is {config.runner})")
     console = Console()
     outcome = execute(config, argv=["proctor", *argv], console=console)
     if config.dry_run:
@@ -368,6 +371,9 @@ def _check_flag_use(args: argparse.Namespace, config: Any) -> None:
         raise ProctorError(f"--ppl-continuations applies to *_ppl datasets (scored by log-likelihood); {first} is "
                            "scored from generated text: use e.g. ceval_ppl, or leave the flag out")
 
+
+_SLURM_FLAGS = {"slurm_partition": "--partition", "slurm_gres": "--gres", "slurm_time": "--time",
+                "slurm_args": "--slurm-args", "slurm_retry": "--slurm-retry"}
 
 # Model flags, as `args` attribute -> config field. Each kind's own flags given without that kind
 # of model would be ignored, so they are refused; the shared ones apply to either kind.

@@ -115,6 +115,9 @@ async def run_job(config: RunConfig, run: RunDir, task: JobTask, out: RunDir) ->
         select=lambda t: (t.dataset, t.start, t.end) == (task.dataset, task.start, task.end),
         known={(task.model, task.dataset): known},
     )
+    if not outcome.plan:  # another data file on this node, or other shard bounds: nothing of it is run
+        raise ConfigError(f"slurm job: {task.label} is not a task of the run here ({len(prepared[0].items)} items "
+                          f"of {task.dataset} on this node); the nodes must read the same data files")
     if outcome.names != [task.model]:
         raise ConfigError(f"slurm job: the model calls itself {outcome.names[0]!r} here, but the run planned it "
                           f"as {task.model!r}; give it an abbr")
