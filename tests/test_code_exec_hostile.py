@@ -113,7 +113,10 @@ def record(output: str) -> Record:
 def test_forged_pass_is_scored_failed(name: str) -> None:
     body, tests = HOSTILE[name]
     score = CodeExecScorer(timeout_s=5.0).score(sample(tests), record(body))
-    assert (score.value, score.rule) == (0.0, "failed"), (score.rule, score.explanation)
+    # (Without namespaces the finder may block reading another process's pipe: a timeout.)
+    assert score.value == 0.0 and score.rule in ("failed", "timeout"), (score.rule, score.explanation)
+    if isolation().pid_namespace:
+        assert score.rule == "failed", score.explanation
 
 
 def test_the_same_tests_pass_a_right_answer() -> None:

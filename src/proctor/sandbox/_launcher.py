@@ -20,7 +20,7 @@ the kernel allows, no_new_privs and the rlimits, and execs `python -I prog.py`; 
 waits and ends the way the child did (same exit code, or killed by the same signal).
 
 Nothing outlives Proctor: the launcher itself dies with the thread that started it
-(PR_SET_PDEATHSIG, checked against cfg["parent"] for the race before it was set) and watches
+(PR_SET_PDEATHSIG with SIGTERM, whose handler kills everything first; checked against cfg["parent"] for the race before it was set) and watches
 cfg["owner"] (the Proctor process that owns the run, e.g. the parent of a scoring worker) through
 a pidfd: when the owner dies, or on SIGTERM, it kills the program and everything it started
 (as a child subreaper it inherits the program's orphans, so "none" mode catches them too).
@@ -224,8 +224,9 @@ def _kill_all(child):
 
 
 def _guard(cfg):
-    """Die with the thread that started us, and note the run's owner (a pidfd, None if unsupported)."""
-    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+    """Die with the thread that started us, and note the run's owner (a pidfd, None if unsupported).
+    SIGTERM, not SIGKILL: its handler kills the program's orphans first (see main)."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0), "prctl(PDEATHSIG)")
     if cfg.get("parent") and os.getppid() != int(cfg["parent"]):
         os._exit(125)  # the parent died before PDEATHSIG was set
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
