@@ -14,6 +14,7 @@ from rich.console import Console
 from proctor.core import Record, Result, Score
 from proctor.errors import ConfigError, DataError
 from proctor.metrics import accuracy_result
+from proctor.report.sample_view import decode_samples
 from proctor.report import (
     DatasetRowInfo,
     Summary,
@@ -240,15 +241,18 @@ def test_report_from_a_run_directory(tmp_path: Path) -> None:
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "66.67" in page and "25.00" in page  # m1: 2 of 3 scored; m2: 1 of 4
     assert "m1:1 m2:0" in page  # the failed column
-    assert page.count('<details class="ds">') == 2  # one drill-down per (model, dataset)
-    assert "问题 2：TCP 属于哪一层？" in page
-    assert "failed: HTTP 503 after 3 attempts" in page
-    assert page.count('<tr class="correct">') == 3 and page.count('<tr class="wrong">') == 4
-    assert page.count('<tr class="failed">') == 1
+    assert page.count('<details class="ds"') == 2  # one drill-down per (model, dataset)
+    # The samples travel as one packed data block, drawn by the page when a dataset is opened.
+    rows = [r for s in decode_samples(page)["sections"] for r in s["rows"]]
+    assert any("问题 2：TCP 属于哪一层？" in r[2] for r in rows)
+    assert any(r[7] == "failed: HTTP 503 after 3 attempts" for r in rows)
+    assert [r[6] for r in rows].count("correct") == 3 and [r[6] for r in rows].count("wrong") == 4
+    assert [r[6] for r in rows].count("failed") == 1
     assert "accuracy 66.67 ± 33.33 (n=3, failed 1)" in page
     assert "<svg" in page
-    # self-contained: nothing is fetched from anywhere
-    for needle in ("<script", "<link", "src=", "href=", "@import", "url(", "http://", "https://"):
+    # self-contained: nothing is fetched from anywhere; the only scripts are the data and its renderer
+    assert page.count("<script") == 2
+    for needle in ("<link", "src=", "href=", "@import", "url(", "http://", "https://"):
         assert needle not in page
 
 
@@ -261,23 +265,26 @@ def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
     ]
     write_run(run, {"m1": recs})
     page = write_html_report(run).read_text(encoding="utf-8")
-    assert "<script" not in page and "<img" not in page
-    assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;答案：A" in page
-    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+    # Model text is only in the packed (base64) data block; the page's script escapes it when it
+    # draws a row (the browser test draws them).
+    assert page.count("<script") == 2 and "<img" not in page and "pwned" not in page
+    rows = [r for s in decode_samples(page)["sections"] for r in s["rows"]]
+    assert rows[0][3] == evil and "onerror" in rows[1][7]
+    assert "esc(r[3])" in page and "esc(r[2])" in page and "esc(r[7])" in page
 
 
 def test_large_runs_are_capped_and_torn_lines_skipped(tmp_path: Path) -> None:
     run = tmp_path / "run"
     write_run(run, {"m1": [make_record(i, correct=i % 2 == 0) for i in range(250)]})
     page = write_html_report(run).read_text(encoding="utf-8")  # no summary.csv: rebuilt from results/
-    assert page.count("<tr class=") == 200
+    assert sum(len(s["rows"]) for s in decode_samples(page)["sections"]) == 200
     assert "First 200 of 250 records shown (limit 200)." in page
     assert "50.00" in page
 
     with (run / "predictions" / "m1" / f"{NET}.jsonl").open("a", encoding="utf-8") as f:
         f.write('{"sample_id": "torn')  # a run killed mid-write
     page = write_html_report(run, max_samples=300).read_text(encoding="utf-8")
-    assert page.count("<tr class=") == 250
+    assert sum(len(s["rows"]) for s in decode_samples(page)["sections"]) == 250
     assert "1 unreadable line(s) skipped." in page
 
 
@@ -418,7 +425,7 @@ def test_compare_json_in_the_run_folder_becomes_an_escaped_section(tmp_path: Pat
                         "a_answers": [evil], "b_answers": ["A"]}]},
     }]}), encoding="utf-8")
     page = write_html_report(run).read_text(encoding="utf-8")
-    assert '<h2 id="compare">Comparison</h2>' in page and "<script" not in page
+    assert '<h2 id="compare">Comparison</h2>' in page and page.count("<script") == 2  # only the samples' own
     assert "A and B do not measure the same thing" in page and "&lt;script&gt;" in page
     assert "[-5.00, +55.00]" in page and '<svg class="chart diff"' in page
     assert "1 question(s) whose score changed" in page

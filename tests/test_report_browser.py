@@ -123,7 +123,8 @@ class DevTools:
             self.events.append(self._read(deadline))
 
     def evaluate(self, session: str, expression: str) -> Any:
-        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session)
+        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                                "awaitPromise": True}, session)
         if "exceptionDetails" in result:
             raise AssertionError(f"the check script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -171,7 +172,9 @@ class TwoModels:
 
 
 # What the page must show, measured by the browser itself (layout boxes, not the HTML text).
-CHECKS = """(() => {
+CHECKS = """(async () => {
+  const tick = () => new Promise(r => setTimeout(r, 50));
+  for (let i = 0; i < 100 && document.documentElement.dataset.samples !== 'ready'; i++) await tick();
   const box = el => { const r = el.getBoundingClientRect(); return [r.width, r.height]; };
   // checkVisibility: false inside a closed <details> (its content is skipped, not just clipped).
   const visible = el => { const [w, h] = box(el); return w > 0 && h > 0 && el.checkVisibility(); };
@@ -179,14 +182,42 @@ CHECKS = """(() => {
   const headlineRows = headline ? [...headline.querySelectorAll('tbody tr')].map(
       tr => [...tr.children].map(td => td.textContent.trim())) : [];
   const firstH2 = document.querySelector('h2');
+  const settings = document.querySelector('table.settings');
+  const settingsText = settings ? settings.textContent : '';
+  const settingsTop = settings ? settings.getBoundingClientRect().top : 1e9;
+  const comparison = document.querySelector('details#comparison');
+  const comparisonClosed = comparison ? !comparison.open : false;
+  const comparisonSummary = comparison ? comparison.querySelector('summary').textContent : '';
+  const compareHiddenBefore = [...document.querySelectorAll('table.compare')].filter(visible).length;
+  if (comparison) comparison.open = true;
+  const answers = [...document.querySelectorAll('table.answers tbody tr')].map(
+      tr => [...tr.children].map(td => td.textContent.trim()));
   const charts = [...document.querySelectorAll('svg.chart')];
   const bars = [...document.querySelectorAll('svg.chart rect.bar')];
   const samples = [...document.querySelectorAll('details.ds')];
   const sampleRows = () => [...document.querySelectorAll('details.ds tbody tr')];
   const hiddenBefore = sampleRows().filter(visible).length;
+  const builtBefore = sampleRows().length;
   samples.forEach(d => { d.open = true; });
+  await tick(); await tick();
   const shownAfter = sampleRows().filter(visible).length;
   const firstOutput = document.querySelector('details.ds tbody tr td:nth-child(4)');
+  // The filters: wrong only, then a text search.
+  const set = (id, value) => { const el = document.getElementById(id); el.value = value;
+                               el.dispatchEvent(new Event('input')); };
+  set('f-status', 'wrong');
+  const wrongRows = [...document.querySelectorAll('#f-results tbody tr')];
+  const wrongOnly = wrongRows.length > 0 && wrongRows.every(tr => tr.className === 'wrong');
+  const wrongCount = document.getElementById('f-count').textContent;
+  const sectionsHidden = samples.every(d => !visible(d));
+  set('f-status', '');
+  set('f-dataset', 'mmlu-abstract_algebra');
+  const datasetRows = [...document.querySelectorAll('#f-results tbody tr')].map(tr => tr.children[0].textContent);
+  set('f-dataset', '');
+  set('f-text', 'zzzz-no-such-text');
+  const noMatch = document.getElementById('f-count').textContent;
+  set('f-text', '');
+  const sectionsBack = samples.every(d => !d.hidden);
   return {
     title: document.title,
     firstHeading: firstH2 ? firstH2.textContent : null,
@@ -206,6 +237,8 @@ CHECKS = """(() => {
     sampleRowsShownAfter: shownAfter,
     sampleRowsTotal: sampleRows().length,
     firstOutput: firstOutput ? firstOutput.textContent : null,
+    settingsText, settingsTop, comparisonClosed, comparisonSummary, compareHiddenBefore, answers,
+    builtBefore, wrongOnly, wrongCount, sectionsHidden, datasetRows, noMatch, sectionsBack,
     scripts: document.scripts.length,
     pageHeight: document.documentElement.scrollHeight,
   };
@@ -266,7 +299,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, slices: dict[str, l
     assert errors == [], errors
     requests = [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"]
     assert requests == [url], requests
-    assert page["scripts"] == 0
+    assert page["scripts"] == 2  # the samples' data block and the script that draws them, nothing fetched
 
     # The headline first: one row per benchmark and model, with a score and a 95% interval.
     assert page["title"] == f"Proctor report · {run.name}"
@@ -288,11 +321,25 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, slices: dict[str, l
     assert set(verdicts) >= {*dataset_names(SUBJECTS), CIRCULAR, "ceval (2/52 subjects)"}
     assert verdicts["ceval (2/52 subjects)"] == "B better"
 
-    # The drill-down: closed at first, every record shown once opened.
+    # The run's settings on the first screen; the comparison collapsed, naming both sides.
+    assert page["settingsTop"] < 900
+    assert "proctor run" in page["settingsText"] and "temperature=" in page["settingsText"]
+    assert "model model-a" in page["settingsText"] and "model model-b" in page["settingsText"]
+    assert page["comparisonClosed"] and page["compareHiddenBefore"] == 0
+    assert "model-a" in page["comparisonSummary"] and "model-b" in page["comparisonSummary"]
+    assert "ceval (2/52 subjects): B better" in page["comparisonSummary"]
+    # Answer distribution per benchmark and model.
+    assert {(row[0], row[1]) for row in page["answers"]} >= {("ceval", m) for m in MODELS}
+
+    # The drill-down: closed at first and drawn only when opened (lazily), every record shown then.
     assert page["samples"] == 2 * 4
-    assert page["sampleRowsHiddenBefore"] == 0
+    assert page["sampleRowsHiddenBefore"] == 0 and page["builtBefore"] == 0
     assert page["sampleRowsShownAfter"] == page["sampleRowsTotal"] == 2 * (3 * LIMIT + 4 * LIMIT)
     assert page["firstOutput"] and "答案" in page["firstOutput"]
+    # Filters over every sample: wrong only, by dataset, by text; clearing them brings the lists back.
+    assert page["wrongOnly"] and "sample(s) match" in page["wrongCount"] and page["sectionsHidden"]
+    assert len(page["datasetRows"]) == 2 * LIMIT and all("mmlu-abstract_algebra #" in r for r in page["datasetRows"])
+    assert page["noMatch"].startswith("0 sample(s) match") and page["sectionsBack"]
 
     # A real, non-trivial screenshot of the whole page.
     png = base64.b64decode(shot["data"])
@@ -305,3 +352,50 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, slices: dict[str, l
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot_path, Path(keep) / "report.png")
         shutil.copy(report, Path(keep) / "report.html")
+
+
+FULL_CHECKS = """(async () => {
+  const tick = () => new Promise(r => setTimeout(r, 50));
+  for (let i = 0; i < 200 && document.documentElement.dataset.samples !== 'ready'; i++) await tick();
+  const sections = [...document.querySelectorAll('details.ds')];
+  const before = document.querySelectorAll('details.ds tbody tr').length;
+  sections[0].open = true;
+  await tick(); await tick();
+  const first = sections[0].querySelectorAll('tbody tr').length;
+  const status = document.getElementById('f-status');
+  status.value = 'wrong'; status.dispatchEvent(new Event('input'));
+  return {ready: document.documentElement.dataset.samples, sections: sections.length, before, first,
+          count: document.getElementById('f-count').textContent};
+})()"""
+
+
+def test_a_full_ceval_report_is_small_and_loads_its_samples_lazily(tmp_path: Path) -> None:
+    """All 1,346 C-Eval questions with their prompts: under 1 MB (3.6 MB as HTML rows before)."""
+    assert CHROMIUM is not None
+    work = tmp_path / "outputs"
+    with OpenAIServer(lambda body: "答案是A") as server:
+        assert main(["run", "--api-base", server.base_url, "--datasets", "ceval_gen", "--data-dir",
+                     str(SHARED_DATASETS), "-w", str(work), "--no-cache"]) == 0
+    (run,) = [p for p in work.iterdir() if (p / "config.json").is_file()]
+    report = run / "report.html"
+    assert report.stat().st_size < 1_000_000, report.stat().st_size
+    browser = DevTools(CHROMIUM, tmp_path / "profile", tmp_path / "chromium.log")
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Runtime", "Log", "Page"):
+            browser.send(f"{domain}.enable", session=session)
+        browser.send("Page.navigate", {"url": report.resolve().as_uri()}, session)
+        browser.wait_for("Page.loadEventFired")
+        page = browser.evaluate(session, FULL_CHECKS)
+        events = list(browser.events)
+    finally:
+        browser.close()
+    errors = [e["params"] for e in events if e.get("method") == "Runtime.exceptionThrown"]
+    assert errors == [], errors
+    assert page["ready"] == "ready" and page["sections"] == 52 and page["before"] == 0
+    first = json.loads((run / "results" / "test-model" / "ceval-computer_network.json").read_text(encoding="utf-8"))
+    assert page["first"] == first["n"] + first["n_failed"]
+    wrong = sum(1 for p in (run / "scores" / "test-model").glob("*.jsonl")
+                for line in p.read_text(encoding="utf-8").splitlines() if '"correct":false' in line)
+    assert page["count"].startswith(f"{wrong} sample(s) match")

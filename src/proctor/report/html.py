@@ -25,6 +25,7 @@ from proctor.report.charts import MAX_CHART_ROWS, PALETTE, Band, DiffBand, bar_c
 from proctor.report.headline import HeadlineRow, build_headline
 from proctor.report.stats import Z95
 from proctor.report.scorelines import read_score_lines
+from proctor.report.sample_view import CSS as SAMPLE_CSS, TOOLBAR, samples_block
 from proctor.report.summary import DatasetRowInfo, Summary, build_summary
 from proctor.report.writers import (
     FIXED_COLUMNS,
@@ -413,6 +414,19 @@ def _diff_list(name: str, items: Sequence[Mapping[str, Any]]) -> str:
             f"<th>B score</th><th>B answer</th></tr></thead><tbody>{body}</tbody></table>{more}</details>")
 
 
+def _compare_summary(data: Mapping[str, Any]) -> str:
+    """`Comparison: B = run · model-b vs A = run · model-a: ceval B better, ...` (the first rows)."""
+    heads = []
+    for comp in data.get("comparisons", []):
+        if not isinstance(comp, dict):
+            continue
+        rows = [r for r in comp.get("rows", []) if isinstance(r, dict)]
+        first = [r for r in rows if r.get("kind") == "group"] or rows
+        verdicts = "; ".join(f"{r.get('name', '?')}: {r.get('verdict', '-')}" for r in first[:4])
+        heads.append(f"B = {_side(comp.get('b'))} vs A = {_side(comp.get('a'))}" + (f" — {verdicts}" if verdicts else ""))
+    return f"<b>Comparison</b>: {_text(' | '.join(heads) or 'nothing compared')}"
+
+
 def _compare_section(data: Mapping[str, Any]) -> str:
     parts = ['<h2 id="compare">Comparison</h2>']
     for comp in data.get("comparisons", []):
@@ -453,9 +467,9 @@ def _compare_section(data: Mapping[str, Any]) -> str:
     parts.append(
         '<p class="note">n: questions both sides answered; A, B: their scores on those questions; p: exact McNemar '
         f"test for right/wrong scores, else a paired bootstrap ({_text(resamples)} resamples, fixed seed); "
-        "verdict at the 5% level. Groups pool their members' questions. The interval is the normal one "
-        "(± 1.96 standard errors); on few changed questions the exact test is stricter, and the verdict follows "
-        "the test.</p>"
+        "verdict at the 5% level; per-dataset verdicts use p adjusted for the number of datasets (Holm). Groups "
+        "pool their members' questions and come first. The interval of a right/wrong difference is the exact one "
+        "that goes with McNemar's test: it holds 0 exactly when the verdict is no significant difference.</p>"
     )
     return "".join(parts)
 
@@ -474,43 +488,28 @@ def _status(record: Record, score: Mapping[str, Any] | None) -> tuple[str, str]:
     return ("correct", "correct") if score.get("correct") else ("wrong", "wrong")
 
 
-def _conversation_html(record: Record) -> str | None:
-    """A conversation's record (an earlier answer in its prompt) as its turns, one block per
-    message, the record's own answer last; None for any other prompt."""
+def _sample_data(number: int, record: Record, score: Mapping[str, Any] | None) -> list[Any]:
+    """One sample for the page's data block (see report.sample_view for the order)."""
+    css, status = _status(record, score)
+    answer = (score or {}).get("answer")
+    rule = (score or {}).get("rule")
+    return [number, record.item_id, _tail(_prompt_text(record.prompt)), _head(_output_text(record)),
+            "-" if answer is None else str(answer), str((score or {}).get("target", "-")), css,
+            f"{status} ({rule})" if rule else status, rule or "", _conversation_turns(record)]
+
+
+def _conversation_turns(record: Record) -> list[list[str]] | None:
+    """A conversation's turns ([role, text], the record's own answer last), or None."""
     prompt = record.prompt
     if not (isinstance(prompt, list) and all(isinstance(m, dict) and "content" in m for m in prompt)
             and any(m.get("role") == "assistant" for m in prompt)):
         return None
-    turns = [(str(m.get("role", "?")), str(m["content"])) for m in prompt]
-    turns.append(("assistant", _output_text(record)))
-    users = sum(1 for role, _ in turns if role == "user")
-    blocks = "".join(f'<div class="msg {_text(role)}"><b>{_text(role)}</b><pre>{_text(_head(text))}</pre></div>'
-                     for role, text in turns)
-    return f"<details><summary>conversation ({users} user turns)</summary>{blocks}</details>"
+    turns = [[str(m.get("role", "?")), _head(str(m["content"]))] for m in prompt]
+    return turns + [["assistant", _head(_output_text(record))]]
 
 
-def _sample_row(number: int, record: Record, score: Mapping[str, Any] | None) -> str:
-    css, status = _status(record, score)
-    prompt = _prompt_text(record.prompt)
-    prompt_html = _conversation_html(record) or (
-        f"<details><summary>prompt ({len(prompt)} chars)</summary>"
-        f"<pre>{_text(_tail(prompt))}</pre></details>"
-    )
-    answer = (score or {}).get("answer")
-    prediction = "-" if answer is None else answer
-    target = (score or {}).get("target", "-")
-    rule = (score or {}).get("rule")
-    if rule:
-        status = f"{status} ({rule})"
-    return (
-        f'<tr class="{css}"><td>{number}</td><td>{_text(record.item_id)}</td>'
-        f"<td>{prompt_html}</td><td><pre>{_text(_head(_output_text(record)))}</pre></td>"
-        f"<td>{_text(prediction)}</td><td>{_text(target)}</td>"
-        f'<td class="status">{_text(status)}</td></tr>'
-    )
-
-
-def _section(section: _Section, result: Result | None, limit: int) -> str:
+def _lazy_section(index: int, section: _Section, result: Result | None, limit: int) -> tuple[str, dict[str, Any]]:
+    """The dataset's closed <details> (its rows drawn when opened) and its samples' data."""
     if result is not None:
         score = (
             f"{result.metric} {format_value(result.value)} ± {format_value(result.stderr)}"
@@ -526,14 +525,10 @@ def _section(section: _Section, result: Result | None, limit: int) -> str:
     if section.bad_lines:
         notes.append(f"{section.bad_lines} unreadable line(s) skipped.")
     note_html = "".join(f'<p class="note">{_text(n)}</p>' for n in notes)
-    rows = "".join(_sample_row(i, r, section.scores.get(r.item_id)) for i, r in enumerate(section.records, start=1))
-    table = (
-        '<table class="samples"><colgroup><col style="width:3em"><col style="width:9em"><col>'
-        '<col><col style="width:6em"><col style="width:5em"><col style="width:9em"></colgroup>'
-        "<thead><tr><th>#</th><th>id</th><th>prompt</th><th>output</th><th>prediction</th>"
-        f"<th>target</th><th>status</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
-    return f'<details class="ds"><summary>{head}</summary>{note_html}{table}</details>'
+    rows = [_sample_data(i, r, section.scores.get(r.item_id)) for i, r in enumerate(section.records, start=1)]
+    html = (f'<details class="ds" data-section="{index}"><summary>{head}</summary>{note_html}'
+            '<div class="rows"></div></details>')
+    return html, {"model": section.model, "dataset": section.dataset, "rows": rows}
 
 
 def _page(
@@ -545,6 +540,8 @@ def _page(
     limit: int,
     groups: Mapping[str, Sequence[str]] = {},
     comparison: Mapping[str, Any] | None = None,
+    settings: str = "",
+    answer_table: str = "",
 ) -> str:
     sections = list(sections)
     headline = build_headline(summary, results, groups) if summary.rows else []
@@ -552,9 +549,10 @@ def _page(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Proctor report · {_text(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>Proctor report · {_text(title)}</title><style>{_CSS}{SAMPLE_CSS}</style></head><body>",
         f"<h1>Proctor report · {_text(title)}</h1>",
         f'<p class="note">{len(summary.models)} model(s): {_text(", ".join(summary.models) or "-")}</p>',
+        settings,
     ]
     parts.extend(f'<p class="warn">{_text(n)}</p>' for n in notes)
     parts.append('<h2 id="headline">Headline</h2>')
@@ -568,7 +566,9 @@ def _page(
     first_chart, charts = _charts(summary, headline, results)
     parts.append(first_chart)
     if comparison is not None:
-        parts.append(_compare_section(comparison))
+        # Collapsed under the headline: its own summary line names both sides and the verdicts.
+        parts.append(f'<details class="full" id="comparison"><summary>{_compare_summary(comparison)}</summary>'
+                     f"{_compare_section(comparison)}</details>")
     group_rows = [r for r in headline if r.section == "group"]
     if group_rows:
         parts.append('<h2 id="groups">Groups</h2>')
@@ -581,11 +581,20 @@ def _page(
         parts.append(f'<h2 id="charts">Charts</h2>{charts}')
     parts.append('<h2 id="table">All rows (OpenCompass columns)</h2>')
     parts.append(_summary_table(summary) if summary.rows else '<p class="note">No results yet.</p>')
+    if answer_table:
+        parts.append(f'<h2 id="answers">Answer distribution</h2>{answer_table}')
     parts.append('<h2 id="samples">Samples</h2>')
     if not sections:
         parts.append('<p class="note">No predictions found.</p>')
-    for section in sections:
-        parts.append(_section(section, results.get((section.model, section.dataset)), limit))
+    else:
+        parts.append(TOOLBAR)
+    data = []
+    for i, section in enumerate(sections):
+        html, rows = _lazy_section(i, section, results.get((section.model, section.dataset)), limit)
+        parts.append(html)
+        data.append(rows)
+    if data:
+        parts.append(samples_block(data))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -612,7 +621,10 @@ def write_html_report(
     sections = _load_sections(run_dir, summary, max_samples, notes)
     groups = read_groups_file(run_dir / "summary")
     comparison = _load_compare(run_dir, notes)
-    page = _page(run_dir.name, summary, results, sections, notes, max_samples, groups, comparison)
+    from proctor.report.run_info import answer_distribution, settings_html
+
+    page = _page(run_dir.name, summary, results, sections, notes, max_samples, groups, comparison,
+                 settings=settings_html(run_dir), answer_table=answer_distribution(run_dir))
     out = run_dir / "report.html"
     out.write_text(page, encoding="utf-8")
     return out
