@@ -165,7 +165,7 @@ def test_a_local_hf_model_can_be_the_judge(tmp_path: Path, tiny_model_dir: Path)
         assert main(["run", str(config)]) == 0
     (run,) = [p for p in (tmp_path / "out").iterdir() if (p / "config.json").is_file()]
     result = json.loads((run / "results" / "m" / "alpaca_eval2.json").read_text(encoding="utf-8"))
-    replies = [json.loads(line) for line in (run / "judgements" / "m" / "alpaca_eval2.jsonl").read_text().splitlines()]
+    replies = [json.loads(line) for line in next(run.glob("judgements/m/alpaca_eval2.j*.jsonl")).read_text().splitlines()]
     assert len(replies) == 3 and all(r["error"] is None for r in replies)
     unparsed = sum(1 for r in replies if (r["output"] or "").strip() not in ("m", "M"))
     assert result["extra_metrics"]["judge_unparsed"] == pytest.approx(100 * unparsed / 3)

@@ -356,7 +356,7 @@ def test_sigkill_while_judging_then_resume_asks_only_unjudged_games(tmp_path: Pa
         proc = subprocess.Popen([sys.executable, "-m", "proctor", *argv], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.monotonic() + 60
-        while not any(len(p.read_bytes().splitlines()) >= 12 for p in work.glob("*/judgements/m/arena_hard.jsonl")):
+        while not any(len(p.read_bytes().splitlines()) >= 12 for p in work.glob("*/judgements/m/arena_hard.j*.jsonl")):
             assert proc.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline, "the judge was never asked"
             time.sleep(0.005)
@@ -367,7 +367,7 @@ def test_sigkill_while_judging_then_resume_asks_only_unjudged_games(tmp_path: Pa
             assert time.monotonic() < deadline
             time.sleep(0.01)
         run = only_run(work)
-        judged = {r["item_id"] for r in _jsonl(run / "judgements/m/arena_hard.jsonl") if r["error"] is None}
+        judged = {r["item_id"] for r in _jsonl(next(run.glob("judgements/m/arena_hard.j*.jsonl"))) if r["error"] is None}
         answered_before, asked_before = len(m.post_requests()), len(j.post_requests())
         assert 12 <= len(judged) < 60
         assert main(argv + ["-r", "latest"]) == 0
@@ -393,3 +393,47 @@ def test_a_judged_benchmark_without_a_judge_is_refused_in_one_line(tmp_path: Pat
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "mt_bench is scored by a judge" in err[0] and "--judge-api-base" in err[0] and "gpt-4" in err[0]
+
+
+def test_another_judge_is_asked_everything_the_same_judge_nothing(tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    with OpenAIServer(Model(), model_ids=["m"]) as m, OpenAIServer(Judge(), model_ids=["judge-a"]) as a, \
+            OpenAIServer(Judge(), model_ids=["judge-b"]) as b:
+        assert main(_argv(m, a, work, ["arena_hard"], "--limit", "6")) == 0
+        assert len(a.post_requests()) == 12
+        rescore = ["run", "-w", str(work), "-r", "latest", "--mode", "eval", "--data-dir", str(SHARED_DATASETS)]
+        assert main([*rescore, "--judge-api-base", a.base_url]) == 0
+        assert len(a.post_requests()) == 12  # the same judge: its replies are on disk
+        assert main([*rescore, "--judge-api-base", b.base_url, "--no-cache"]) == 0
+        assert len(b.post_requests()) == 12  # another judge: none of judge-a's replies is its verdict
+
+
+def test_sigkill_while_answering_mt_bench_then_resume_gives_the_same_numbers(tmp_path: Path) -> None:
+    work = tmp_path / "killed"
+    with OpenAIServer(Model(), model_ids=["m"], latency=0.03) as m, OpenAIServer(Judge(), model_ids=["judge-model"]) as j:
+        argv = _argv(m, j, work, ["mt_bench"], "--limit", "20", "--no-cache", "--max-concurrency", "2")
+        proc = subprocess.Popen([sys.executable, "-m", "proctor", *argv], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + 60
+        while not any(len(p.read_bytes().splitlines()) >= 25 for p in work.glob("*/predictions/m/mt_bench.jsonl")):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        deadline = time.monotonic() + 30
+        while any(r.done is None for r in m.requests):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        run = only_run(work)
+        done = {r["item_id"] for r in _jsonl(run / "predictions/m/mt_bench.jsonl") if r["error"] is None}
+        before = len(m.post_requests())
+        assert main(argv + ["-r", "latest"]) == 0
+        resent = len(m.post_requests()) - before
+    assert 25 <= len(done) < 40 and resent == 40 - len(done)  # only the turns without a record
+    result = read_result(run, "m", "mt_bench")
+    with OpenAIServer(Model(), model_ids=["m"]) as m, OpenAIServer(Judge(), model_ids=["judge-model"]) as j:
+        assert main(_argv(m, j, tmp_path / "whole", ["mt_bench"], "--limit", "20", "--no-cache")) == 0
+    whole = read_result(only_run(tmp_path / "whole"), "m", "mt_bench")
+    assert {k: whole[k] for k in ("value", "stderr", "n", "extra_metrics", "extra_stderrs")} == \
+        {k: result[k] for k in ("value", "stderr", "n", "extra_metrics", "extra_stderrs")}

@@ -1,7 +1,8 @@
 """Scoring with a judge model: the rule's first pass, the judge's requests through the same
 backends, limits, retries and response cache as inference, and its replies kept on disk.
 
-Judge replies are records of `judgements/<model>/<dataset>.jsonl`, keyed by the judged item:
+Judge replies are records of `judgements/<model>/<dataset>.jsonl` (a games judge's, of
+`<dataset>.j<judge tag>.jsonl`: one file per judge), keyed by the judged item:
 a re-run of the eval stage asks the judge only what it has not answered with exactly this
 prompt (and a deterministic judge request is also in the response cache).
 """
@@ -135,8 +136,13 @@ class JudgeSession:
                  for item in answered for g in games[item.id]]
         replies: dict[str, Record] = {}
         if asked:
+            from proctor.scoring.judged import prompt_digest
+
             backend = await self._started(scorer, dataset)
-            store = PredictionStore(self.run.judgements(model, dataset.config.abbr))
+            # One file per judge (settings, scorer, prompts): replies of another judge are never reused.
+            path = self.run.judgements(model, dataset.config.abbr)
+            tag = judge_tag(self.config, scorer, prompt_digest(scorer, dataset.samples))
+            store = PredictionStore(path.with_name(f"{path.stem}.j{tag}.jsonl"))
             try:
                 markers = getattr(self.config, "reasoning_markers", None)
                 stats = await run_task(backend, asked, store, store.load(), self.cache, lambda record: None,
