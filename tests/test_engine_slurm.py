@@ -297,3 +297,28 @@ def test_slurm_flags_without_the_slurm_runner_are_refused(
     err = capsys.readouterr().err.strip()
     assert err == "error: --partition applies to --runner slurm (this run's runner is local)"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_job_out_of_retries_leaves_its_samples_unanswered_and_exit_1(
+    tmp_path: Path, cluster: SlurmCluster, answers: KnownAnswers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLURM_TEST_KEY", SECRET)
+    work = tmp_path / "work"
+    with OpenAIServer(answers, model_ids=["m"], api_key=SECRET, latency=60.0) as server:
+        argv = run_args(server.base_url, work, DATASETS[:1], LIMIT, "--no-cache", "--api-model", "m",
+                        "--api-key-env", "SLURM_TEST_KEY", "--runner", "slurm", "--slurm-retry", "0")
+        submitter = _submitter(argv, tmp_path / "submitter.log")
+        try:
+            _wait_for(lambda: len(server.post_requests()) == LIMIT, "the job's requests")
+            (job,) = _jobs(only_run(work))["0"]
+            assert cluster.command("scancel", job).returncode == 0
+            assert submitter.wait(30) == 1
+        finally:
+            if submitter.poll() is None:
+                submitter.kill()
+                submitter.wait()
+    log = (tmp_path / "submitter.log").read_text(encoding="utf-8")
+    assert f"slurm job {job}" in log and "no retries left: its samples stay unanswered" in log
+    assert f"error: {LIMIT} samples have no answer" in log.replace("\n", " ")
+    result = read_result(only_run(work), "m", DATASETS[0])
+    assert (result["n"], result["n_failed"]) == (0, LIMIT)  # nothing scored from a job that never finished
