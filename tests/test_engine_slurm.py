@@ -27,7 +27,7 @@ from run_helpers import (
     run_args,
     slice_fixtures,
 )
-from shared_data import needs_shared_data
+from shared_data import SHARED_DATASETS, needs_shared_data
 from slurm_cluster import SlurmCluster, start_cluster
 
 import proctor
@@ -322,3 +322,26 @@ def test_a_job_out_of_retries_leaves_its_samples_unanswered_and_exit_1(
     assert f"error: {LIMIT} samples have no answer" in log.replace("\n", " ")
     result = read_result(only_run(work), "m", DATASETS[0])
     assert (result["n"], result["n_failed"]) == (0, LIMIT)  # nothing scored from a job that never finished
+
+
+def test_a_task_is_submitted_again_when_its_prompts_changed() -> None:
+    from types import SimpleNamespace
+
+    from proctor.config.schema import DatasetConfig
+    from proctor.engine.prepare import prepare_dataset
+    from proctor.engine.slurm_job import JobTask
+    from proctor.engine.slurm_runner import _needs_work
+
+    def prepared(fewshot: int) -> Any:
+        config = DatasetConfig(abbr=DATASETS[0], benchmark="ceval", subject="computer_network", limit=LIMIT,
+                               fewshot=fewshot)
+        return prepare_dataset(config, str(SHARED_DATASETS))
+
+    now = prepared(1)
+    task = JobTask("m", 0, DATASETS[0], 0, LIMIT)
+    answered = {item.id: SimpleNamespace(failed=False) for item in now.items}
+    made_with = {"datasets": {DATASETS[0]: {"prompt_version": now.version, "fewshot": 1}}}
+    assert not _needs_work(task, now, answered, made_with)
+    assert _needs_work(task, now, {**answered, now.items[-1].id: SimpleNamespace(failed=True)}, made_with)
+    # Answers made with another few-shot count are sent again (as the local runner does).
+    assert _needs_work(task, prepared(2), answered, made_with)

@@ -281,8 +281,8 @@ def _needs_work(
     task: JobTask, dataset: PreparedDataset, records: dict[str, Any], previous: dict[str, Any]
 ) -> bool:
     """A task is submitted unless each of its items has an answer made with today's prompts."""
-    before = ((previous.get("datasets") or {}).get(task.dataset) or {}).get("prompt_version")
-    if before is not None and before != dataset.version:
+    before = (previous.get("datasets") or {}).get(task.dataset) or {}
+    if (before.get("prompt_version"), before.get("fewshot")) not in ((None, None), (dataset.version, len(dataset.shots))):
         return True  # the job sends again what another prompt answered, as the local runner does
     return count_unanswered(dataset.items[task.start : task.end], records) > 0
 
