@@ -236,5 +236,6 @@ def mt_bench_result(items: Sequence[Item], scores: Mapping[str, Score], model: s
     if no_answer:
         extra["no_answer"] = float(no_answer)
     extra.update(_unparsed_share(unparsed, len(rated)))
-    return Result(model, dataset, "mt_bench_score", overall, se, len(rated), failed + no_answer,
+    # An unanswered turn is counted in `no_answer`, not as a failed request (it is the model's doing).
+    return Result(model, dataset, "mt_bench_score", overall, se, len(rated), failed,
                   extra_metrics=extra, extra_stderrs=stderrs)
