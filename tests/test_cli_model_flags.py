@@ -45,7 +45,9 @@ def test_model_flags_win_over_the_file_and_are_recorded(tmp_path: Path) -> None:
     model = json.loads((run / "config.json").read_text(encoding="utf-8"))["models"][0]
     assert (model["max_seq_len"], model["max_out_len"], model["temperature"], model["qps"]) == (4096, 16, 0.5, 40.0)
     manifest = read_manifest(run)["models"]["m"]
-    assert manifest["settings_sha256"]  # the manifest's settings digest covers the overridden config
+    settings = manifest["settings"]  # the manifest says what ran, too
+    assert (settings["max_seq_len"], settings["max_out_len"], settings["temperature"], settings["qps"]) == (
+        4096, 16, 0.5, 40.0)
 
 
 def test_a_flag_no_model_of_the_run_has_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

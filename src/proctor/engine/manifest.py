@@ -73,6 +73,10 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
+_SHOWN_SETTINGS = ("temperature", "max_out_len", "max_seq_len", "batch_size", "qps", "rpm", "max_concurrency",
+                   "dtype", "revision")
+
+
 def _settings_digest(config: Any) -> str:
     """Hash of the model's settings as configured, secrets excluded."""
     data = config.model_dump(mode="json", exclude={"api_key"})
@@ -127,6 +131,8 @@ def model_info(config: Any, *, identity: str | None, chat: bool | None) -> dict[
         "identity": identity,
         "chat": chat,
         "settings_sha256": _settings_digest(config),
+        # What ran, readable (the command line's flags included): the digest covers every setting.
+        "settings": {k: getattr(config, k) for k in _SHOWN_SETTINGS if getattr(config, k, None) is not None},
     }
     if isinstance(config, ApiModelConfig):
         info["api_base"] = public_url(config.api_base)
