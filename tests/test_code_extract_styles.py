@@ -32,6 +32,8 @@ WHOLE = {
     "indented whole function with its import": "```python\n    import math\n\n    def add_all(xs):\n        return int(math.fsum(xs))\n```",
     "indented whole function, helper first": "```python\n    def _helper(v):\n        return v\n\n    def add_all(xs):\n        return sum(_helper(x) for x in xs)\n```",
     "base model body with import (no fence)": "    import math\n    return int(math.fsum(xs))\n\n\ndef other():\n    pass\n",
+    "a constant before the function, no fence": "OFFSET = 0\n\ndef add_all(xs):\n    return sum(xs) + OFFSET\n",
+    "a one-word line before the function, no fence": "Python\ndef add_all(xs):\n    return sum(xs)\n",
 }
 
 

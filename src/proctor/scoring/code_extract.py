@@ -237,7 +237,7 @@ def extract_code(output: str | None, prompt: str | None = None, entry_point: str
     lead = text.lstrip("\n")
     if lead[:1] not in (" ", "\t", ""):  # code from the first line (`N = 256` before the defs)
         code = longest_parsing_prefix(lead, budget)
-        if code.strip() and _looks_like_code(code, budget):
+        if code.strip() and _looks_like_code(code, budget) and not _starts_with_expression(code):
             return Extracted(code, "text")
     for m in _CODE_START.finditer(text):
         line_end = text.find("\n", m.start())
@@ -247,6 +247,15 @@ def extract_code(output: str | None, prompt: str | None = None, entry_point: str
         if code.strip() and _looks_like_code(code, budget):
             return Extracted(code, "text")
     return None
+
+
+def _starts_with_expression(code: str) -> bool:
+    """A bare expression first ("Sure", "Python" on a line of its own): prose, not code."""
+    try:
+        first = ast.parse(code).body[0]
+    except (SyntaxError, ValueError, MemoryError, RecursionError, IndexError):
+        return True
+    return isinstance(first, ast.Expr)
 
 
 def _plausible_start(line: str, budget: Budget | None) -> bool:
