@@ -60,6 +60,9 @@ class Reply:
     fields: tuple[tuple[str, Any], ...] = ()
     reasoning_tokens: int | None = None
     completion_tokens: int | None = None  # None: the words of content and the fields
+    # The first token's alternatives as (token, log-probability): sent as OpenAI's
+    # `choices[0].logprobs.content[0].top_logprobs` when the request asks for logprobs.
+    top_logprobs: tuple[tuple[str, float], ...] | None = None
 
 
 class Reject(Exception):
@@ -428,19 +431,18 @@ class OpenAIApp:
         if isinstance(answer, Reply) and answer.completion_tokens is not None:
             completion_tokens = answer.completion_tokens
         prompt_tokens = sum(_words(str(m.get("content", ""))) for m in messages)
+        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish_reason}
+        if isinstance(answer, Reply) and answer.top_logprobs is not None and body.get("logprobs"):
+            top = [{"token": t, "logprob": lp} for t, lp in answer.top_logprobs[: body.get("top_logprobs") or 0]]
+            first = top[0] if top else {"token": answer.text or "", "logprob": 0.0}
+            choice["logprobs"] = {"content": [{**first, "top_logprobs": top}]}
         return {
             "id": "chatcmpl-test",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body["model"],
             **self._fingerprint(),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "finish_reason": finish_reason,
-                }
-            ],
+            "choices": [choice],
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,

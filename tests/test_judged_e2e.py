@@ -437,3 +437,37 @@ def test_sigkill_while_answering_mt_bench_then_resume_gives_the_same_numbers(tmp
     whole = read_result(only_run(tmp_path / "whole"), "m", "mt_bench")
     assert {k: whole[k] for k in ("value", "stderr", "n", "extra_metrics", "extra_stderrs")} == \
         {k: result[k] for k in ("value", "stderr", "n", "extra_metrics", "extra_stderrs")}
+
+
+def weighted_p(instruction: str) -> float | None:
+    """The scripted judge's P(model's identifier) for an instruction (None: it sends no log-probs)."""
+    draw = digest("p", instruction) % 10
+    return None if draw == 0 else draw / 10.5
+
+
+def test_alpaca_eval_reads_the_weighted_preference_from_the_judges_logprobs(tmp_path: Path) -> None:
+    model = Model()
+    bodies: list[dict[str, Any]] = []
+
+    def judge(body: dict[str, Any]) -> Reply:
+        bodies.append(body)
+        instruction, first, _ = ALPACA_OUTPUTS.search(body["messages"][-1]["content"]).groups()  # type: ignore[union-attr]
+        model_id, other = ("m", "M") if "ANSWER#" in first else ("M", "m")
+        p = weighted_p(instruction)
+        if p is None:  # no m/M among the alternatives: the token itself is the verdict
+            return Reply(other, finish_reason="length", top_logprobs=(("The", -0.1),))
+        top = ((model_id, math.log(p)), (other, math.log(1 - p) - 0.05), ("Both", -9.0))
+        return Reply(model_id if p > 0.5 else other, finish_reason="length", top_logprobs=top)
+
+    with OpenAIServer(model, model_ids=["m"]) as m, OpenAIServer(judge, model_ids=["judge-model"]) as j:
+        assert main(_argv(m, j, tmp_path / "w", ["alpaca_eval2"], "--limit", "40")) == 0
+    assert all(b["logprobs"] is True and b["top_logprobs"] == 5 and b["max_tokens"] == 1 for b in bodies)
+    rows = json.loads((SHARED_DATASETS / "alpaca_eval/results/gpt4_1106_preview/model_outputs.json").read_text())[:40]
+    prefs = []
+    for row in rows:  # alpaca_eval's logprob_parser: P(model) / (P(m) + P(M))
+        p = weighted_p(row["instruction"])
+        prefs.append(0.0 if p is None else p / (p + math.exp(math.log(1 - p) - 0.05)))
+    result = read_result(only_run(tmp_path / "w"), "m", "alpaca_eval2")
+    assert result["extra_metrics"]["win_rate"] == pytest.approx(100 * statistics.mean(prefs))
+    lengths = [len(model.answers[r["instruction"]]) for r in rows], [len(r["output"]) for r in rows]
+    assert result["value"] == pytest.approx(lc_win_rate(prefs, *lengths), abs=1e-4)

@@ -118,6 +118,9 @@ class Request:
     context: str | None = None
     continuations: tuple[str, ...] = ()
     seed: int | None = None
+    # > 0: ask for the log-probabilities of this many alternatives of each generated token (a
+    # judge whose verdict is read from them: AlpacaEval's `m`/`M`); sent and hashed only when set.
+    top_logprobs: int = 0
     # Not part of what is sent or hashed: few-shot examples dropped to fit the context, and why
     # the request is not sent at all (a prompt longer than the context: a failed record).
     fewshot_dropped: int = 0
@@ -140,6 +143,8 @@ class Request:
         }
         if self.seed is not None:  # only then: unseeded requests hash as they always did
             data["seed"] = self.seed
+        if self.top_logprobs:
+            data["top_logprobs"] = self.top_logprobs
         return data
 
     def key(self, model_identity: str) -> str:
@@ -184,6 +189,9 @@ class Response:
     reasoning: str | None = None
     reasoning_ended: bool | None = None
     reasoning_tokens: int | None = None
+    # The first generated token's alternatives as [token, log-probability] pairs, when asked for
+    # (Request.top_logprobs) and the server returned them.
+    top_logprobs: tuple[tuple[str, float], ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -198,6 +206,8 @@ class Response:
         for name in ("loglikelihoods", "continuation_lengths"):
             if known.get(name) is not None:
                 known[name] = tuple(known[name])
+        if known.get("top_logprobs") is not None:
+            known["top_logprobs"] = tuple((str(t), float(lp)) for t, lp in known["top_logprobs"])
         return cls(**known)
 
 
@@ -228,13 +238,17 @@ class Record:
     reasoning_ended: bool | None = None
     reasoning_tokens: int | None = None
     fewshot_dropped: int | None = None  # few-shot examples dropped so the prompt fits the context
+    top_logprobs: list[Any] | None = None  # [token, log-probability] pairs of the first token, when asked
 
     @property
     def failed(self) -> bool:
         return self.error is not None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["top_logprobs"] is None:
+            del data["top_logprobs"]  # as the predictions store writes it
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Record":

@@ -46,7 +46,7 @@ def judge_tag(judge: Any, scorer: Any, prompts: str = "") -> str:
 
 def _judge_settings(scorer: Any) -> dict[str, Any]:
     """What a games judge asks with besides its prompts (token budget, temperature, protocol)."""
-    names = ("protocol", "judge_max_tokens", "judge_temperature", "weight", "seed", "baseline_model")
+    names = ("protocol", "judge_max_tokens", "judge_temperature", "judge_logprobs", "weight", "seed", "baseline_model")
     return {n: getattr(scorer, n) for n in names if hasattr(scorer, n)}
 
 

@@ -53,4 +53,5 @@ def make_record(item: Item, request: Request, response: Response, markers: Reaso
         reasoning_ended=ended,
         reasoning_tokens=response.reasoning_tokens,
         fewshot_dropped=request.fewshot_dropped or None,
+        top_logprobs=[list(pair) for pair in response.top_logprobs] if response.top_logprobs is not None else None,
     )

@@ -38,6 +38,8 @@ def record_line(record: Record) -> bytes:
     taken from the event loop that sends the requests.
     """
     data = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    if data["top_logprobs"] is None:
+        del data["top_logprobs"]  # asked of judges only: other records keep their lines as they were
     return (json.dumps(data, ensure_ascii=False, default=_plain) + "\n").encode("utf-8")
 
 

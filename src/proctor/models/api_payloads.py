@@ -53,6 +53,9 @@ def plan_request(
         body["stop"] = list(request.stop)
     if request.seed is not None:  # a repeat: OpenAI, vLLM and SGLang servers take a per-request seed
         body["seed"] = request.seed
+    if request.top_logprobs and chat:  # a judge whose verdict is read from the first token's log-probs
+        body["logprobs"] = True
+        body["top_logprobs"] = request.top_logprobs
     for key, value in extra.items():  # the config refuses keys set above (schema._OWN_BODY_KEYS)
         body.setdefault(key, value)
     return path, body, parse_chat if chat else parse_completion
@@ -153,7 +156,29 @@ def parse_chat(data: Any) -> Response:
         finish_reason=reason,
         reasoning=reasoning,
         reasoning_tokens=_reasoning_tokens(data),
+        top_logprobs=_first_token_logprobs(choice),
     )
+
+
+def _first_token_logprobs(choice: dict[str, Any]) -> tuple[tuple[str, float], ...] | None:
+    """The first generated token's `top_logprobs` (OpenAI's `choices[0].logprobs.content[0]`), as
+    (token, log-probability) pairs; None when the server sent none or in another shape."""
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list) or not content or not isinstance(content[0], dict):
+        return None
+    top = content[0].get("top_logprobs")
+    if not isinstance(top, list):
+        return None
+    pairs = []
+    for entry in top:
+        if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
+            return None
+        value = entry.get("logprob")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value > 0:
+            return None  # not a log-probability: read nothing from it
+        pairs.append((entry["token"], float(value)))
+    return tuple(pairs)
 
 
 # Where OpenAI-compatible servers put a reasoning model's thought: vLLM's and SGLang's reasoning

@@ -113,6 +113,22 @@ def _text_field(item: Item, name: str) -> str:
     return value
 
 
+def logprob_preference(pairs: Any, model_is: str) -> float | None:
+    """AlpacaEval's weighted preference for the model from the judge's first-token log-probs:
+    P(model's identifier) / (P(m) + P(M)), as alpaca_eval's logprob_parser (is_binarize false)
+    computes it, a missing one of the two counting probability 0; None when neither is there."""
+    if not pairs:
+        return None
+    found = {str(t): float(lp) for t, lp in pairs if t in ("m", "M")}
+    if not found:
+        return None
+    import math
+
+    top = max(found.values())
+    weights = {t: math.exp(found[t] - top) if t in found else 0.0 for t in ("m", "M")}
+    return weights[model_is] / (weights["m"] + weights["M"])
+
+
 class _GameJudge(BaseScorer):
     """What the judged scorers share: a judge is needed; no gold answer is."""
 
@@ -155,6 +171,9 @@ class PairwiseJudge(_GameJudge):
     weight: int = 3
     seed: int = 123
     suggested_judge: str = ""
+    # AlpacaEval: ask for the first token's log-probabilities (its weighted judge's top_logprobs 5)
+    # and read the preference from them where the judge's API returns them.
+    judge_logprobs: int = 0
 
     def __post_init__(self) -> None:
         if self.weight < 1:
@@ -172,7 +191,8 @@ class PairwiseJudge(_GameJudge):
 
     def _request(self, messages: tuple[Message, ...]) -> Request:
         return Request(kind="generate", messages=messages, max_tokens=self.judge_max_tokens,
-                       temperature=self.judge_temperature)
+                       temperature=self.judge_temperature,
+                       top_logprobs=self.judge_logprobs if self.protocol == "alpaca_eval" else 0)
 
     def _arena_game(self, item: Item, name: str, a: str, b: str, *, model_is: str) -> Game:
         shown = (JUDGE_SECTIONS, ARENA_HARD)
@@ -221,16 +241,22 @@ class PairwiseJudge(_GameJudge):
         for game in games:
             text, why = reply_answer(replies[game.name], one_token=self.protocol == "alpaca_eval")
             label = None
+            weighted = None
             if text is not None:
                 if self.protocol == "alpaca_eval":
                     label = first_verdict(text, (ALPACA_EVAL,), last=True)
+                    weighted = logprob_preference(replies[game.name].top_logprobs, game.meta["model_is"])
                 else:
                     label = first_verdict(text, (ARENA_HARD, ARENA_HARD_BACKUP), last=True)
                     label = label if label in ARENA_LABELS else None
                 why = why or "no verdict matched the benchmark's pattern"
             entry: dict[str, Any] = {"game": game.name, "model_is": game.meta["model_is"], "verdict": label,
                                      "reply": (text or "")[-1000:]}
-            if label is None:
+            if weighted is not None:  # the judge's log-probabilities of m and M: a weighted preference
+                entry["verdict"] = label or "logprobs"
+                entry["preference"] = weighted
+                outcomes.append(weighted)
+            elif label is None:
                 unparsed += 1
                 entry["unparsed"] = why
             else:
