@@ -341,12 +341,13 @@ def test_device_cuda_without_cuda(tmp_path: Path, capsys: pytest.CaptureFixture[
     _no_run_folder(work)
 
 
-def test_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path: Path) -> None:
+def test_debug_keeps_a_plain_mistake_to_one_line_and_its_exit_code(tmp_path: Path) -> None:
+    """A config mistake is not a bug: --debug prints no traceback for it either (issue 21 §3)."""
     argv = [sys.executable, "-m", "proctor", "run", "--debug", "--api-base", "http://127.0.0.1:99999/v1",
             "--datasets", "ceval-law", "-w", str(tmp_path / "w")]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={**os.environ, "PROCTOR_CACHE_DIR": str(tmp_path)})
     assert proc.returncode == 2
-    assert "Traceback" in proc.stderr and proc.stderr.strip().endswith(
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().endswith(
         "error: --api-base: not a valid URL: a port that is not a number from 1 to 65535")
     _no_run_folder(tmp_path / "w")
 
