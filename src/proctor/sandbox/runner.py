@@ -87,6 +87,25 @@ def _ancestors(pid: int) -> list[int]:
     return chain
 
 
+_tied: int | None = None  # the pid of this process once it is tied to its parent
+
+
+def _worker_dies_with_parent() -> None:
+    """A worker process (multiprocessing) that starts sandboxes dies with the process that
+    started it: an orphaned pool worker would otherwise wait on its task queue forever (and keep
+    starting programs). Done when the first sandbox starts, not at import: the parent-death signal
+    follows the thread that forked the worker, which a pool's user keeps alive while it works."""
+    global _tied
+    if _tied == os.getpid():
+        return
+    _tied = os.getpid()
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        _die_with_parent(parent.pid)
+
+
 def _die_with_parent(parent: int | None) -> None:
     import ctypes
 
@@ -111,10 +130,6 @@ def owner_pid() -> int:
         owner = me
         value = os.environ.get(OWNER_ENV, "")
         parent = multiprocessing.parent_process()
-        if parent is not None:
-            # A worker that starts sandboxes dies with the process that started it: an orphaned
-            # pool worker would otherwise wait on its task queue forever.
-            _die_with_parent(parent.pid)
         if parent is not None and value.isdigit() and int(value) in _ancestors(me):
             owner = int(value)
         else:
@@ -132,6 +147,7 @@ class _Proc:
 
     def __init__(self, source: bytes, limits: Limits, iso: Isolation, keep_fds: Sequence[int] = ()) -> None:
         self.limits = limits
+        _worker_dies_with_parent()
         cfg = _config(iso, limits, None, keep_fds)
         try:
             os.kill(int(cfg["owner"]), 0)  # type: ignore[call-overload]
