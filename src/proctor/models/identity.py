@@ -33,6 +33,9 @@ TOKENIZER_FILES = (
     "chat_template.jinja",
     "chat_template.json",
 )
+# Other tokenizer files by their kind, whatever a tokenizer class names them (T5's `spiece.model`,
+# XLM-R's `sentencepiece.bpe.model`, Qwen's `qwen.tiktoken`, Mistral's `tokenizer.model.v3`).
+TOKENIZER_SUFFIXES = (".model", ".tiktoken", ".vocab", ".spm", ".txt", ".jinja", ".model.v3")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _DIGESTS_FILE = "weight-digests.json"
 _DIGESTS_VERSION = 1
@@ -74,10 +77,8 @@ def model_identity(
 
     for f in _files(model_dir, (".json", ".py")):
         add("model/" + f.name, f.read_bytes())
-    for name in TOKENIZER_FILES:
-        f = tok_dir / name
-        if f.is_file():
-            add("tokenizer/" + name, f.read_bytes())
+    for name in _tokenizer_files(tok_dir, tokenizer):
+        add("tokenizer/" + name, (tok_dir / name).read_bytes())
     if tok_dir != model_dir:
         for f in _files(tok_dir, (".py",)):
             add("tokenizer/" + f.name, f.read_bytes())
@@ -86,6 +87,17 @@ def model_identity(
         add("weights/" + name, sha.encode())
     add("settings", json.dumps(dict(settings), sort_keys=True, default=str).encode())
     return f"{kind}|{model_dir}|{digest.hexdigest()[:16]}|{dtype}"
+
+
+def _tokenizer_files(tok_dir: Path, tokenizer: Any) -> list[str]:
+    """The tokenizer's files in `tok_dir`: the usual names, the files its class reads
+    (`vocab_files_names`) and any file of a tokenizer kind (sentencepiece, tiktoken, vocabularies)."""
+    names = set(TOKENIZER_FILES)
+    declared = getattr(tokenizer, "vocab_files_names", None)
+    if isinstance(declared, Mapping):
+        names.update(v for v in declared.values() if isinstance(v, str))
+    names.update(f.name for f in _files(tok_dir, TOKENIZER_SUFFIXES))
+    return sorted(n for n in names if "/" not in n and (tok_dir / n).is_file())
 
 
 def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
