@@ -72,3 +72,28 @@ def test_vllm_agrees_with_hf_backend(tmp_path: Path) -> None:
     (pl,) = asyncio.run(vllm.prompt_logprobs(["Answer: A"]))
     assert pl.logprobs[0] is None and len(pl.tokens) == len(pl.offsets) == len(pl.logprobs)
     asyncio.run(vllm.close())
+
+
+def test_vllm_counts_prompt_tokens_as_the_hf_backend_does(tiny_model_dir: Path) -> None:
+    """The engine fits a vLLM model's prompts with this count (it cut them from the left before);
+    checked here with the tiny model's real tokenizer, without vLLM itself."""
+    from transformers import AutoTokenizer
+
+    from proctor.core import Message
+    from proctor.models.hf import HFBackend
+    from proctor.models.vllm import VLLMBackend
+
+    backend = object.__new__(VLLMBackend)  # no vLLM engine: only the tokenizer is used
+    backend._tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    backend._chat = True
+    backend._llm = object()
+    hf = HFBackend(HFModelConfig(path=str(tiny_model_dir), device="cpu"))
+    asyncio.run(hf.start())
+    try:
+        chat = Request(kind="generate", messages=(Message("user", "1 + 1 = ?"),), max_tokens=16)
+        ppl = Request(kind="loglikelihood", context="Q: 1 + 1 = ?\nA:", continuations=(" 2", " 11"))
+        for request in (chat, ppl):
+            assert backend.count_tokens(request) == hf.count_tokens(request)
+        assert backend.count_tokens(chat) > 16
+    finally:
+        asyncio.run(hf.close())

@@ -187,6 +187,17 @@ class VLLMBackend:
                                         generation_settings(cfg))
         self._llm = llm
 
+    def count_tokens(self, request: Request) -> int:
+        """The tokens a request takes in this model's context, counted as HFBackend counts them
+        (its tokenizer and chat template), so the engine fits prompts instead of cutting them."""
+        from proctor.models.hf_render import render_generate
+
+        self._require_started()
+        if request.kind == "loglikelihood":
+            longest = max(request.continuations, key=len, default="")
+            return len(self._tokenizer((request.context or "") + longest)["input_ids"])
+        return render_generate(self._tokenizer, request, self._chat, 1 << 30).full_length + request.max_tokens
+
     def _warn_truncation(self) -> None:
         if not self._warned_truncation:
             self._warned_truncation = True
