@@ -180,3 +180,17 @@ def _drained(server: OpenAIServer) -> int:
             count, quiet = now, time.monotonic()
         time.sleep(0.02)
     return count
+
+
+def test_shards_split_between_conversations_never_inside_one(tmp_path: Path) -> None:
+    outputs = []
+    for name, extra in (("one", ()), ("shards", ("--max-partition-size", "2"))):
+        with OpenAIServer(lambda body: answer(body), model_ids=["m"]) as server:
+            assert main(_argv(server, tmp_path, tmp_path / name, "--no-cache", *extra)) == 0
+        (run,) = [p for p in (tmp_path / name).iterdir() if (p / "config.json").is_file()]
+        records = PredictionStore(run / "predictions" / "m" / "talks.jsonl").load()
+        outputs.append({k: (r.prompt, r.output) for k, r in records.items()})
+        if name == "shards":  # 6 conversations in shards of 2: three tasks, every turn answered
+            log = (run / "logs" / "m" / "talks.log").read_text(encoding="utf-8")
+            assert log.count("sent") == 3
+    assert outputs[0] == outputs[1] and len(outputs[0]) == sum(len(r["turns"]) for r in ROWS)

@@ -61,7 +61,7 @@ async def infer_local(
     config: RunConfig, run: RunDir, prepared: Sequence[PreparedDataset], *, argv: Sequence[str] | None, console: Any
 ) -> InferenceOutcome:
     """The inference stage in this process (and its GPU workers)."""
-    sizes = [(p.config.abbr, len(p.items)) for p in prepared]
+    sizes = [(p.config.abbr, p.plan_size) for p in prepared]
     tasks_per_model = len(make_plan(["m"], sizes, config.max_partition_size))
     entries = local_entries(config, tasks_per_model)
     return await run_inference(config, run, prepared, entries, argv=argv, console=console, runner="local")

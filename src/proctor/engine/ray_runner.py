@@ -230,7 +230,7 @@ async def infer_on_ray(
             where = config.ray_address or "a new local instance"
             raise ConfigError(f"--runner ray: cannot start or join Ray at {where}: {exc}") from None
     try:
-        sizes = [(p.config.abbr, len(p.items)) for p in prepared]
+        sizes = [(p.config.abbr, p.plan_size) for p in prepared]
         tasks_per_model = len(make_plan(["m"], sizes, config.max_partition_size))
         entries = ray_entries(ray, config, tasks_per_model)
         return await run_inference(config, run, prepared, entries, argv=argv, console=console, runner="ray")

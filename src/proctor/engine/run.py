@@ -158,7 +158,7 @@ def _dry_run(config: RunConfig, run: RunDir, prepared: list[PreparedDataset], ou
             gpus[name], outcome.devices[name] = 0, "CPU (no GPU visible)"
         else:
             outcome.devices[name] = f"{gpus[name]} GPU{'s' if gpus[name] > 1 else ''}"
-    sizes = [(p.config.abbr, len(p.items)) for p in prepared]
+    sizes = [(p.config.abbr, p.plan_size) for p in prepared]
     outcome.plan = make_plan(names, sizes, config.max_partition_size, gpus)
     records: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -173,7 +173,7 @@ def _dry_run(config: RunConfig, run: RunDir, prepared: list[PreparedDataset], ou
         return
     by_abbr = {p.config.abbr: p for p in prepared}
     for task in outcome.plan:
-        items = by_abbr[task.dataset].items[task.start : task.end]
+        items = by_abbr[task.dataset].shard_items(task.start, task.end)
         outcome.to_do[task] = count_unanswered(items, records_of(task.model, task.dataset))
 
 

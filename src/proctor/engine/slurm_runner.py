@@ -284,7 +284,7 @@ def _needs_work(
     before = (previous.get("datasets") or {}).get(task.dataset) or {}
     if (before.get("prompt_version"), before.get("fewshot")) not in ((None, None), (dataset.version, len(dataset.shots))):
         return True  # the job sends again what another prompt answered, as the local runner does
-    return count_unanswered(dataset.items[task.start : task.end], records) > 0
+    return count_unanswered(dataset.shard_items(task.start, task.end), records) > 0
 
 
 async def infer_on_slurm(
@@ -298,7 +298,7 @@ async def infer_on_slurm(
     """The inference stage as Slurm jobs; returns when every job has finished or given up."""
     names = await _model_names(config)
     check_unique(names, "model")
-    sizes = [(p.config.abbr, len(p.items)) for p in prepared]
+    sizes = [(p.config.abbr, p.plan_size) for p in prepared]
     gpus = {name: num_gpus_of(m) for name, m in zip(names, config.models)}
     plan = make_plan(names, sizes, config.max_partition_size, gpus)
     previous = read_manifest(run)

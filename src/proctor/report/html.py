@@ -485,6 +485,8 @@ def _status(record: Record, score: Mapping[str, Any] | None) -> tuple[str, str]:
         return "failed", f"failed: {record.error}"
     if score is None or score.get("status") != "scored":
         return "unscored", "not scored"
+    if score.get("rule") in ("judge_pair", "judge_rating"):  # a preference or a rating, not right/wrong
+        return "judged", f"judged {score.get('value', 0):.2f}"
     return ("correct", "correct") if score.get("correct") else ("wrong", "wrong")
 
 
