@@ -269,3 +269,15 @@ def test_list_takes_several_patterns(capsys: pytest.CaptureFixture[str]) -> None
     assert "internlm2_5-1_8b-chat-hf" in out and "ceval_gen" in out
     assert main(["list", "internlm", "nosuchthing"]) == 2
     assert "nosuchthing" in capsys.readouterr().err
+
+
+def test_dataset_and_model_files_by_bare_name(tmp_path: Path) -> None:
+    """`--datasets demo_cmmlu_chat_gen --models puyu_api`, as OpenCompass's run.py finds them."""
+    from proctor.api import build_run_config
+
+    (tmp_path / "demo_cmmlu_chat_gen.py").write_text(DEMO_CMMLU, encoding="utf-8")
+    (tmp_path / "puyu_api.py").write_text(PUYU_API.format(url="http://127.0.0.1:9/v1"), encoding="utf-8")
+    config = build_run_config(models=["puyu_api"], datasets=["demo_cmmlu_chat_gen", "cmmlu_gen_c13365"])
+    names = [d.abbr for d in config.datasets]
+    assert len(names) == 2 * 67 and names.count("demo_cmmlu-agronomy") == 1 and "cmmlu-agronomy" in names
+    assert config.models[0].qps == 0.16 and config.models[0].model == "internlm2.5-latest"

@@ -86,6 +86,7 @@ def build_run_config(
     if slurm and "retry" in model_flags and "slurm_retry" not in cli_options:
         options["slurm_retry"] = model_flags["retry"]
     _refuse_unused_flags({k: v for k, v in model_flags.items() if not (slurm and k == "retry")}, model_configs)
+    datasets = [f"{d}.py" if isinstance(d, str) and _is_dataset_file_name(d) else d for d in datasets]
     names = [d for d in datasets if isinstance(d, str) and not d.endswith(".py")]
     dataset_configs += [d for d in datasets if isinstance(d, DatasetConfig)]
     for name in datasets:  # a dataset config file, as OpenCompass's run.py --datasets takes
@@ -125,6 +126,23 @@ _DATASET_FLAGS = {"limit": "--limit", "range": "--range", "fewshot": "--fewshot"
 _JUDGE_FLAGS = {"api_base": "--judge-api-base", "model": "--judge-api-model", "api_key_env": "--judge-api-key-env"}
 # Command-line flags by model field, for errors about --api-base / --hf-path models.
 _FLAG_FIELDS = {"model": "--api-model", "path": "--hf-path", "api_base": "--api-base", "batch": "--api-batch"}
+
+
+def _is_dataset_file_name(name: str) -> bool:
+    """`--datasets demo_cmmlu_chat_gen`: not a dataset name Proctor knows, and NAME.py is here
+    (OpenCompass's run.py finds its dataset configs by name too)."""
+    from pathlib import Path
+
+    from proctor.config.opencompass import proctor_dataset_name
+    from proctor.tasks import resolve_datasets
+
+    if name.endswith(".py") or not Path(f"{name}.py").is_file():
+        return False
+    try:
+        resolve_datasets([proctor_dataset_name(name) or name])
+    except ConfigError:
+        return True
+    return False
 
 
 def _models_named(name: str) -> list[Any]:
