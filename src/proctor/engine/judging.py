@@ -121,9 +121,11 @@ class JudgeSession:
         """A games judge's answer budget: the benchmark's (`asked`), or more where the judge's
         config gives more (its max_out_len, a reasoning judge's budget)."""
         config = self.config
-        if config is not None and "max_out_len" in config.model_fields_set:
+        reasoning = config is not None and bool(getattr(config, "reasoning", False))
+        if config is not None and "max_out_len" in config.model_fields_set and (asked > 1 or reasoning):
+            # A one-token verdict (AlpacaEval's) stays one token unless the judge thinks first.
             return max(asked, int(config.max_out_len))
-        if config is not None and getattr(config, "reasoning", False):
+        if reasoning:
             return max(asked, REASONING_MAX_OUT_LEN)
         return asked
 
