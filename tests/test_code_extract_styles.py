@@ -75,12 +75,12 @@ def test_long_outputs_are_scored_quickly(name: str) -> None:
     except ExtractionTimeout:
         pass
     extracting = time.monotonic() - t
-    assert extracting < 0.5, f"extraction took {extracting:.2f}s for {len(output)} characters"  # 0.02-0.25 s idle
+    assert extracting < 1.0, f"extraction took {extracting:.2f}s for {len(output)} characters"  # 0.02-0.25 s idle
     t = time.monotonic()
     rule = _score(output)
     scoring = time.monotonic() - t
     assert rule in ("extraction_failed", "failed", "syntax_error"), rule
-    assert scoring < 2.0, f"scoring took {scoring:.2f}s"  # with a sandbox run where code was found
+    assert scoring < 3.0, f"scoring took {scoring:.2f}s"  # with a sandbox run where code was found
 
 
 def test_extraction_has_a_deadline() -> None:
