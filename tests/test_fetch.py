@@ -274,3 +274,24 @@ def test_benchmark_without_an_archive_is_a_data_error(tmp_path: Path, hub_env: p
     with pytest.raises(DataError, match=r"^My Bench has no download source; put its files under --data-dir yourself$"):
         fetch(spec.data_source(), dest=tmp_path / "data")
     assert not (tmp_path / "data").exists()
+
+
+def test_a_hub_retry_is_printed_once(tmp_path: Path) -> None:
+    """The hub's retry warning once, through Proctor's log handler (issue 21 §3: each retry was
+    printed twice, the hub's own handler coming back when its download code was imported)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(message)s', stream=sys.stderr)\n"
+        "from proctor.datasets.fetch import _one_line_per_retry\n"
+        "with _one_line_per_retry():\n"
+        "    from huggingface_hub import hf_hub_download  # as the download does, inside the block\n"
+        "    log = logging.getLogger('huggingface_hub.utils._http')\n"
+        "    log.warning(\"'HTTP Error 503' thrown while requesting HEAD https://hub/x\")\n"
+        "    log.warning('Retrying in 1s [Retry 1/5].')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = [line for line in proc.stderr.splitlines() if "Retry" in line]
+    assert lines == ["WARNING download failed (HTTP Error 503); retrying in 1s [Retry 1/5]."], proc.stderr

@@ -126,6 +126,10 @@ class _RetryLines(logging.Filter):
 def _one_line_per_retry() -> Iterator[None]:
     """While downloading: the hub client's retry warnings once each, through Proctor's log
     handler only (the hub's own handler would print each a second time)."""
+    # Importing the download code installs the hub's handler: do it first, so it is the one
+    # taken away below (imported inside the block, it came back and printed every retry twice).
+    from huggingface_hub import hf_hub_download  # noqa: F401
+
     hub = logging.getLogger("huggingface_hub")
     sources = [logging.getLogger(n) for n in ("huggingface_hub.utils._http", "huggingface_hub.hf_api",
                                               "huggingface_hub.file_download")]
