@@ -172,3 +172,15 @@ def test_a_local_hf_model_can_be_the_judge(tmp_path: Path, tiny_model_dir: Path)
     assert result["extra_metrics"]["judge_requests"] == 3 and result["extra_metrics"]["judge_completion_tokens"] > 0
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["judge"]["templates"]["alpaca_eval2"]["prompts_sha256"]
+
+
+def test_judged_metrics_at_their_edges() -> None:
+    from proctor.metrics.judged import bootstrap_interval, length_controlled, percentile
+
+    assert length_controlled([1.0, 1.0, 1.0], [5, 50, 500], [10, 10, 10]) == (100.0, 0.0)
+    # Wins exactly where the model is longer: no finite fit, so no number (never a made-up one).
+    lc, se = length_controlled([1.0, 1.0, 0.0, 0.0], [50, 60, 5, 6], [10, 10, 10, 10])
+    assert lc != lc and se != se
+    assert percentile([1.0, 2.0, 3.0, 4.0], 25) == pytest.approx(1.75)  # numpy's linear interpolation
+    low, high, _ = bootstrap_interval([0.0, 1.0] * 20)
+    assert low < 0.5 < high and bootstrap_interval([0.0, 1.0] * 20) == bootstrap_interval([0.0, 1.0] * 20)

@@ -106,6 +106,8 @@ def length_controlled(preferences: Sequence[float], model_lengths: Sequence[int]
     fit has no finite answer (every preference the same, or fully separated by length)."""
     if not preferences:
         return math.nan, math.nan
+    if len(set(preferences)) == 1 and preferences[0] in (0.0, 1.0):
+        return 100.0 * preferences[0], 0.0  # every game won (lost): the fit's limit, at any length
     delta = [b - m for m, b in zip(model_lengths, baseline_lengths)]  # alpaca_eval: len_1 - len_2
     sd = _sample_std(delta)
     x = None if not sd or math.isnan(sd) else [math.tanh(d / sd) for d in delta]
@@ -129,6 +131,11 @@ def _scored(items: Sequence[Item], scores: Mapping[str, Score]) -> tuple[list[tu
         elif score.rule in NO_ANSWER or score.rule in ("judge_pair", "judge_rating"):
             kept.append((item, score))
     return kept, unparsed, len(items) - sum(1 for i in items if i.id in scores)
+
+
+def _finite(values: dict[str, float]) -> dict[str, float]:
+    """Only the numbers that exist (an interval over no battle is no row, and NaN is not JSON)."""
+    return {k: v for k, v in values.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
 def _unparsed_share(unparsed: int, kept: int) -> dict[str, float]:
@@ -156,7 +163,7 @@ def alpaca_eval_result(items: Sequence[Item], scores: Mapping[str, Score], model
     extra = {other: values[other][0], "n_wins": float(sum(1 for p in prefs if p > 0.5)),
              "n_draws": float(sum(1 for p in prefs if p == 0.5)), **_unparsed_share(unparsed, len(kept))}
     return Result(model, dataset, headline, values[headline][0], values[headline][1], len(prefs), failed,
-                  extra_metrics=extra, extra_stderrs={other: values[other][1]})
+                  extra_metrics=_finite(extra), extra_stderrs=_finite({other: values[other][1]}))
 
 
 def _baseline_length(item: Item) -> int:
@@ -212,7 +219,7 @@ def arena_hard_result(items: Sequence[Item], scores: Mapping[str, Score], model:
         for category, values in sorted(by_category.items()):
             extra[f"score[category={category}]"] = 100.0 * bradley_terry_two(values)
     return Result(model, dataset, "arena_score", 100.0 * bradley_terry_two(outcomes), 100.0 * spread, len(kept),
-                  failed, extra_metrics=extra)
+                  failed, extra_metrics=_finite(extra))
 
 
 def mt_bench_result(items: Sequence[Item], scores: Mapping[str, Score], model: str, dataset: str) -> Result:
@@ -238,4 +245,4 @@ def mt_bench_result(items: Sequence[Item], scores: Mapping[str, Score], model: s
     extra.update(_unparsed_share(unparsed, len(rated)))
     # An unanswered turn is counted in `no_answer`, not as a failed request (it is the model's doing).
     return Result(model, dataset, "mt_bench_score", overall, se, len(rated), failed,
-                  extra_metrics=extra, extra_stderrs=stderrs)
+                  extra_metrics=_finite(extra), extra_stderrs=_finite(stderrs))
