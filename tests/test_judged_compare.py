@@ -79,6 +79,10 @@ def test_compare_judges_two_runs_in_both_orders(tmp_path: Path, capsys: Any) -> 
         out = capsys.readouterr().out
         assert main(argv) == 0  # judged again: every pair is on disk, nothing is asked
         assert judge.asked == 2 * N
+    other = Judge()
+    with OpenAIServer(other, model_ids=["judge-2"]) as j2:  # another judge is asked everything
+        assert main([*argv[:6], j2.base_url, *argv[7:], "--no-cache"]) == 0
+        assert other.asked == 2 * N
     questions = [json.loads(line)["prompt"] for line in
                  (SHARED_DATASETS / "arena_hard/data/arena-hard-v0.1/question.jsonl").read_text().split("\n")[:N]]
     want, n = expected(questions)

@@ -9,6 +9,7 @@ comparison resumes without asking a judged pair again (and the response cache is
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -93,6 +94,9 @@ async def judge_compare(a_run: Path, b_run: Path, pairs: Sequence[tuple[str, str
     template, patterns, system = _judge_prompt(data_dir)
     scorer: Any = get_scorer("pairwise_judge", {"protocol": "arena_hard", "system_prompt": system})
     fields = {"judge_template": template, "judge_patterns": patterns}
+    from proctor.engine.judging import judge_tag
+
+    tag = judge_tag(judge, scorer, json.dumps([template, patterns, system]))
     response_cache = open_cache() if cache else None
     backend = create_backend(judge)
     await backend.start()
@@ -116,7 +120,7 @@ async def judge_compare(a_run: Path, b_run: Path, pairs: Sequence[tuple[str, str
                 asked = [(Item(id=f"{item.id}@{g.name}", sample=item.sample, sample_id=item.sample_id), g.request)
                          for item in items for g in games[item.id]]
                 where = out / "judgements" / "compare" / f"{path_part(model_a)}__vs__{path_part(model_b)}"
-                store = PredictionStore(where / f"{dataset}.jsonl")
+                store = PredictionStore(where / f"{dataset}.j{tag}.jsonl")  # one file per judge
                 markers = getattr(judge, "reasoning_markers", None)
                 try:
                     await run_task(backend, asked, store, store.load(), response_cache, lambda record: None,
