@@ -5,6 +5,9 @@ failed now that the verdict comes from a tester process the completion cannot re
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from proctor.core import Record, Sample
@@ -172,3 +175,42 @@ def test_protocol_attacks_are_scored_failed(name: str) -> None:
     tests = TESTS.replace("(candidate):\n", "(candidate):\n    assert all(map(lambda v: candidate([v]) == v, [1, 2, 3]))\n")
     score = CodeExecScorer(timeout_s=5.0).score(sample(tests), record(PROTOCOL[name]))
     assert (score.value, score.rule) == (0.0, "failed"), (score.rule, score.explanation)
+
+
+# ---------------------------------------------------------------- a hostile model, end to end
+def _forging_answer(prompt: str, k: int) -> str:
+    """A chat answer: the prompt's function returning a wrong value, then one way of cheating."""
+    body = [
+        "    return None\n" + FINDER + "_forge()\n_os._exit(0)\n",
+        "    return None\n" + FINDER + "import atexit\natexit.register(lambda: (_forge(), _os._exit(0)))\n",
+        "    return None\n" + FINDER + "_sys.excepthook = lambda *a: (_forge(), _os._exit(0))\n",
+        "    class Any:\n        def __eq__(self, other):\n            return True\n        def __ne__(self, other):\n"
+        "            return False\n    return Any()\n",
+        "    return None\n" + FINDER + "import threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(0.2), _forge(), _os._exit(0))).start()\n",
+    ][k % 5]
+    return f"```python\n{prompt}{body}```"
+
+
+def test_a_hostile_model_scores_zero_end_to_end(tmp_path: Path) -> None:
+    # Issue 20: against such a model Proctor once reported 140 of 164 HumanEval tasks passed.
+    from openai_server import OpenAIServer, last_user_message
+    from run_helpers import only_run, read_result, read_scores, run_args
+    from shared_data import SHARED_DATASETS
+
+    from proctor.cli import main
+    from proctor.tasks import load_samples
+
+    problems = load_samples("humaneval", "", "test", str(SHARED_DATASETS))[:10]
+
+    def model(body: dict[str, Any]) -> str:
+        asked = last_user_message(body)
+        k, sample = next((i, s) for i, s in enumerate(problems) if s.question in asked)
+        return _forging_answer(sample.question, k)
+
+    with OpenAIServer(model, model_ids=["m"]) as server:
+        main(run_args(server.base_url, tmp_path, ["humaneval"], len(problems)))
+    run = only_run(tmp_path)
+    result = read_result(run, "m", "humaneval")
+    rules = {k: v["rule"] for k, v in read_scores(run, "m", "humaneval").items()}
+    assert result["n"] == len(problems) and result["value"] == 0.0, (result["value"], rules)
