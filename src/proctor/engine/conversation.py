@@ -23,6 +23,9 @@ from proctor.errors import ConfigError
 from proctor.models.base import Backend
 from proctor.reasoning import ReasoningMarkers, split_record
 
+# finish_reason values of answers a server withheld (engine.evaluate scores them as such).
+WITHHELD_REASONS = ("content_filter", "refused")
+
 
 def _user_text(record: Record) -> str:
     """The last user message of a record's prompt as sent."""
@@ -44,9 +47,12 @@ def _next_request(dataset: PreparedDataset, item: Item, settings: Mapping[str, A
             return None
         assert record is not None
         split = split_record(record)
-        if split.status != "answered" or split.answer is None:
+        # A withheld answer (filtered, refused) is no answer either: the eval stage scores that turn
+        # as withheld, so a later turn built on it would have no earlier answer to be judged with.
+        status = record.finish_reason if record.finish_reason in WITHHELD_REASONS else split.status
+        if status != "answered" or split.answer is None:
             request = dataset.request(item, **settings, history=history)
-            return replace(request, refusal=f"turn {earlier} has no answer ({split.status}) to go on from")
+            return replace(request, refusal=f"turn {earlier} has no answer ({status}) to go on from")
         history.append((_user_text(record), split.answer))
     return dataset.request(item, **settings, history=history)
 
