@@ -184,3 +184,14 @@ def test_judged_metrics_at_their_edges() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0], 25) == pytest.approx(1.75)  # numpy's linear interpolation
     low, high, _ = bootstrap_interval([0.0, 1.0] * 20)
     assert low < 0.5 < high and bootstrap_interval([0.0, 1.0] * 20) == bootstrap_interval([0.0, 1.0] * 20)
+
+
+def test_a_config_changes_one_judge_setting_and_keeps_the_others() -> None:
+    config = DatasetConfig(abbr="alpaca_eval2", benchmark="alpaca_eval2", mode="gen", scorer="pairwise_judge",
+                           scorer_params={"judge_logprobs": 0})
+    dataset = prepare_dataset(config, str(SHARED_DATASETS))
+    scorer = get_scorer(dataset.task.scorer, dataset.task.scorer_params)
+    assert (scorer.judge_logprobs, scorer.protocol, scorer.baseline_field) == (0, "alpaca_eval", "output")
+    item = dataset.items[0]
+    (game,) = scorer.games(item, {item.id: _record(item.id, "x")})
+    assert game.request.top_logprobs == 0 and "top_logprobs" not in game.request.payload()

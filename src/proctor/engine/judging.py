@@ -133,8 +133,11 @@ class JudgeSession:
                           records: Mapping[str, Record], answered: list[Item]) -> dict[str, Score]:
         """Scores of a games judge (scoring/judged.py): each game a judgement record of its own."""
         games = {item.id: scorer.games(item, records) for item in answered}
+        # A reasoning judge's first token is its thought's: no log-probs asked (reasoning APIs refuse them).
+        thinks = bool(getattr(self.config, "reasoning", False))
         asked = [(Item(id=f"{item.id}@{g.name}", sample=item.sample, sample_id=item.sample_id, variant=item.variant),
-                  replace(g.request, max_tokens=self._game_budget(g.request.max_tokens)))
+                  replace(g.request, max_tokens=self._game_budget(g.request.max_tokens),
+                          top_logprobs=0 if thinks else g.request.top_logprobs))
                  for item in answered for g in games[item.id]]
         replies: dict[str, Record] = {}
         if asked:

@@ -162,6 +162,8 @@ def _scorer(spec: TaskSpec, config: DatasetConfig) -> tuple[str, dict[str, Any]]
     if not config.scorer:
         return own.name, dict(own.params)
     params = dict(config.scorer_params or {})
+    if config.scorer == own.name and own.name in ("pairwise_judge", "rating_judge"):
+        params = {**own.params, **params}  # a judged benchmark's judge settings, a few changed
     if config.scorer == "cascade" and "rule" not in params and own.name not in JUDGES:
         params = {"rule": own.name, "rule_params": dict(own.params), **params}
     return config.scorer, params
