@@ -42,7 +42,9 @@ class Overall:
         elapsed = time.monotonic() - self.started
         rate = self.sent / elapsed if elapsed > 0 else 0.0
         left = self.total - self.done
-        eta = _clock(left / rate) if rate > 0 and left > 0 else ("0:00" if left <= 0 else "-")
+        # A rate from the first request or two (a rate limiter's burst) would promise too much.
+        steady = self.sent >= 3 or elapsed >= 30
+        eta = "0:00" if left <= 0 else (_clock(left / rate) if rate > 0 and steady else "-")
         share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
         failed = f", {self.failed} failed" if self.failed else ""
         return f"all: {self.done:,}/{self.total:,} items{share}, {rate:.2f} req/s, ETA {eta}{failed}"
