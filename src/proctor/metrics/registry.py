@@ -13,6 +13,7 @@ from typing import Mapping, Protocol, Sequence
 from proctor.core import Item, Result, Score
 from proctor.metrics.accuracy import accuracy_result
 from proctor.metrics.passk import passk_result
+from proctor.registry import Registry
 
 
 class Aggregate(Protocol):
@@ -31,30 +32,20 @@ class Metric:
     repeats: bool = False
 
 
-_METRICS: dict[str, Metric] = {}
+_METRICS: Registry[Metric] = Registry("metric")
 
 
 def register_metric(metric: Metric) -> Metric:
-    if metric.name in _METRICS:
-        raise ValueError(f"metric {metric.name!r} is registered twice")
-    _METRICS[metric.name] = metric
-    return metric
+    return _METRICS.add(metric.name, metric)
 
 
 def metric_names() -> list[str]:
-    return sorted(_METRICS)
+    return _METRICS.names()
 
 
 def get_metric(name: str) -> Metric:
     """The metric `name`; ConfigError (one line, with close matches) when there is none."""
-    found = _METRICS.get(name)
-    if found is None:
-        from proctor.config.suggest import did_you_mean
-        from proctor.errors import ConfigError
-
-        raise ConfigError(f"unknown metric {name!r}{did_you_mean(name, _METRICS)}; "
-                          f"known metrics: {', '.join(metric_names())}")
-    return found
+    return _METRICS.get(name)
 
 
 def _accuracy(items: Sequence[Item], scores: Mapping[str, Score], model: str, dataset: str, *,

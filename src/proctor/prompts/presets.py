@@ -12,6 +12,7 @@ from typing import Any, Callable
 from proctor.core import Request
 from proctor.prompts import free_form, multiple_choice
 from proctor.prompts.wording import Wording
+from proctor.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -26,30 +27,20 @@ class Preset:
     build: Callable[..., Request]
 
 
-_PRESETS: dict[str, Preset] = {}
+_PRESETS: Registry[Preset] = Registry("prompt preset")
 
 
 def register_preset(preset: Preset) -> Preset:
-    if preset.name in _PRESETS:
-        raise ValueError(f"prompt preset {preset.name!r} is registered twice")
-    _PRESETS[preset.name] = preset
-    return preset
+    return _PRESETS.add(preset.name, preset)
 
 
 def preset_names() -> list[str]:
-    return sorted(_PRESETS)
+    return _PRESETS.names()
 
 
 def get_preset(name: str) -> Preset:
     """The preset `name`; ConfigError (one line, with close matches) when there is none."""
-    found = _PRESETS.get(name)
-    if found is None:
-        from proctor.config.suggest import did_you_mean
-        from proctor.errors import ConfigError
-
-        raise ConfigError(f"unknown prompt preset {name!r}{did_you_mean(name, _PRESETS)}; "
-                          f"known presets: {', '.join(preset_names())}")
-    return found
+    return _PRESETS.get(name)
 
 
 def _mc_build(sample: Any, shots: Any, **settings: Any) -> Request:

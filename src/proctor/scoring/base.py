@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal, Mapping, Protocol, TypeVar, Union, ru
 from proctor.config.suggest import did_you_mean
 from proctor.core import Record, Sample, Score
 from proctor.errors import ConfigError
+from proctor.registry import Registry
 
 
 @runtime_checkable
@@ -63,29 +64,23 @@ class BaseScorer:
         return f"{self.revision}.{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
-_REGISTRY: dict[str, type[Any]] = {}
+_REGISTRY: Registry[type[Any]] = Registry("scorer")
 _S = TypeVar("_S", bound=type[Any])
 
 
 def register(cls: _S) -> _S:
     """Class decorator: make a scorer dataclass available to `get_scorer` under `cls.name`."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"scorer {cls.name!r} is registered twice")
-    _REGISTRY[cls.name] = cls
+    _REGISTRY.add(cls.name, cls)
     return cls
 
 
 def scorer_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_scorer(name: str, params: Mapping[str, Any] | None = None) -> Scorer:
     """The scorer `name` built with `params`; ConfigError (one line) for an unknown name or bad params."""
     cls = _REGISTRY.get(name)
-    if cls is None:
-        raise ConfigError(
-            f"unknown scorer {name!r}{did_you_mean(name, _REGISTRY)}; known scorers: {', '.join(scorer_names())}"
-        )
     params = dict(params or {})
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in params:
