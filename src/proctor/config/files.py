@@ -68,11 +68,7 @@ def load_config_file(path: str | Path) -> FileConfig:
         problems.append(f"{where}: defines neither `models` nor `datasets`; define both as lists")
         raise ConfigError("\n".join(problems))
     ignored: list[str] = []
-    models: list[AnyModelConfig] = []
-    for i, entry in enumerate(_collect(problems, lambda: _as_list(raw, "models", where)) or []):
-        model = _collect(problems, lambda: _model(entry, f"{where}: models[{i}]", ignored))
-        if model is not None:
-            models.append(model)
+    models = _models(raw, where, problems, ignored)
     datasets: list[DatasetConfig] = []
     for i, entry in enumerate(_collect(problems, lambda: _as_list(raw, "datasets", where)) or []):
         datasets.extend(_collect(problems, lambda: _datasets(entry, f"{where}: datasets[{i}]", path.resolve().parent)) or [])
@@ -267,11 +263,7 @@ def load_models_file(path: str | Path) -> list[AnyModelConfig]:
         raise ConfigError(f"--models {path}: defines no `models` list")
     problems: list[str] = []
     ignored: list[str] = []
-    models: list[AnyModelConfig] = []
-    for i, entry in enumerate(_collect(problems, lambda: _as_list(raw, "models", where)) or []):
-        model = _collect(problems, lambda: _model(entry, f"{where}: models[{i}]", ignored))
-        if model is not None:
-            models.append(model)
+    models = _models(raw, where, problems, ignored)
     if problems:
         raise ConfigError("\n".join(problems))
     if ignored:
@@ -295,3 +287,13 @@ def load_datasets_file(path: str | Path) -> list[DatasetConfig]:
     if problems:
         raise ConfigError("\n".join(problems))
     return datasets
+
+
+def _models(raw: dict[str, Any], where: str, problems: list[str], ignored: list[str]) -> list[AnyModelConfig]:
+    """The file's `models` list; each entry's problem goes to `problems` (all are said at once)."""
+    models: list[AnyModelConfig] = []
+    for i, entry in enumerate(_collect(problems, lambda: _as_list(raw, "models", where)) or []):
+        model = _collect(problems, lambda: _model(entry, f"{where}: models[{i}]", ignored))
+        if model is not None:
+            models.append(model)
+    return models
