@@ -195,3 +195,24 @@ def test_a_config_changes_one_judge_setting_and_keeps_the_others() -> None:
     item = dataset.items[0]
     (game,) = scorer.games(item, {item.id: _record(item.id, "x")})
     assert game.request.top_logprobs == 0 and "top_logprobs" not in game.request.payload()
+
+
+def test_proctor_serve_can_be_the_judge(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The tiny model behind `proctor serve` judges AlpacaEval (asked for log-probs, one token):
+    every request answered (none failed), a reply that is no verdict counted as unparsed."""
+    from serve_helpers import served_model
+
+    with OpenAIServer(lambda body: "an answer", model_ids=["m"]) as model, \
+            served_model(tiny_model_dir, served_model_name="tiny-judge") as judge_url:
+        assert main(["run", "--api-base", model.base_url, "--datasets", "alpaca_eval2", "--limit", "3", "--data-dir",
+                     str(SHARED_DATASETS), "-w", str(tmp_path / "out"), "--judge-api-base", judge_url]) == 0
+    (run,) = [p for p in (tmp_path / "out").iterdir() if (p / "config.json").is_file()]
+    lines = [json.loads(line) for line in next(run.glob("judgements/m/alpaca_eval2.j*.jsonl")).read_text().splitlines()]
+    # proctor serve refuses log-probs on chat: each game was asked again without them, and answered.
+    assert [r["error"] is None for r in lines] == [False] * 3 + [True] * 3 and "logprobs" in lines[0]["error"]
+    replies = {r["item_id"]: r for r in lines}.values()
+    result = json.loads((run / "results" / "m" / "alpaca_eval2.json").read_text(encoding="utf-8"))
+    verdicts = sum(1 for r in replies if (r["output"] or "").strip() in ("m", "M"))
+    assert result["n"] == verdicts and result["extra_metrics"]["judge_requests"] == 3
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["judge"]["model_id"] == "tiny-judge"

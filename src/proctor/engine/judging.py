@@ -50,6 +50,12 @@ def _judge_settings(scorer: Any) -> dict[str, Any]:
     return {n: getattr(scorer, n) for n in names if hasattr(scorer, n)}
 
 
+def _refuses_logprobs(record: Record | None) -> bool:
+    """A judge request that failed because the server does not return log-probabilities."""
+    error = (record.error or "") if record is not None else ""
+    return "400" in error and "logprob" in error.lower()
+
+
 class JudgeSession:
     """The judge model of one eval stage, started when the first judged dataset needs it."""
 
@@ -152,6 +158,17 @@ class JudgeSession:
                 markers = getattr(self.config, "reasoning_markers", None)
                 stats = await run_task(backend, asked, store, store.load(), self.cache, lambda record: None,
                                        run_id=self.run.run_id, markers=markers() if markers is not None else None)
+                replies = store.load()
+                # A server that refuses log-probabilities (HTTP 400 naming them): its verdicts are read
+                # from its tokens instead (the recorded prompt is the same, so resume keeps them).
+                refused = [(item, replace(request, top_logprobs=0)) for item, request in asked
+                           if request.top_logprobs and _refuses_logprobs(replies.get(item.id))]
+                if refused:
+                    log.warning("the judge refused log-probabilities (%s); %d verdicts of %s are read from its "
+                                "tokens (scorer_params {judge_logprobs: 0} asks without them)",
+                                replies[refused[0][0].id].error, len(refused), dataset.config.abbr)
+                    await run_task(backend, refused, store, replies, self.cache, lambda record: None,
+                                   run_id=self.run.run_id, markers=markers() if markers is not None else None)
             finally:
                 store.close()
             replies = store.load()
