@@ -82,3 +82,23 @@ def test_config_json_masks_secrets_in_urls(tmp_path: Path) -> None:
     text = (tmp_path / "config.json").read_text(encoding="utf-8")
     assert secret not in text
     assert "api.example.com/v1" in text and "api-version=1" in text
+
+
+def test_cache_writes_answers_in_batches_and_loses_none(tmp_path: Path) -> None:
+    """Hundreds of answers a second: one transaction per batch, not per answer (a commit per
+    answer cost more CPU than its HTTP request); what was put is read back, by the same
+    cache at once and by another connection after close."""
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    statements: list[str] = []
+    cache._conn.set_trace_callback(statements.append)
+    answers = {Request(kind="generate", prompt=f"q{i}").key("m"): Response(text=f"a{i}") for i in range(300)}
+    for key, response in answers.items():
+        cache.put(key, response)
+    commits = sum(1 for s in statements if s.strip().upper() == "COMMIT")
+    assert commits <= 2, statements[:5]
+    found = cache.get_many(answers)  # the same cache sees what it was given at once
+    assert {k: v.text for k, v in found.items()} == {k: v.text for k, v in answers.items()}
+    cache.close()
+    again = ResponseCache(tmp_path / "c.sqlite")
+    assert len(again.get_many(answers)) == 300
+    again.close()
