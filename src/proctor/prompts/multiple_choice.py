@@ -8,7 +8,7 @@ options (2-10), labelled A, B, ... in order.
 from __future__ import annotations
 
 import hashlib
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 from proctor.core import Message, Request, Sample
 from proctor.prompts.wording import Wording, fill
@@ -62,16 +62,39 @@ def shot_answer(shot: Sample, wording: Wording, *, with_text: bool = False) -> s
 
 
 def chat_messages(sample: Sample, shots: Sequence[Sample], wording: Wording, subject: str) -> tuple[Message, ...]:
-    blocks = [question_block(s, wording) for s in (*shots, sample)]
+    if not shots:
+        instruction = wording.instruction.format(subject=subject)
+        block = question_block(sample, wording)
+        return (Message("user", f"{instruction}\n\n{block}" if instruction else block),)
+    return (*_shot_turns(tuple(shots), wording, subject), Message("user", question_block(sample, wording)))
+
+
+# The examples' turns, made once per (examples, wording, subject) and shared by every question
+# of a subject: 25k MMLU + CMMLU prompts would otherwise each hold their own copy of the same
+# five examples (about 4 KB a request). Keyed by identity; an entry holds its objects, so an id
+# it was keyed by cannot be reused while it is there.
+_SHOT_TURNS: dict[tuple[Any, ...], tuple[tuple[Sample, ...], Wording, tuple[Message, ...]]] = {}
+_SHOT_TURNS_MAX = 512
+
+
+def _shot_turns(shots: tuple[Sample, ...], wording: Wording, subject: str) -> tuple[Message, ...]:
+    """The user/assistant turns of the examples (the instruction opening the first)."""
+    key = (tuple(map(id, shots)), id(wording), subject)
+    hit = _SHOT_TURNS.get(key)
+    if hit is not None and hit[1] is wording and all(a is b for a, b in zip(hit[0], shots)):
+        return hit[2]
+    blocks = [question_block(s, wording) for s in shots]
     instruction = wording.instruction.format(subject=subject)
     if instruction:
         blocks[0] = f"{instruction}\n\n{blocks[0]}"
-    messages: list[Message] = []
+    turns: list[Message] = []
     for shot, block in zip(shots, blocks):
-        messages.append(Message("user", block))
-        messages.append(Message("assistant", shot_answer(shot, wording)))
-    messages.append(Message("user", blocks[-1]))
-    return tuple(messages)
+        turns.append(Message("user", block))
+        turns.append(Message("assistant", shot_answer(shot, wording)))
+    if len(_SHOT_TURNS) >= _SHOT_TURNS_MAX:
+        _SHOT_TURNS.clear()
+    _SHOT_TURNS[key] = (shots, wording, tuple(turns))
+    return tuple(turns)
 
 
 def text_prompt(
