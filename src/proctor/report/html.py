@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from proctor.core import Record, Result, path_part
 from proctor.errors import DataError
@@ -25,7 +27,7 @@ from proctor.report.charts import MAX_CHART_ROWS, PALETTE, Band, DiffBand, bar_c
 from proctor.report.headline import HeadlineRow, build_headline
 from proctor.report.stats import Z95
 from proctor.report.scorelines import read_score_lines
-from proctor.report.sample_view import CSS as SAMPLE_CSS, TOOLBAR, samples_block
+from proctor.report.sample_view import BLOCK_CLOSE, BLOCK_OPEN, CSS as SAMPLE_CSS, TOOLBAR, SamplesPacker
 from proctor.report.summary import DatasetRowInfo, Summary, build_summary
 from proctor.report.writers import (
     FIXED_COLUMNS,
@@ -176,7 +178,9 @@ def _read_records(path: Path, limit: int) -> tuple[list[Record], int, int]:
 
 def _load_sections(
     run_dir: Path, summary: Summary, limit: int, notes: list[str]
-) -> list[_Section]:
+) -> Iterator[_Section]:
+    """The sections in page order, each read when it is reached (the page takes them one at
+    a time: a run of 25k questions would otherwise hold 20k records at once)."""
     found: dict[tuple[str, str], Path] = {}
     # Folder names are path-safe forms of the model names (`Qwen/Qwen2.5` -> `Qwen_Qwen2.5`).
     real_name = {path_part(m): m for m in summary.models}
@@ -191,7 +195,6 @@ def _load_sections(
         m = model_order.index(model) if model in model_order else len(model_order)
         return (d, dataset, m, model)
 
-    sections = []
     for key in sorted(found, key=rank):
         try:
             records, total, bad = _read_records(found[key], limit)
@@ -200,8 +203,7 @@ def _load_sections(
             continue
         scores_path = run_dir / "scores" / found[key].parent.name / found[key].name
         scores = read_score_lines(scores_path, {r.item_id for r in records})
-        sections.append(_Section(key[0], key[1], tuple(records), total, bad, scores))
-    return sections
+        yield _Section(key[0], key[1], tuple(records), total, bad, scores)
 
 
 # ---------------------------------------------------------------- rendering
@@ -537,15 +539,14 @@ def _page(
     title: str,
     summary: Summary,
     results: dict[tuple[str, str], Result],
-    sections: Iterable[_Section],
+    sections: Sequence[str],
     notes: Sequence[str],
-    limit: int,
     groups: Mapping[str, Sequence[str]] = {},
     comparison: Mapping[str, Any] | None = None,
     settings: str = "",
     answer_table: str = "",
 ) -> str:
-    sections = list(sections)
+    """The page up to its samples' data block (`sections`: each dataset's <details>)."""
     headline = build_headline(summary, results, groups) if summary.rows else []
     parts = [
         "<!DOCTYPE html>",
@@ -590,15 +591,8 @@ def _page(
         parts.append('<p class="note">No predictions found.</p>')
     else:
         parts.append(TOOLBAR)
-    data = []
-    for i, section in enumerate(sections):
-        html, rows = _lazy_section(i, section, results.get((section.model, section.dataset)), limit)
-        parts.append(html)
-        data.append(rows)
-    if data:
-        parts.append(samples_block(data))
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    parts.extend(sections)
+    return "\n".join(parts)
 
 
 def write_html_report(
@@ -620,13 +614,29 @@ def write_html_report(
     results = _load_results(run_dir, notes)
     if summary is None:
         summary = _load_summary(run_dir, results, notes)
-    sections = _load_sections(run_dir, summary, max_samples, notes)
-    groups = read_groups_file(run_dir / "summary")
-    comparison = _load_compare(run_dir, notes)
     from proctor.report.run_info import answer_distribution, settings_html
 
-    page = _page(run_dir.name, summary, results, sections, notes, max_samples, groups, comparison,
-                 settings=settings_html(run_dir), answer_table=answer_distribution(run_dir))
     out = run_dir / "report.html"
-    out.write_text(page, encoding="utf-8")
+    # The samples' data is packed into a temporary file as each section is read (one section in
+    # memory at a time); the page's top, with the notes reading them gave, is written first.
+    with tempfile.TemporaryFile("w+", encoding="ascii") as data:
+        packer = SamplesPacker(data)
+        sections = []
+        for i, section in enumerate(_load_sections(run_dir, summary, max_samples, notes)):
+            html, rows = _lazy_section(i, section, results.get((section.model, section.dataset)), max_samples)
+            sections.append(html)
+            packer.add(rows)
+        packer.close()
+        groups = read_groups_file(run_dir / "summary")
+        comparison = _load_compare(run_dir, notes)
+        page = _page(run_dir.name, summary, results, sections, notes, groups, comparison,
+                     settings=settings_html(run_dir), answer_table=answer_distribution(run_dir))
+        with out.open("w", encoding="utf-8") as f:
+            f.write(page)
+            if sections:
+                f.write(f"\n{BLOCK_OPEN}")
+                data.seek(0)
+                shutil.copyfileobj(data, f)
+                f.write(BLOCK_CLOSE)
+            f.write("\n</body></html>\n")
     return out

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import json
-from typing import Any, Mapping, Sequence
+import zlib
+from typing import Any, Mapping, Sequence, TextIO
 
 SAMPLES_ID = "proctor-samples"
 MAX_MATCHES = 500  # rows a filter shows at once (the count says how many matched)
@@ -104,10 +106,45 @@ SCRIPT = r"""
 """
 
 
+class SamplesPacker:
+    """The samples as base64 of gzip'd JSON (deterministic: no timestamp in the gzip header),
+    written to `out` one section at a time: a run of 25k questions would otherwise hold every
+    section's rows, their JSON and its compressed copy at once (350 MB)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._zip = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip stream, mtime 0
+        self._left = b""  # compressed bytes not yet written (fewer than 3: base64 takes 3 at a time)
+        self._sections = 0
+        self._feed(b'{"sections":[')
+
+    def add(self, section: Mapping[str, Any]) -> None:
+        raw = json.dumps(section, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        self._feed(b"," + raw if self._sections else raw)
+        self._sections += 1
+
+    def close(self) -> None:
+        self._feed(b"]}")
+        self._write(self._zip.flush(), last=True)
+
+    def _feed(self, raw: bytes) -> None:
+        self._write(self._zip.compress(raw))
+
+    def _write(self, data: bytes, last: bool = False) -> None:
+        data = self._left + data
+        cut = len(data) if last else len(data) - len(data) % 3
+        self._out.write(base64.b64encode(data[:cut]).decode("ascii"))
+        self._left = data[cut:]
+
+
 def encode_samples(sections: Sequence[Mapping[str, Any]]) -> str:
-    """The samples as base64 of gzip'd JSON (deterministic: no timestamp in the gzip header)."""
-    raw = json.dumps({"sections": list(sections)}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode("ascii")
+    """The samples as base64 of gzip'd JSON (what SamplesPacker writes)."""
+    out = io.StringIO()
+    packer = SamplesPacker(out)
+    for section in sections:
+        packer.add(section)
+    packer.close()
+    return out.getvalue()
 
 
 def decode_samples(page: str) -> dict[str, Any]:
@@ -120,8 +157,11 @@ def decode_samples(page: str) -> dict[str, Any]:
     return json.loads(gzip.decompress(base64.b64decode(match.group(1))).decode("utf-8"))
 
 
+# The data block opens and closes around the packed samples; the renderer follows it.
+BLOCK_OPEN = f'<script type="application/octet-stream" id="{SAMPLES_ID}" data-max="{MAX_MATCHES}">'
+BLOCK_CLOSE = f"</script><script>{SCRIPT}</script>"
+
+
 def samples_block(sections: Sequence[Mapping[str, Any]]) -> str:
     """The data block and the renderer (the data is inert until the script reads it)."""
-    data = encode_samples(sections)
-    return (f'<script type="application/octet-stream" id="{SAMPLES_ID}" data-max="{MAX_MATCHES}">{data}</script>'
-            f"<script>{SCRIPT}</script>")
+    return f"{BLOCK_OPEN}{encode_samples(sections)}{BLOCK_CLOSE}"
