@@ -33,3 +33,15 @@ def test_a_changed_tokenizer_vocabulary_file_changes_the_identity(tiny_model_dir
     before = model_identity("hf", model_dir, tok_dir, tok, "float32", {})
     (tok_dir / name).write_bytes(b"other")
     assert model_identity("hf", model_dir, tok_dir, tok, "float32", {}) != before
+
+
+def test_a_separate_tokenizer_folders_config_changes_the_identity(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """AutoTokenizer reads the tokenizer folder's config.json to pick the tokenizer class."""
+    tok_dir = tmp_path / "tok"
+    shutil.copytree(tiny_model_dir, tok_dir)
+    tok = SimpleNamespace(chat_template=None)
+    before = model_identity("hf", tiny_model_dir, tok_dir, tok, "float32", {})
+    config = tok_dir / "config.json"
+    config.write_text(config.read_text(encoding="utf-8").replace("{", '{"tokenizer_class": "GPT2Tokenizer",', 1),
+                      encoding="utf-8")
+    assert model_identity("hf", tiny_model_dir, tok_dir, tok, "float32", {}) != before

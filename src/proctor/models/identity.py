@@ -33,9 +33,10 @@ TOKENIZER_FILES = (
     "chat_template.jinja",
     "chat_template.json",
 )
-# Other tokenizer files by their kind, whatever a tokenizer class names them (T5's `spiece.model`,
+# Other tokenizer files by their kind, whatever a tokenizer class names them (a separate
+# tokenizer folder's config.json picks the tokenizer class; T5's `spiece.model`,
 # XLM-R's `sentencepiece.bpe.model`, Qwen's `qwen.tiktoken`, Mistral's `tokenizer.model.v3`).
-TOKENIZER_SUFFIXES = (".model", ".tiktoken", ".vocab", ".spm", ".txt", ".jinja", ".model.v3")
+TOKENIZER_SUFFIXES = (".json", ".model", ".tiktoken", ".vocab", ".spm", ".txt", ".jinja", ".model.v3")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _DIGESTS_FILE = "weight-digests.json"
 _DIGESTS_VERSION = 1
