@@ -216,3 +216,12 @@ def test_proctor_serve_can_be_the_judge(tmp_path: Path, tiny_model_dir: Path) ->
     assert result["n"] == verdicts and result["extra_metrics"]["judge_requests"] == 3
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["judge"]["model_id"] == "tiny-judge"
+
+
+def test_a_second_turn_after_an_unanswered_first_is_not_judged() -> None:
+    dataset = _dataset("mt_bench", 1)
+    scorer = get_scorer(dataset.task.scorer, dataset.task.scorer_params)
+    second = dataset.items[1]
+    records = {second.id: _record(second.id, "an answer")}  # turn 1 has no answer on record
+    assert scorer.games(second, records) == []
+    assert scorer.verdict(second, records, {}).rule == "no_answer"

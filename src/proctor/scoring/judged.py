@@ -317,8 +317,8 @@ class RatingJudge(_GameJudge):
         answers = []
         for t in range(1, turn + 1):
             record = records.get(f"{item.sample_id}#t{t}") if turn > 1 else records[item.id]
-            if record is None:
-                raise DataError(f"{item.id}: turn {t} has no answer to judge")
+            if record is None:  # an earlier turn without an answer (a run before that was refused)
+                return []
             answers.append(_defused(record.output or "", shown))
         values: dict[str, str] = {}
         if turn == 1:
@@ -339,7 +339,11 @@ class RatingJudge(_GameJudge):
         return [Game("r", request, {"reference": math})]
 
     def verdict(self, item: Item, records: Mapping[str, Record], replies: Mapping[str, Record]) -> Score:
-        (game,) = self.games(item, records)
+        games = self.games(item, records)
+        if not games:
+            return Score(0.0, answer=None, rule="no_answer",
+                         explanation="an earlier turn has no answer: this turn is not judged")
+        (game,) = games
         text, why = reply_answer(replies[game.name])
         extra: dict[str, Any] = {"turn": int(item.variant.get("turn", 1)), "reference": game.meta["reference"],
                                  "judge_reply": (text or "")[-1000:]}
