@@ -7,8 +7,9 @@ Every question is asked K times (items `#k0`..`#k<K-1>`). Per question:
 - maj@K: the score of the answer most repeats gave, among the answers extracted (a truncated
   reply or one without an answer casts no vote); a tie goes to the answer given first; no vote
   at all scores 0. Answers the scorer judged right are one vote (each equals the gold, so they
-  equal each other: `\frac{1}{2}` and `0.5`); other answers are one vote when they read as the
-  same number (`24`, `024`, `24.0`) or the same text once whitespace is collapsed.
+  equal each other: `\\frac{1}{2}` and `0.5`); other answers are one vote when they read as the
+  same number (`24`, `024`, `24.0`, and LaTeX spellings: `\\dfrac13` = `$\\frac{1}{3}$` = `1/3`) or
+  the same text once whitespace is collapsed (in LaTeX: spacing, `\\boxed` and `\\left`/`\\right` removed).
 
 Each value is the mean over questions, and its standard error is that of a mean of
 per-question values, computed across questions (the repeats of one question are not
@@ -33,12 +34,35 @@ _PLAIN_NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:/\d+)?")
 _RIGHT = "\x00right"  # the vote of every answer the scorer judged right
 
 
+# The LaTeX spellings of one value (`\\dfrac{1}{3}`, `\\frac13`, `$\\frac{1}{3}$`, `\\left(1,2\\right)`):
+# wrong answers must merge as readily as right ones do (those are one vote by the scorer's
+# equivalence), or three equal wrong answers written three ways lose to two right ones.
+_LATEX_SPACING = re.compile(r"\\left|\\right|\\displaystyle|\\[!,;: ]|\$|\s+")
+_LATEX_FRAC = re.compile(r"\\[dt]?frac\{(-?\d+)\}\{(\d+)\}")
+_LATEX_FRAC_SHORT = re.compile(r"\\[dt]?frac(\d)(\d)(?!\d)")
+_LATEX_BOXED = re.compile(r"\\boxed\{(.*)\}")
+_LATEX_TEXT = re.compile(r"\\(?:text|mathrm|textbf|mathbf)\{([^{}]*)\}")
+
+
+def _latex_plain(text: str) -> str:
+    """A LaTeX answer without spacing, boxes and fraction spellings: `-\\dfrac{1}{3}` -> `-1/3`."""
+    text = _LATEX_SPACING.sub("", text)
+    boxed = _LATEX_BOXED.fullmatch(text)
+    if boxed:
+        text = boxed.group(1)
+    text = _LATEX_TEXT.sub(r"\1", text)
+    text = _LATEX_FRAC_SHORT.sub(r"\1/\2", _LATEX_FRAC.sub(r"\1/\2", text))
+    return text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").rstrip(".")
+
+
 def vote_key(answer: Any) -> str | None:
     """What two extracted answers must share to count as the same vote (None: no answer): the
     same number (`24` = `024` = `24.0` = `48/2`), else the same text with whitespace collapsed."""
     if answer is None or isinstance(answer, bool):
         return None if answer is None else str(answer)
     text = " ".join(answer.split()) if isinstance(answer, str) else answer
+    if isinstance(text, str) and ("\\" in text or "$" in text):
+        text = _latex_plain(text)
     if isinstance(text, (int, float)) or (isinstance(text, str) and _PLAIN_NUMBER.fullmatch(text)):
         try:
             number = Fraction(str(text))
