@@ -23,7 +23,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from proctor.models.hf_cache import forward, left_pad
 from proctor.models.hf_prefill import not_full_attention, pool_groups, prefill
-from proctor.models.thought import Thought, ThoughtTracker, settle
+from proctor.models.thought import Thought, ThoughtTracker, decode_output, settle
 
 # Settings of a generation config that leave greedy decoding plain: every other one set to a
 # non-default value (a repetition penalty, banned words, a minimum length...) needs
@@ -241,7 +241,7 @@ def _output(tokenizer: Any, x: GenInput, tokens: list[int], done_at: int | None,
     kept = tokens[: min(len(tokens), x.max_tokens) if done_at is None else done_at]
     while kept and kept[-1] in eos_ids:
         kept.pop()
-    text = tokenizer.decode(kept, skip_special_tokens=True)
+    text = decode_output(tokenizer, kept, x.thought)
     done = settle(text, x.stop, x.thought, len(kept), x.max_tokens,
                   lambda part: len(tokenizer(part, add_special_tokens=False)["input_ids"]))
     return GenOutput(text=done.text, prompt_tokens=len(x.ids), completion_tokens=len(kept),
@@ -318,9 +318,9 @@ class _StopCheck:
         self.thoughts = [ThoughtTracker(x.thought, w) if x.thought is not None and st else None
                          for x, st, w in zip(batch, self.stops, self.windows)]
 
-    def _decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+    def _decode(self, ids: Sequence[int] | torch.Tensor, thought: Thought | None = None) -> str:
         plain = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
-        return str(self.tokenizer.decode(plain, skip_special_tokens=True))
+        return decode_output(self.tokenizer, plain, thought)
 
     def done(self, row: int, tokens: Sequence[int] | torch.Tensor, at_eos: bool) -> bool:
         """Whether `row`, having generated `tokens` (the last one EOS when at_eos), is done."""
@@ -330,7 +330,7 @@ class _StopCheck:
             return False
         tracker = self.thoughts[row]
         if tracker is not None:
-            tail = tracker.stop_window(tokens, self._decode, self.windows[row])
+            tail = tracker.stop_window(tokens, lambda t: self._decode(t, tracker.thought), self.windows[row])
             return tail is not None and any(s in tail for s in self.stops[row])
         tail = self._decode(tokens[-self.windows[row]:])
         return any(s in tail for s in self.stops[row])

@@ -11,6 +11,7 @@ that ends its prompt with the opening marker (Qwen3, DeepSeek-R1) opens the thou
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -167,3 +168,54 @@ class ThoughtTracker:
         text = decode(tokens[begin:])
         # The blanks right after a closing marker are not the answer's end.
         return text.lstrip() if begin == self.answer_from and self.answer_from else text
+
+
+# Special tokens that carry a reasoning model's structure: decoding with skip_special_tokens
+# drops them (gpt-oss's harmony tokens, think tags a tokenizer registers as special), and the
+# thought would then read as part of the answer. Kept as text; other special tokens still go.
+KEPT_SPECIAL = frozenset({"<think>", "</think>", "<thinking>", "</thinking>", "<|channel|>", "<|message|>",
+                          "<|start|>", "<|end|>", "<|return|>", "<|call|>", "<|constrain|>"})
+_KEPT_IDS: "weakref.WeakKeyDictionary[Any, dict[frozenset[str], dict[int, str]]]" = weakref.WeakKeyDictionary()
+
+
+def _kept_ids(tokenizer: Any, keep: frozenset[str]) -> dict[int, str]:
+    """{id: text} of the tokenizer's special tokens whose text is in `keep` (remembered per
+    tokenizer object: the stop check decodes at every step)."""
+    try:
+        per_tokenizer = _KEPT_IDS.setdefault(tokenizer, {})
+    except TypeError:  # not weak-referenceable: computed each time
+        per_tokenizer = {}
+    if keep not in per_tokenizer:
+        found: dict[int, str] = {}
+        decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+        for token_id, token in dict(decoder).items():
+            text = str(getattr(token, "content", token))
+            if getattr(token, "special", True) and text in keep:
+                found[int(token_id)] = text
+        per_tokenizer[keep] = found
+    return per_tokenizer[keep]
+
+
+def decode_output(tokenizer: Any, ids: Sequence[int], thought: Thought | None = None) -> str:
+    """Generated tokens as text without special tokens, except the reasoning markers among them
+    (the default ones, gpt-oss's channel tokens and `thought`'s own): the answer split must see
+    where the thought ends. Without such a token in `ids` it is exactly tokenizer.decode(ids,
+    skip_special_tokens=True)."""
+    ids = list(ids)
+    keep = KEPT_SPECIAL | frozenset(m for pair in (thought.pairs if thought else ()) for m in pair if m)
+    kept = _kept_ids(tokenizer, keep)
+    if not kept or not any(i in kept for i in ids):
+        return str(tokenizer.decode(ids, skip_special_tokens=True))
+    parts: list[str] = []
+    run: list[int] = []
+    for i in ids:
+        if i in kept:
+            if run:
+                parts.append(str(tokenizer.decode(run, skip_special_tokens=True)))
+                run = []
+            parts.append(kept[i])
+        else:
+            run.append(i)
+    if run:
+        parts.append(str(tokenizer.decode(run, skip_special_tokens=True)))
+    return "".join(parts)

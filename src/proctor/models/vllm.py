@@ -276,7 +276,7 @@ class VLLMBackend:
 
         more = [row for row in rows if row.native and row.stopped_by_string
                 and len(row.tokens) < row.request.max_tokens
-                and stopped_inside(self._decode(row.tokens), row.thought)]
+                and stopped_inside(self._decode(row.tokens, row.thought), row.thought)]
         if not more:
             return
         outputs = self._llm.generate(
@@ -289,14 +289,16 @@ class VLLMBackend:
             row.tokens += list(completion.token_ids)
             row.finish_reason = getattr(completion, "finish_reason", None)
 
-    def _decode(self, tokens: Sequence[int]) -> str:
-        return str(self._tokenizer.decode(list(tokens), skip_special_tokens=True))
+    def _decode(self, tokens: Sequence[int], thought: Any = None) -> str:
+        from proctor.models.thought import decode_output
+
+        return decode_output(self._tokenizer, tokens, thought)
 
     def _response(self, row: _Row) -> Response:
         """The row's answer: cut at its stop strings after the thought closed (settle)."""
         from proctor.models.thought import settle
 
-        text = self._decode(row.tokens)
+        text = self._decode(row.tokens, row.thought)
         done = settle(text, row.request.stop, row.thought, len(row.tokens), row.request.max_tokens,
                       lambda part: len(self._tokenizer(part, add_special_tokens=False)["input_ids"]))
         finish = row.finish_reason
