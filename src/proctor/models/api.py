@@ -481,6 +481,14 @@ class ApiBackend:
             return Failure(f"connection error: {reason}", retryable=True)
         return self._judge_reply(resp, path, parse, logprobs)
 
+    def _masked(self, response: Response) -> Response:
+        """The response with any part of the API key that the server echoed into it masked."""
+        redact = self._credentials.redact_output
+        text, reasoning = redact(response.text), redact(response.reasoning)
+        if text is response.text and reasoning is response.reasoning:
+            return response
+        return replace(response, text=text, reasoning=reasoning)
+
     def _judge_reply(
         self, resp: Reply, path: str, parse: Callable[[Any], Response], logprobs: bool
     ) -> Response | Failure:
@@ -492,7 +500,7 @@ class ApiBackend:
         def parse_noting(data: Any) -> Response:
             fingerprint = system_fingerprint(data)
             if fingerprint is None:
-                return parse(data)
+                return self._masked(parse(data))
             shown_fingerprint = printable(fingerprint)
             published = self._published_fingerprint
             if published is not None and shown_fingerprint != published:
@@ -502,7 +510,7 @@ class ApiBackend:
                     f"said {published}: the server changed its model during the run; run again"
                 )
             self.fingerprints.add(shown_fingerprint)
-            return replace(parse(data), system_fingerprint=shown_fingerprint)
+            return replace(self._masked(parse(data)), system_fingerprint=shown_fingerprint)
 
         return classify_reply(
             resp,

@@ -49,6 +49,21 @@ class Credentials:
 
         return mask_auth(mask_secrets(text, self._secrets()))
 
+    def redact_output(self, text: str | None) -> str | None:
+        """A model's answer with any part of 8+ characters of a secret masked (a server or proxy
+        that echoes the key into the reply must not put it in predictions); text without one
+        is returned as it is. Not mask_auth: an answer may show `Bearer <TOKEN>` in code."""
+        from proctor.config.secrets import SECRET_PART_MIN, mask_secrets
+
+        if not text:
+            return text
+        secrets = self._secrets()
+        folded = text.lower()
+        if not any(s.lower()[i: i + SECRET_PART_MIN] in folded
+                   for s in secrets for i in range(max(1, len(s) - SECRET_PART_MIN + 1))):
+            return text
+        return mask_secrets(text, secrets)
+
     def _secrets(self) -> list[str]:
         found = [s for s in (self.key, self.password) if s]
         if self.password:
