@@ -27,7 +27,8 @@ _SEPARATOR = r"\s*(?:[,，、/&;；]|\band\b|和|及|与)?\s*"
 
 
 def _letters_pattern(labels: str) -> re.Pattern[str]:
-    one = f"[{re.escape(labels)}]"
+    # A letter, bare or in brackets: "(A), (D)" is two letters as "A, D" is.
+    one = rf"[(（\[]?[{re.escape(labels)}][)）\]]?"
     # A run of option letters, alone or separated ("A, D", "A和D", "AD"), not the start of a word.
     return re.compile(rf"[\s(（\[*$]*({one}(?:{_SEPARATOR}{one})*)(?![A-Za-z])")
 
@@ -54,7 +55,7 @@ class ChoiceSetScorer(BaseScorer):
     """The set of chosen letters against the gold letters (`sample.target`, e.g. "AD")."""
 
     name: ClassVar[str] = "choice_set"
-    revision: ClassVar[int] = 1
+    revision: ClassVar[int] = 2
 
     labels: str = "ABCD"
 
