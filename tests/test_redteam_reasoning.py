@@ -260,3 +260,25 @@ def test_code_and_bbh_answers_are_never_read_from_the_thought(tmp_path: Path) ->
     assert results["bbh-boolean_expressions"]["value"] == pytest.approx(100.0 * 4 / 14)
     assert results["bbh-boolean_expressions"]["truncated"] == 5
     assert rc == 0
+
+
+def test_gpt_oss_through_a_server_that_drops_special_tokens(tmp_path: Path) -> None:
+    """TGI and raw transformers pipelines decode gpt-oss with skip_special_tokens: the channels
+    arrive as `analysis...assistantfinal...`. The analysis is reasoning; cut off before the final
+    channel, the reply has no answer (it was scored from the analysis)."""
+    bench = gsm8k(12)
+
+    def responder(body: dict[str, Any]) -> Reply:
+        q = bench.find(last_user_message(body))
+        i = list(bench.rows).index(q)
+        gold, wrong = bench.rows[q], bench.wrong(bench.rows[q])
+        if i % 3 == 0:  # right in the analysis, wrong in the final channel
+            return Reply(f"analysisWe need {gold}. {bench.say(gold)}assistantfinal{bench.say(wrong)}")
+        if i % 3 == 1:  # cut off in the analysis, which holds the gold
+            return Reply(f"analysisThe user asks. {bench.say(gold)} Let me", finish_reason="length")
+        return Reply(f"analysisWe need {wrong}. {bench.say(wrong)}assistantfinal{bench.say(gold)}")
+
+    with OpenAIServer(responder, model_ids=["r"]) as server:
+        assert main(_argv(server.base_url, tmp_path / "w", ["gsm8k"], 12)) == 0
+    result = _results(tmp_path / "w")["gsm8k"]
+    assert (result["value"], result["truncated"]) == (pytest.approx(100.0 * 4 / 12), 4)

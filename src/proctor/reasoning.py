@@ -8,7 +8,8 @@ only thought. The rules:
 - reasoning is what a server returns in a message's `reasoning_content` / `reasoning` field,
   what lies inside `<think>`/`<thinking>` blocks (any case, several blocks), the text before
   and between such blocks, the `analysis` channel of gpt-oss (when a server passes the channel
-  tokens through), and what lies between a model's configured markers;
+  tokens through, or drops them: `analysisWe need...assistantfinal7`), and what lies between a
+  model's configured markers;
 - the answer is the text after the last closed block (or gpt-oss's `final` channel);
 - an output whose reasoning never closed (an opening marker without its close, a
   `reasoning_ended=False` record, or reasoning with no answer after a `length` stop) is
@@ -106,6 +107,8 @@ def _split_text(text: str, markers: ReasoningMarkers | None) -> tuple[str, str |
     """(answer, reasoning found in the text or None, closed: None when there was no reasoning)."""
     if "<|channel|>" in text:
         return _split_harmony(text)
+    if _STRIPPED_ANALYSIS.match(text):
+        return _split_stripped_harmony(text)
     if markers is not None and (markers.start, markers.end) not in DEFAULT_TAGS:
         return _split_markers(text, markers)
     return _split_tags(text, opened_by_prompt=markers is not None and markers.opened_by_prompt)
@@ -152,6 +155,23 @@ def _split_markers(text: str, markers: ReasoningMarkers) -> tuple[str, str | Non
         reasoning = text.replace(markers.start, "").strip() if markers.start else text.strip()
         return "", reasoning, False
     return text, None, None
+
+
+# gpt-oss through a server that drops special tokens (skip_special_tokens: TGI, raw
+# transformers pipelines): "analysisWe need to...assistantfinalThe answer is 7". The channel
+# name runs straight into the thought's first word, which no prose does.
+_STRIPPED_ANALYSIS = re.compile(r"\s*analysis(?=[A-Z])")
+_STRIPPED_FINAL = "assistantfinal"
+
+
+def _split_stripped_harmony(text: str) -> tuple[str, str | None, bool | None]:
+    """The stripped harmony form: the answer follows the last `assistantfinal`."""
+    end = text.rfind(_STRIPPED_FINAL)
+    head = _STRIPPED_ANALYSIS.match(text)
+    assert head is not None
+    if end < 0:
+        return "", text[head.end():].strip(), False
+    return text[end + len(_STRIPPED_FINAL):], text[head.end():end].strip(), True
 
 
 def _split_harmony(text: str) -> tuple[str, str | None, bool | None]:
