@@ -10,6 +10,7 @@ Row = tuple[str, ...]
 
 def _dataset_rows() -> list[Row]:
     """(name, kind, scorer, what) for every collection, demo set and subset."""
+    from proctor.scoring.base import scorer_class as get_scorer_class
     from proctor.tasks import builtin_specs
 
     rows: list[Row] = []
@@ -17,8 +18,9 @@ def _dataset_rows() -> list[Row]:
     for spec in specs:
         kind = "multiple choice" if spec.multiple_choice else "free-form"
         subsets = f"all {len(spec.subsets)} subjects, " if spec.subsets else ""
+        reads = getattr(get_scorer_class(spec.scorer.name), "reads", "answer extracted")
         for mode in spec.modes:
-            how = "generation, answer extracted" if mode == "gen" else "log-likelihood of the options"
+            how = f"generation, {reads}" if mode == "gen" else "log-likelihood of the options"
             bare = mode == "gen" and (not spec.subsets or len(spec.modes) == 1)
             name = spec.name if bare else f"{spec.name}_{mode}"
             # The description says how big the benchmark is (`AIME 2024: 30 competition problems ...`).
@@ -28,7 +30,7 @@ def _dataset_rows() -> list[Row]:
                 rows.append((f"{name}_gen", f"{kind}, {mode}", spec.scorer.name, f"the same as {name}"))
             if spec.multiple_choice and spec.reorder_options:
                 rows.append((f"{name}_circular", f"{kind}, {mode}", spec.scorer.name,
-                             f"{spec.display_title}: every question in its 4 option rotations (CircularEval)"))
+                             f"{spec.display_title}: every question in each rotation of its options (CircularEval)"))
     for mode in ("gen", "ppl"):
         rows.append((f"demo_{mode}", f"multiple choice, {mode}", "choice", "the small demo set shipped with Proctor"))
     for spec in specs:

@@ -45,6 +45,8 @@ class BaseScorer:
 
     name: ClassVar[str]
     revision: ClassVar[int]
+    # How a generated answer is read, as `proctor list` says it.
+    reads: ClassVar[str] = "answer extracted"
     # False for a scorer that judges a response without a gold answer (IFEval's checkers):
     # only such a scorer may read a spec whose rows are answerless.
     needs_answer: ClassVar[bool] = True
@@ -76,6 +78,11 @@ def register(cls: _S) -> _S:
 
 def scorer_names() -> list[str]:
     return _REGISTRY.names()
+
+
+def scorer_class(name: str) -> type[Any]:
+    """The registered scorer class `name` (ConfigError for an unknown one)."""
+    return _REGISTRY.get(name)
 
 
 def get_scorer(name: str, params: Mapping[str, Any] | None = None) -> Scorer:

@@ -46,6 +46,7 @@ class CodeExecScorer(BaseScorer):
     """Pass/fail of the extracted code against the sample's tests, run in the sandbox."""
 
     name: ClassVar[str] = "code_exec"
+    reads: ClassVar[str] = "code run against the tests"
     revision: ClassVar[int] = 2
     processes: ClassVar[bool] = True
 

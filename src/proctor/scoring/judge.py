@@ -186,6 +186,7 @@ class LLMJudgeScorer(_Judged):
     """Every answer goes to the judge."""
 
     name: ClassVar[str] = "llm_judge"
+    reads: ClassVar[str] = "graded by a judge model"
     revision: ClassVar[int] = 2
 
     def first_pass(self, sample: Sample, record: Record) -> tuple[Score | None, bool]:

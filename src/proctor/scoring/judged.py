@@ -157,6 +157,7 @@ class PairwiseJudge(_GameJudge):
     """
 
     name: ClassVar[str] = "pairwise_judge"
+    reads: ClassVar[str] = "judged by a model against a baseline"
     revision: ClassVar[int] = 1
     protocol: Literal["arena_hard", "alpaca_eval"] = "arena_hard"
     baseline_field: str = "baseline"
@@ -294,6 +295,7 @@ class RatingJudge(_GameJudge):
     A rating outside 1-10 is unparsed."""
 
     name: ClassVar[str] = "rating_judge"
+    reads: ClassVar[str] = "rated by a judge model"
     revision: ClassVar[int] = 1
     category_field: str = "category"
     reference_field: str = "reference_turns"

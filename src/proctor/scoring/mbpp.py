@@ -92,6 +92,7 @@ class MbppScorer(BaseScorer):
     """Pass/fail of the extracted code against MBPP's asserts, run in the split sandbox."""
 
     name: ClassVar[str] = "mbpp"
+    reads: ClassVar[str] = "code run against the tests"
     revision: ClassVar[int] = 1
     processes: ClassVar[bool] = True
 

@@ -60,6 +60,7 @@ class IFEvalScorer(BaseScorer):
     """Prompt-level strict pass, with every instruction's strict and loose verdict in `extra`."""
 
     name: ClassVar[str] = "ifeval"
+    reads: ClassVar[str] = "instructions checked by code"
     revision: ClassVar[int] = 1
     needs_answer: ClassVar[bool] = False
 
