@@ -66,6 +66,12 @@ class _Prepared:
     continuation_lengths: tuple[int, ...] = ()
     temperature: float = 0.0
     error: str | None = None
+    prefix_key: bytes = b""  # its prompt tokens as hf_pooling.prefix_key: pools keep alike prompts together
+
+    @property
+    def room(self) -> int:
+        """The tokens it may add to its row of the KV cache (what it may generate)."""
+        return self.gen.max_tokens if self.gen is not None else 0
 
     @property
     def group(self) -> tuple[Any, ...]:
@@ -88,6 +94,9 @@ class _Call:
 class _Entry:
     prepared: _Prepared
     call: _Call
+    # Its prefix cluster among the requests of its group waiting when that was last computed
+    # (again whenever requests join: taking some out leaves the others' clusters as they were).
+    cluster: int = 0
 
     @property
     def key(self) -> tuple[int, int]:
@@ -97,7 +106,7 @@ class _Entry:
 
 class _SharedQueue:
     """The prepared requests of every `process` call in flight, grouped by what may share a
-    batch. Filled on the event loop, emptied by the worker thread one batch at a time."""
+    batch. Filled on the event loop, emptied by the worker thread one pool at a time."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -114,14 +123,19 @@ class _SharedQueue:
                 self._groups.setdefault(e.prepared.group, []).append(e)
                 self._unsorted.add(e.prepared.group)
 
-    def take(self, size: Callable[[tuple[Any, ...]], int]) -> list[_Entry]:
-        """The `size(group)` longest waiting requests of the group that holds the longest one
-        (longest first); requests of dropped calls are discarded on the way."""
+    def take(self, rows_for: Callable[[int, int], int]) -> list[_Entry]:
+        """The next pool of the group that holds the longest waiting request: whole clusters
+        of requests that begin alike, longest first, at most `rows_for(longest prompt, most
+        new tokens)` rows (hf_pooling.pick_pool); requests of dropped calls are discarded."""
+        from proctor.models.hf_pooling import pick_pool, prefix_clusters
+
         with self._lock:
             for name in self._unsorted:
                 group = self._groups[name]
                 group[:] = [e for e in group if not e.call.dropped]
                 group.sort(key=lambda e: e.key)
+                for e, number in zip(group, prefix_clusters([e.prepared.prefix_key for e in group])):
+                    e.cluster = number
             self._unsorted.clear()
             while True:
                 live = {k: g for k, g in self._groups.items() if g}
@@ -129,12 +143,14 @@ class _SharedQueue:
                     self._groups.clear()
                     return []
                 name, group = max(live.items(), key=lambda item: item[1][-1].key)
-                n = size(name)
-                batch = group[-n:][::-1]
-                del group[-n:]
-                batch = [e for e in batch if not e.call.dropped]
-                if batch:
-                    return batch
+                group[:] = [e for e in group if not e.call.dropped]
+                if not group:
+                    continue
+                batch = pick_pool(group[::-1], lambda e: e.cluster, lambda e: e.prepared.length,
+                                  lambda e: e.prepared.room, rows_for)
+                taken = set(map(id, batch))
+                group[:] = [e for e in group if id(e) not in taken]
+                return batch
 
     def calls(self) -> set[_Call]:
         with self._lock:
@@ -276,7 +292,7 @@ class HFBackend:
         """(worker thread) Take the next batch from the queue and run it; None when empty."""
         if server is not self._serving:
             return None  # queued by a server that has since stopped (a closed event loop)
-        batch = self._queue.take(self._take_size)
+        batch = self._queue.take(self._pool_rows)
         if not batch:
             return None
         answers = self._run_with_fallback([e.prepared for e in batch])
@@ -395,6 +411,7 @@ class HFBackend:
 
     def _prepare_generate(self, index: int, request: Request) -> _Prepared:
         from proctor.models.hf_generate import GenInput
+        from proctor.models.hf_pooling import prefix_key
         from proctor.models.hf_render import render_generate
         from proctor.models.thought import thought_for
 
@@ -406,10 +423,11 @@ class HFBackend:
         thought = thought_for(self.config.reasoning_markers(), lm.tokenizer.decode(rendered.ids[-16:]))
         gen = GenInput(ids=rendered.ids, max_tokens=request.max_tokens, stop=tuple(request.stop), thought=thought)
         return _Prepared(index=index, length=len(rendered.ids), gen=gen,
-                         temperature=request.temperature)
+                         temperature=request.temperature, prefix_key=prefix_key(rendered.ids))
 
     def _prepare_loglikelihood(self, index: int, request: Request) -> _Prepared:
         from proctor.models.hf_loglikelihood import plan_jobs, tokenize_scored
+        from proctor.models.hf_pooling import prefix_key
 
         if request.context is None:
             return _Prepared(index=index, length=0, error="loglikelihood request has no context")
@@ -427,6 +445,7 @@ class HFBackend:
             length=max((len(s.ids) for s in scored), default=0),
             jobs=tuple(jobs),
             continuation_lengths=tuple(len(s.ids) - s.start for s in scored),
+            prefix_key=prefix_key(jobs[0].prefix) if jobs else b"",
         )
 
     def _warn_truncation(self, length: int, budget: int | None = None) -> None:
@@ -441,25 +460,34 @@ class HFBackend:
             " minus max_tokens" if budget is not None else "", keep,
         )
 
-    def _take_size(self, group: tuple[Any, ...]) -> int:
-        """Requests taken from the queue at once: one pool of POOL_BATCHES batches."""
-        return self._loaded.batch_size * POOL_BATCHES
+    def _pool_rows(self, longest: int, room: int) -> int:
+        """The most rows of one pool whose longest prompt has `longest` tokens and whose rows
+        may add `room` more: POOL_BATCHES batches, and a KV cache of at most batch_size x
+        max_seq_len tokens (what one batch of the longest prompts allowed may hold, so that
+        pooling short prompts never needs more memory than that)."""
+        size = self._loaded.batch_size
+        return min(size * POOL_BATCHES, max(size, size * self.config.max_seq_len // max(1, longest + room)))
 
     def _plan(self, prepared: Sequence[_Prepared]) -> list[list[_Prepared]]:
-        """Pools of same-kind requests, longest first (an OOM shows up at once)."""
-        pool = self._take_size(("any",))
-        gens = [p for p in prepared if p.error is None and p.gen is not None]
-        scores = [p for p in prepared if p.error is None and p.gen is None]
-        batches: list[list[_Prepared]] = []
-        by_temperature: dict[float, list[_Prepared]] = {}
-        for p in gens:
-            by_temperature.setdefault(p.temperature, []).append(p)
-        for group in by_temperature.values():
+        """Pools of same-kind requests as the shared queue forms them: prompts that begin alike
+        together, longest first (an OOM shows up at once)."""
+        from proctor.models.hf_pooling import pick_pool, prefix_clusters
+
+        groups: dict[tuple[Any, ...], list[_Prepared]] = {}
+        for p in prepared:
+            if p.error is None:
+                groups.setdefault(p.group, []).append(p)
+        pools: list[list[_Prepared]] = []
+        for group in groups.values():
             group.sort(key=lambda p: (-p.length, p.index))
-            batches += [group[i: i + pool] for i in range(0, len(group), pool)]
-        scores.sort(key=lambda p: (-p.length, p.index))
-        batches += [scores[i: i + pool] for i in range(0, len(scores), pool)]
-        return batches
+            cluster = dict(zip((p.index for p in group), prefix_clusters([p.prefix_key for p in group])))
+            while group:
+                pool = pick_pool(group, lambda p: cluster[p.index], lambda p: p.length,
+                                 lambda p: p.room, self._pool_rows)
+                taken = {p.index for p in pool}
+                group = [p for p in group if p.index not in taken]
+                pools.append(pool)
+        return pools
 
     def _run_with_fallback(self, batch: list[_Prepared], attempt: int = 1) -> list[Response]:
         """Run a batch; on out-of-memory retry it in halves, and isolate other failures
@@ -509,12 +537,9 @@ class HFBackend:
         return answers
 
     def _pools(self, batch: Sequence[_Prepared]) -> list[Sequence[_Prepared]]:
-        """`batch` (longest first) cut into pools whose KV cache holds at most
-        batch_size x max_seq_len tokens: what one batch of the longest prompts allowed
-        may hold, so pooling short prompts never needs more memory than that."""
-        size = self._loaded.batch_size
-        per_row = max(p.length for p in batch) + max(p.gen.max_tokens if p.gen else 0 for p in batch)
-        rows = max(size, size * self.config.max_seq_len // max(1, per_row))
+        """`batch` cut into pools of at most `_pool_rows` rows (a batch taken from the queue is
+        one already; a half of one retried after an out-of-memory too)."""
+        rows = self._pool_rows(max(p.length for p in batch), max(p.room for p in batch))
         return [batch[i: i + rows] for i in range(0, len(batch), rows)]
 
     def _run_loglikelihood(self, batch: Sequence[_Prepared]) -> list[Response]:
