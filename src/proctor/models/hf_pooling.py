@@ -5,8 +5,8 @@ subject run once for all its questions in the pool. Taking the longest waiting r
 instead scatters a subject over pools by question length: in `mmlu_gen --limit 5` (57
 subjects x 5 questions, 5-shot, chat template) a pool of the 32 longest prompts held rows of
 20 subjects that share only the instruction's first words, and 163k prompt tokens ran
-where 72k would do. So requests are clustered by shared prefix (the rule of
-`hf_prefill.shared_prefixes`, on every waiting request), and a pool takes whole clusters:
+where 72k would do. So requests are clustered by shared prefix (`shared_prefixes`, the rule
+hf_prefill shares by, on every waiting request), and a pool takes whole clusters:
 the one with the longest request first (an out-of-memory shows up at once), then the next
 longest that fit in what is left; a cluster larger than a whole pool is cut, longest first.
 Which requests share a pool never changes an answer (tests/test_hf_generate_pool.py).
@@ -17,10 +17,9 @@ from __future__ import annotations
 from array import array
 from typing import Callable, Sequence, TypeVar
 
-from proctor.models.hf_prefill import SHARED_PREFIX_MIN
-
 T = TypeVar("T")
 
+SHARED_PREFIX_MIN = 8  # tokens: a shorter common prefix is not worth a pass of its own
 _WIDTH = array("i").itemsize  # bytes per token in a prefix key
 
 
@@ -33,7 +32,7 @@ def prefix_key(ids: Sequence[int]) -> bytes:
 
 def common_tokens(a: bytes, b: bytes, most: int) -> int:
     """How many first tokens (at most `most`) two prefix keys have in common."""
-    lo, hi = 0, min(most, len(a) // _WIDTH, len(b) // _WIDTH)
+    lo, hi = 0, max(0, min(most, len(a) // _WIDTH, len(b) // _WIDTH))
     while lo < hi:  # the largest n with equal first n tokens: binary search on slices
         mid = (lo + hi + 1) // 2
         if a[: mid * _WIDTH] == b[: mid * _WIDTH]:
@@ -43,25 +42,54 @@ def common_tokens(a: bytes, b: bytes, most: int) -> int:
     return lo
 
 
-def prefix_clusters(keys: Sequence[bytes]) -> list[int]:
-    """A cluster number per key: keys in sorted order stay in one cluster while they keep a
-    common prefix of at least SHARED_PREFIX_MIN tokens that a newcomer shortens at most by
-    half (as hf_prefill.shared_prefixes decides what a pool shares), so the 5-shot prompts of
-    one subject form a cluster rather than merge with another subject over the instruction
-    words they share. A key that shares nothing is a cluster of its own."""
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    cluster = [0] * len(keys)
-    number, first, common, size = -1, b"", 0, 0
-    for i in order:
-        tokens = len(keys[i]) // _WIDTH
-        if size:
-            n = common_tokens(first, keys[i], min(common, tokens - 1))
-            if n >= SHARED_PREFIX_MIN and (size == 1 or 2 * n >= common):
-                cluster[i], common, size = number, n, size + 1
+def shared_keys(keys: Sequence[bytes]) -> list[tuple[int, int]]:
+    """For each key, (index of the first key of its cluster, the tokens the cluster shares),
+    or (i, 0) when it shares nothing worth a pass of its own.
+
+    Keys are clustered in sorted order; a cluster keeps a common prefix of at least
+    SHARED_PREFIX_MIN tokens, a newcomer may shorten it at most by half, and a newcomer that
+    shares more than twice as much with the key after it starts a cluster with that one
+    instead. So the 5-shot prompts of one subject stay together rather than shrink to the
+    instruction words they share with another subject, or with a lone prompt sorted before
+    them. The last token is never shared: its logits start decoding.
+    """
+    n = len(keys)
+    order = sorted(range(n), key=keys.__getitem__)
+    tokens = [len(k) // _WIDTH for k in keys]
+    ahead = [common_tokens(keys[a], keys[b], min(tokens[a], tokens[b]) - 1)
+             for a, b in zip(order, order[1:])] + [0]
+    out = [(i, 0) for i in range(n)]
+    cluster: list[int] = []
+    common = 0
+
+    def close() -> None:
+        if len(cluster) > 1 and common >= SHARED_PREFIX_MIN:
+            for i in cluster:
+                out[i] = (cluster[0], common)
+
+    for pos, i in enumerate(order):
+        if cluster:
+            shared = common_tokens(keys[cluster[0]], keys[i], min(common, tokens[i] - 1))
+            if shared >= SHARED_PREFIX_MIN and (len(cluster) == 1 or 2 * shared >= common) \
+                    and 2 * shared >= ahead[pos]:
+                cluster.append(i)
+                common = shared
                 continue
-        number, first, common, size = number + 1, keys[i], tokens - 1, 1
-        cluster[i] = number
-    return cluster
+            close()
+        cluster, common = [i], tokens[i] - 1
+    close()
+    return out
+
+
+def shared_prefixes(seqs: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    """`shared_keys` of token sequences: for each, (index of a sequence, how many first tokens)
+    it shares with others, to be computed once; (i, 0) when none is worth sharing."""
+    return shared_keys([prefix_key(s) for s in seqs])
+
+
+def prefix_clusters(keys: Sequence[bytes]) -> list[int]:
+    """A cluster number per key (`shared_keys`'s clusters; a key sharing nothing is alone)."""
+    return [source if length else i for i, (source, length) in enumerate(shared_keys(keys))]
 
 
 def pick_pool(waiting: Sequence[T], cluster_of: Callable[[T], int], length_of: Callable[[T], int],

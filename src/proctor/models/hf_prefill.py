@@ -17,9 +17,12 @@ from typing import Any, Sequence
 import torch
 
 from proctor.models.hf_cache import KVPool, forward, left_pad
+from proctor.models.hf_pooling import SHARED_PREFIX_MIN, shared_prefixes
+
+__all__ = ["SHARED_PREFIX_MIN", "Prefilled", "prefill", "pool_groups", "prefill_chunks", "shared_prefixes",
+           "not_full_attention", "prefill_supported"]
 
 PREFILL_MIN_TOKENS = 512
-SHARED_PREFIX_MIN = 8  # tokens: a shorter common prefix is not worth a pass of its own
 MAX_WIDENING = 1.25  # a shared layout is at most this much wider than the longest prompt
 PROBE_TOLERANCE = 1e-3  # max |difference| of last-position log-probs, pool vs plain pass
 _supported: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
@@ -115,41 +118,6 @@ def _prefill_prefixes(model: Any, device: torch.device, pool: KVPool,
         forward(model, ids, torch.ones_like(ids), torch.arange(length, device=device)[None, :],
                 cache=one.prefill_cache(slice(0, 1), length), logits_to_keep=1)
         pool.copy_prefix(one, torch.tensor(members, dtype=torch.long, device=device), length)
-
-
-def shared_prefixes(seqs: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
-    """For each sequence, (index of a sequence, how many first tokens) it shares with others
-    of the pool, to be computed once; (i, 0) when none is worth sharing.
-
-    Sequences are clustered in sorted order; a cluster keeps a common prefix of at least
-    SHARED_PREFIX_MIN tokens, and a newcomer may shorten it at most by half (so 5-shot
-    prompts of one subject stay together rather than shrink to the instruction words they
-    share with another subject). The last token is never shared: its logits start decoding.
-    """
-    order = sorted(range(len(seqs)), key=lambda i: tuple(seqs[i]))
-    out = [(i, 0) for i in range(len(seqs))]
-    cluster: list[int] = []
-    common = 0
-
-    def close() -> None:
-        if len(cluster) > 1 and common >= SHARED_PREFIX_MIN:
-            for i in cluster:
-                out[i] = (cluster[0], common)
-
-    for i in order:
-        if cluster:
-            first, limit = seqs[cluster[0]], min(common, len(seqs[i]) - 1)
-            n = 0
-            while n < limit and first[n] == seqs[i][n]:
-                n += 1
-            if n >= SHARED_PREFIX_MIN and (len(cluster) == 1 or 2 * n >= common):
-                cluster.append(i)
-                common = n
-                continue
-            close()
-        cluster, common = [i], len(seqs[i]) - 1
-    close()
-    return out
 
 
 def prefill_chunks(lengths: Sequence[int], most: int) -> list[tuple[int, int]]:
