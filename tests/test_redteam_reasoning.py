@@ -282,3 +282,27 @@ def test_gpt_oss_through_a_server_that_drops_special_tokens(tmp_path: Path) -> N
         assert main(_argv(server.base_url, tmp_path / "w", ["gsm8k"], 12)) == 0
     result = _results(tmp_path / "w")["gsm8k"]
     assert (result["value"], result["truncated"]) == (pytest.approx(100.0 * 4 / 12), 4)
+
+
+def test_mistral_thinking_chunks_and_its_length_reasons(tmp_path: Path) -> None:
+    """Magistral through Mistral's API: the thought is a `thinking` content chunk holding a list
+    of text chunks, and a reply the context cut off ends with `model_length` (or a gateway's
+    `max_tokens`): those are cut-off thoughts (truncated), never answers."""
+    bench = gsm8k(12)
+
+    def responder(body: dict[str, Any]) -> Reply:
+        q = bench.find(last_user_message(body))
+        i = list(bench.rows).index(q)
+        gold, wrong = bench.rows[q], bench.wrong(bench.rows[q])
+        thinking = {"type": "thinking", "thinking": [{"type": "text", "text": bench.say(gold)}]}
+        if i % 3 == 0:  # right in the thought, wrong in the answer
+            return Reply(None, fields=(("content", [thinking, {"type": "text", "text": bench.say(wrong)}]),))
+        if i % 3 == 1:  # cut off in the thought
+            return Reply(None, finish_reason="model_length" if i % 2 else "max_tokens", fields=(("content", [thinking]),))
+        return Reply(None, fields=(("content", [{"type": "thinking", "thinking": [{"type": "text", "text": "hmm"}]},
+                                                {"type": "text", "text": bench.say(gold)}]),))
+
+    with OpenAIServer(responder, model_ids=["r"]) as server:
+        assert main(_argv(server.base_url, tmp_path / "w", ["gsm8k"], 12)) == 0
+    result = _results(tmp_path / "w")["gsm8k"]
+    assert (result["value"], result["truncated"]) == (pytest.approx(100.0 * 4 / 12), 4)

@@ -193,6 +193,8 @@ _THOUGHT_PARTS = ("reasoning", "thinking", "reasoning_text")
 
 def _part_text(part: dict[str, Any]) -> str:
     value = part.get("text", part.get("thinking", ""))
+    if isinstance(value, list):  # Mistral's thinking chunk: {"type": "thinking", "thinking": [{"type": "text", ...}]}
+        return "".join(p["text"] for p in value if isinstance(p, dict) and isinstance(p.get("text"), str))
     return value if isinstance(value, str) else ""
 
 
@@ -238,9 +240,16 @@ def parse_completion(data: Any) -> Response:
     )
 
 
+# Other names servers give the token limit: Mistral's "model_length" (the context ran out),
+# Anthropic-style "max_tokens" through gateways that pass it on. Each is a cut-off reply.
+_LENGTH_REASONS = frozenset({"model_length", "max_tokens"})
+
+
 def _finish_reason(choice: Any) -> str | None:
     reason = choice.get("finish_reason")
-    return reason if isinstance(reason, str) else None
+    if not isinstance(reason, str):
+        return None
+    return "length" if reason in _LENGTH_REASONS else reason
 
 
 def parse_loglikelihood(
