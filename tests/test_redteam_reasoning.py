@@ -306,3 +306,18 @@ def test_mistral_thinking_chunks_and_its_length_reasons(tmp_path: Path) -> None:
         assert main(_argv(server.base_url, tmp_path / "w", ["gsm8k"], 12)) == 0
     result = _results(tmp_path / "w")["gsm8k"]
     assert (result["value"], result["truncated"]) == (pytest.approx(100.0 * 4 / 12), 4)
+
+
+def test_configured_markers_a_second_thought_that_never_closes_has_no_answer() -> None:
+    """As with `<think>` tags: an answer, then another thought cut off by the limit, is truncated
+    (the configured markers' split read the second thought as part of the answer)."""
+    from proctor.reasoning import ReasoningMarkers, split_answer
+
+    markers = ReasoningMarkers("<|begin_of_thought|>", "<|end_of_thought|>")
+    text = "<|begin_of_thought|>5?<|end_of_thought|>The answer is 5.<|begin_of_thought|>No, the answer is 7"
+    split = split_answer(text, finish_reason="length", markers=markers)
+    assert (split.status, split.answer) == ("truncated", None)
+    tags = split_answer("<think>5?</think>The answer is 5.<think>No, the answer is 7", finish_reason="length")
+    assert tags.status == split.status
+    closed = split_answer("<|begin_of_thought|>5?<|end_of_thought|>The answer is 5.", markers=markers)
+    assert (closed.status, closed.answer) == ("answered", "The answer is 5.")

@@ -145,6 +145,9 @@ def _strip_tags(text: str) -> str:
 def _split_markers(text: str, markers: ReasoningMarkers) -> tuple[str, str | None, bool | None]:
     """A model's own markers: the answer follows the last end marker."""
     end = text.rfind(markers.end)
+    if end >= 0 and markers.start and markers.start in text[end + len(markers.end):]:
+        # Another thought opened after the last one closed and never closed: as with tags, no answer.
+        return "", text.replace(markers.start, "").replace(markers.end, "").strip(), False
     if end >= 0:
         reasoning = text[:end]
         if markers.start:
