@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 from proctor.config.schema import REASONING_MAX_OUT_LEN, ApiModelConfig, RunConfig, model_abbr
 from proctor.core import Item, Record, Request, path_part
 from proctor.engine.cache import ResponseCache, open_cache
+from proctor.engine.gcquiet import quiet_gc
 from proctor.engine.manifest import Manifest, model_info, read_manifest, requests_digest
 from proctor.engine.plan import DEFAULT_MAX_WORKERS, Task, make_plan
 from proctor.engine.prepare import PreparedDataset
@@ -290,7 +291,8 @@ async def run_inference(
                 on_start(entry)
         manifest.write()
         outcome = InferenceOutcome(names=names, plan=plan)
-        await _run_plan(config, run, plan, entries, by_abbr, rendered, on_start, outcome, console, known or {})
+        with quiet_gc():
+            await _run_plan(config, run, plan, entries, by_abbr, rendered, on_start, outcome, console, known or {})
         return outcome
     finally:
         await asyncio.gather(*(e.close() for e in entries))
