@@ -17,6 +17,7 @@ from proctor.models.base import Backend
 from proctor.reasoning import ReasoningMarkers
 
 log = logging.getLogger("proctor.engine")
+_KEYS_PER_TURN = 64  # cache keys hashed between two turns of the event loop
 # Models already told (once per process) that their earlier runs' answers are not reused.
 _TOLD_UNVERIFIED: set[str] = set()
 
@@ -93,9 +94,14 @@ async def run_task(
                 "model's config) and later runs reuse its answers", backend.name,
             )
         identity = f"{identity}|run:{run_id}"
-    keys: list[str | None] = [
-        r.key(identity) if cache is not None and r.deterministic else None for _, r in pending
-    ]
+    keys: list[str | None] = []
+    for start in range(0, len(pending), _KEYS_PER_TURN):
+        if start:
+            # A subject of 1,500 questions hashes for 60 ms: in turns, so that the answers of the
+            # tasks already running are read (and their slots refilled) meanwhile.
+            await asyncio.sleep(0)
+        keys += [r.key(identity) if cache is not None and r.deterministic else None
+                 for _, r in pending[start : start + _KEYS_PER_TURN]]
     hits = cache.get_many(k for k in keys if k) if cache is not None else {}
     to_send: list[int] = []
     for i, key in enumerate(keys):
