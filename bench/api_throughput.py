@@ -23,6 +23,16 @@ of questions N and concurrency C it measures
                max_retries=1: one attempt per request, so a failed request fails the run
                instead of hiding in a retry.
 
+  (d) full     all of MMLU + CMMLU test (25,661 questions): `proctor run --datasets
+               mmlu_gen cmmlu_gen --max-concurrency 256` end to end, at about 1k, 10k
+               (--limit 8 / 81 per subject) and all 25,661 questions, --full-repeat times
+               each: the server's rate from the first request to the last answer against
+               the limit 256 / latency (target >= 90% on the 25k run, the best of the
+               repeats; the spread is printed), the seconds before the first request and
+               after the last answer, the process's peak RSS (wait4) and how it grows with
+               the questions, and the CPU the client and the fake server used in that window
+               (they share this machine: a busy box shows in those columns and the load);
+
 and prints the server-side rate while busy (first request arrival to last
 response), the ideal rate C / latency, and their ratio; then, per (N, C), the
 backend's and lm-eval's wall seconds and their ratio. Targets: ratio >= 0.90 (Proctor's
@@ -34,6 +44,7 @@ cannot be set up or its run fails (or with --no-lmeval) one line says so and the
 comparison is skipped.
 
     .venv/bin/python bench/api_throughput.py [--sizes 500 2000] [--concurrency 32 128] [--repeat 2]
+    .venv/bin/python bench/api_throughput.py --only-full [--full 25k] [--full-repeat 3]
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -361,6 +373,177 @@ def bench_cli(server: FakeServer, n: int, concurrency: int, data_dir: Path) -> R
     return row
 
 
+# The whole-benchmark case: all of MMLU + CMMLU test, `proctor run` end to end.
+FULL_DATASETS = ("mmlu_gen", "cmmlu_gen")
+FULL_CONCURRENCY = 256
+# --limit per subject (124 subjects) for about 1k and 10k questions; None: all 25,661.
+FULL_LIMITS: dict[str, int | None] = {"1k": 8, "10k": 81, "25k": None}
+FULL_TARGET_SIZE = "25k"  # the target is the whole benchmark's; the smaller runs show memory
+
+
+@dataclass
+class FullRow:
+    """One `proctor run` of MMLU + CMMLU, timed by the server and watched from outside."""
+
+    size: str
+    questions: int = 0
+    served: int = 0
+    busy_s: float = 0.0
+    busy_rps: float = 0.0
+    limit_rps: float = 0.0
+    ideal_rps: float = 0.0
+    before_s: float = 0.0  # process start -> the first request the server saw
+    after_s: float = 0.0  # the last answer -> process exit (scoring, summary, report)
+    wall_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    client_cpu_ms: float = 0.0  # the proctor process's CPU per question between first request and last answer
+    client_busy: float = 0.0  # ... as a share of one core
+    server_busy: float = 0.0  # the fake server's CPU over the same window, as a share of one core
+    server_latency_ms: float = 0.0  # the server's mean arrival -> answer time (the latency plus its own lag)
+    server_in_flight: float = 0.0  # requests the server held on average (the client keeps 256 in flight)
+    load: float = 0.0
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.busy_rps / self.limit_rps if self.limit_rps else 0.0
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a live process (Linux /proc), None when it is gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _cpu_at(samples: list[tuple[float, float]], when: float) -> float:
+    """CPU seconds at monotonic time `when`, interpolated between samples."""
+    if not samples:
+        return 0.0
+    before = [s for s in samples if s[0] <= when]
+    after = [s for s in samples if s[0] >= when]
+    if not before:
+        return samples[0][1]
+    if not after:
+        return samples[-1][1]
+    (t0, c0), (t1, c1) = before[-1], after[0]
+    return c0 if t1 == t0 else c0 + (c1 - c0) * (when - t0) / (t1 - t0)
+
+
+def bench_full(server: FakeServer, size: str, data_dir: Path) -> FullRow:
+    """`proctor run --datasets mmlu_gen cmmlu_gen --max-concurrency 256` as a subprocess:
+    the server's busy rate, the time before the first request and after the last answer,
+    the process's peak RSS (wait4), and the CPU the client and the server used meanwhile."""
+    row = FullRow(size)
+    limit = FULL_LIMITS[size]
+    with tempfile.TemporaryDirectory(prefix="proctor-bench-") as tmp:
+        env = dict(os.environ)
+        env["XDG_CACHE_HOME"] = env["PROCTOR_CACHE_DIR"] = str(Path(tmp) / "cache")
+        env.pop("OPENAI_API_KEY", None)
+        command = proctor_command() + [
+            "run", "--api-base", server.base_url, "--datasets", *FULL_DATASETS,
+            "--max-concurrency", str(FULL_CONCURRENCY), "--data-dir", str(data_dir),
+            "-w", str(Path(tmp) / "outputs"),
+        ] + (["--limit", str(limit)] if limit is not None else [])
+        server.reset()
+        client: list[tuple[float, float]] = []
+        served: list[tuple[float, float]] = []
+        start = time.monotonic()
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        assert proc.stderr is not None
+        err_chunks: list[bytes] = []
+        reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
+        reader.start()
+        status, usage = 0, None
+        while True:  # wait4 gives this child's own peak RSS; /proc its CPU as it goes
+            now = time.monotonic()
+            for pid, samples in ((proc.pid, client), (server.proc.pid, served)):
+                cpu = _cpu_seconds(pid)
+                if cpu is not None:
+                    samples.append((now, cpu))
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if now - start > 900:
+                proc.kill()
+                row.note = "timed out after 900 s"
+            time.sleep(0.05)
+        row.wall_s = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        reader.join(timeout=10)
+        stats = server.stats()
+    row.peak_rss_mb = usage.ru_maxrss / 1024 if usage is not None else 0.0
+    row.served = row.questions = stats["n_completed"]
+    row.busy_s, row.busy_rps = stats["busy_s"], stats["busy_rps"]
+    row.limit_rps = FULL_CONCURRENCY / server.latency
+    row.server_latency_ms = 1000 * stats.get("mean_latency_s", 0.0)
+    row.server_in_flight = stats.get("mean_in_flight", 0.0)
+    if row.served:
+        row.ideal_rps = row.served / (math.ceil(row.served / FULL_CONCURRENCY) * server.latency)
+        first, last = stats["first_arrival"], stats["last_done"]
+        row.before_s, row.after_s = first - start, start + row.wall_s - last
+        window = max(last - first, 1e-9)
+        row.client_cpu_ms = 1000 * (_cpu_at(client, last) - _cpu_at(client, first)) / row.served
+        row.client_busy = (_cpu_at(client, last) - _cpu_at(client, first)) / window
+        row.server_busy = (_cpu_at(served, last) - _cpu_at(served, first)) / window
+    row.load = os.getloadavg()[0]
+    if proc.returncode != 0 and not row.note:
+        lines = b"".join(err_chunks).decode("utf-8", "replace").strip().splitlines() or ["no output"]
+        row.note = f"exit {proc.returncode}: {lines[-1][:90]}"
+    return row
+
+
+def print_full(rows: list[FullRow], latency: float) -> list[str]:
+    """The whole-benchmark table, every repeat, then the spread; missed targets as lines."""
+    missed: list[str] = []
+    print(
+        f"\nall of MMLU + CMMLU test (`proctor run --datasets {' '.join(FULL_DATASETS)} --max-concurrency "
+        f"{FULL_CONCURRENCY}`), {latency * 1000:.0f} ms server, limit {FULL_CONCURRENCY / latency:.0f}/s;\n"
+        f"rate = the server's count from the first request to the last answer; before/after = process "
+        f"start -> first request, last answer -> exit;\ncpu ms/q and client/server busy = CPU in that "
+        f"window (1.00 = one core); srv ms / srv fl = the server's mean time per request and mean requests "
+        f"held;\n target: ratio >= {RATIO_TARGET:.0%} (best run of each size)"
+    )
+    header = (f"{'size':>4} {'questions':>9} {'req/s':>7} {'ratio':>6} {'ideal':>6} {'before s':>8} "
+              f"{'after s':>7} {'wall s':>6} {'peak RSS':>8} {'cpu ms/q':>8} {'client':>6} {'server':>6} "
+              f"{'srv ms':>6} {'srv fl':>6} {'load':>5}  note")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r.size:>4} {r.questions:>9} {r.busy_rps:>7.0f} {r.ratio:>6.1%} "
+            f"{r.ideal_rps / r.limit_rps if r.limit_rps else 0:>6.1%} {r.before_s:>8.2f} {r.after_s:>7.2f} "
+            f"{r.wall_s:>6.1f} {r.peak_rss_mb:>6.0f}MB {r.client_cpu_ms:>8.3f} {r.client_busy:>6.2f} "
+            f"{r.server_busy:>6.2f} {r.server_latency_ms:>6.1f} {r.server_in_flight:>6.1f} {r.load:>5.1f}  {r.note}"
+        )
+    peaks: dict[str, float] = {}
+    for size in dict.fromkeys(r.size for r in rows):
+        runs = [r for r in rows if r.size == size]
+        best = max(runs, key=lambda r: (not r.note, r.ratio))
+        ratios = sorted(r.ratio for r in runs)
+        spread = f"{ratios[0]:.1%}-{ratios[-1]:.1%}" if len(ratios) > 1 else f"{ratios[0]:.1%}"
+        peaks[size] = max(r.peak_rss_mb for r in runs)
+        if size != FULL_TARGET_SIZE:  # a few rounds of 256: start-up and the last round weigh in
+            verdict = "no target (shown for memory)"
+        else:
+            verdict = "OK" if best.ratio >= RATIO_TARGET and not best.note else "BELOW TARGET"
+        print(f"{size:>4}: best {best.busy_rps:.0f}/s = {best.ratio:.1%} of the limit (runs: {spread}), "
+              f"peak RSS {peaks[size]:.0f} MB (highest run)  {verdict}")
+        if best.note:
+            missed.append(f"MMLU+CMMLU {size}: {best.note}")
+        elif size == FULL_TARGET_SIZE and best.ratio < RATIO_TARGET:
+            missed.append(f"MMLU+CMMLU {size}: {best.ratio:.1%} of the limit < {RATIO_TARGET:.0%}")
+    small, large = min(rows, key=lambda r: r.questions), max(rows, key=lambda r: r.questions)
+    if large.questions > small.questions:
+        grow = (peaks[large.size] - peaks[small.size]) * 1024 / (large.questions - small.questions)
+        print(f"memory: peak RSS {', '.join(f'{k} {v:.0f} MB' for k, v in peaks.items())}; "
+              f"{grow:.1f} KB more per question from {small.size} to {large.size}")
+    return missed
+
+
 def _best(repeat: int, measure: Callable[[], Row]) -> Row:
     """The fastest of `repeat` runs (the others were slowed by other work), logged as it goes."""
     rows = []
@@ -462,7 +645,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lmeval-venv", type=Path, default=DEFAULT_LMEVAL_VENV)
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the fastest is kept")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--full", nargs="*", choices=list(FULL_LIMITS), default=list(FULL_LIMITS),
+                        metavar="SIZE", help="sizes of the MMLU + CMMLU run (1k 10k 25k; none: skip it)")
+    parser.add_argument("--full-repeat", type=int, default=2, help="runs of each MMLU + CMMLU size")
+    parser.add_argument("--only-full", action="store_true", help="only the MMLU + CMMLU case")
     args = parser.parse_args(argv)
+    if args.only_full:
+        args.skip_cli = args.skip_backend = args.no_lmeval = True
+        args.sizes = []
 
     lmeval_python: Path | None = None
     lmeval_why = "--no-lmeval"
@@ -475,7 +665,18 @@ def main(argv: list[str] | None = None) -> int:
 
     server = FakeServer(args.latency, "A")
     rows: list[Row] = []
+    full: list[FullRow] = []
+    if args.full and not (args.data_dir / "mmlu").is_dir():
+        print(f"MMLU + CMMLU case skipped: no datasets in {args.data_dir} (give --data-dir)", file=sys.stderr)
+        args.full = []
     try:
+        for size in args.full:
+            for _ in range(max(1, args.full_repeat)):
+                full.append(bench_full(server, size, args.data_dir))
+                r = full[-1]
+                print(f"full     {size}: {r.busy_rps:.0f} req/s busy ({r.ratio:.1%}), before {r.before_s:.1f} s, "
+                      f"after {r.after_s:.1f} s, RSS {r.peak_rss_mb:.0f} MB, load {r.load:.1f} {r.note}",
+                      file=sys.stderr)
         for n in args.sizes:
             for c in args.concurrency:
                 if not args.skip_backend:
@@ -492,13 +693,17 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(_best(args.repeat, cli))
     finally:
         server.close()
-    missed = print_table(rows, args.latency)
-    if lmeval_python is None:
+    missed = print_table(rows, args.latency) if rows else []
+    if full:
+        missed += print_full(full, args.latency)
+    if not rows:
+        pass
+    elif lmeval_python is None:
         print(f"\nlm-evaluation-harness: not compared ({lmeval_why})")
     else:
         missed += print_comparison(rows, lmeval_info.get("version", "?"))
     if args.json:
-        args.json.write_text(json.dumps([r.__dict__ | {"ratio": r.ratio} for r in rows], indent=2))
+        args.json.write_text(json.dumps([r.__dict__ | {"ratio": r.ratio} for r in [*rows, *full]], indent=2))
     for line in missed:
         print(f"target missed: {line}")
     return 1 if missed else 0

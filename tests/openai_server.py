@@ -130,6 +130,10 @@ class ServerStats:
     last_done: float | None
     busy_s: float
     busy_rps: float  # completed requests / (last response - first arrival)
+    # Mean seconds from a request's arrival to its answer sent, and the requests the server
+    # held on average while busy (a client that keeps C in flight keeps about C here).
+    mean_latency_s: float = 0.0
+    mean_in_flight: float = 0.0
 
 
 def last_user_message(body: dict[str, Any]) -> str:
@@ -227,6 +231,7 @@ class OpenAIApp:
         first = min((r.arrived for r in posts), default=None)
         last = max(done, default=None)
         busy = (last - first) if first is not None and last is not None else 0.0
+        held = sum(r.done - r.arrived for r in posts if r.done is not None)
         return ServerStats(
             n_requests=len(posts),
             n_completed=len(done),
@@ -235,6 +240,8 @@ class OpenAIApp:
             last_done=last,
             busy_s=busy,
             busy_rps=len(done) / busy if busy > 0 else 0.0,
+            mean_latency_s=held / len(done) if done else 0.0,
+            mean_in_flight=held / busy if busy > 0 else 0.0,
         )
 
     # ------------------------------------------------------------------ ASGI
