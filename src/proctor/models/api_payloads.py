@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from proctor.core import Request, Response
 from proctor.models.api_errors import Unusable, no_prompt_logprobs
-from proctor.models.hf_spans import continuation_logprob  # the shared rule; pure Python
+from proctor.models.hf_spans import continuation_logprob, continuation_start  # the shared rule; pure Python
 
 if TYPE_CHECKING:
     from proctor.models.api_http import Reply
@@ -279,6 +280,7 @@ def parse_loglikelihood(
         values = logprobs["token_logprobs"]
         if len(offsets) != len(values):
             raise ValueError("text_offset and token_logprobs differ in length")
+        _check_logprobs(offsets, values, start, start + len(continuation))
         # The same rule `proctor serve` clients use: tokens past the prompt (a server that
         # ignored max_tokens=0) and the first token's missing log-prob are never counted.
         total, count = continuation_logprob(offsets, values, start, start + len(continuation))
@@ -291,6 +293,23 @@ def parse_loglikelihood(
         prompt_tokens=prompt_tokens,
         completion_tokens=0,
     )
+
+
+def _check_logprobs(offsets: Sequence[Any], values: Sequence[Any], context_len: int, text_len: int) -> None:
+    """Every log-prob of a continuation token is a number <= 0 (or -inf): a null one would be
+    left out of the sum, a NaN or positive one would decide the option. ValueError otherwise
+    (a malformed answer: retried, then a failed record, never scored)."""
+    if not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
+        raise ValueError("text_offset holds something other than integers")
+    first = continuation_start(offsets, context_len, text_len)
+    for j in range(first, len(values)):
+        if offsets[j] >= text_len:
+            break
+        value = values[j]
+        if value is None and j == 0:
+            continue  # the first token of the prompt has no log-prob
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value > 1e-3:
+            raise ValueError(f"token_logprobs[{j}] of a continuation token is {value!r}, not a log-probability")
 
 
 def model_entries(resp: Reply) -> list[dict[str, Any]] | None:
