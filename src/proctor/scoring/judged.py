@@ -125,6 +125,8 @@ def logprob_preference(pairs: Any, model_is: str) -> float | None:
     import math
 
     top = max(found.values())
+    if not math.isfinite(top):  # both identifiers at probability 0 (-inf): exp(-inf - -inf) is NaN
+        return None
     weights = {t: math.exp(found[t] - top) if t in found else 0.0 for t in ("m", "M")}
     return weights[model_is] / (weights["m"] + weights["M"])
 
