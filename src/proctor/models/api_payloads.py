@@ -284,6 +284,8 @@ def parse_loglikelihood(
         # The same rule `proctor serve` clients use: tokens past the prompt (a server that
         # ignored max_tokens=0) and the first token's missing log-prob are never counted.
         total, count = continuation_logprob(offsets, values, start, start + len(continuation))
+        if continuation and not count:  # an empty sum (0.0) would beat every real option
+            raise ValueError(f"no log-prob for any token of the continuation {continuation!r}")
         sums.append(total)
         lengths.append(count)
     prompt_tokens, _ = _usage(data)
@@ -301,6 +303,8 @@ def _check_logprobs(offsets: Sequence[Any], values: Sequence[Any], context_len: 
     (a malformed answer: retried, then a failed record, never scored)."""
     if not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets):
         raise ValueError("text_offset holds something other than integers")
+    if any(b < a for a, b in zip(offsets, offsets[1:])):
+        raise ValueError("text_offset goes backwards: the tokens cannot be placed in the text")
     first = continuation_start(offsets, context_len, text_len)
     for j in range(first, len(values)):
         if offsets[j] >= text_len:
