@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -384,8 +385,15 @@ class ApiBackend:
         async def worker() -> None:
             # Workers share one iterator, so each request is taken exactly once; a bounded
             # number of workers keeps a 100k-request call from making 100k tasks at once.
-            for index, request in pending:
-                on_response(index, await self._answer(state, request))
+            # A request is taken only when it can go soon (twice the concurrency limit, over all
+            # calls): 32 subjects at once would otherwise each hold 256 built requests waiting.
+            admitted = state.admitted or contextlib.nullcontext()
+            while True:
+                async with admitted:
+                    taken = next(pending, None)
+                    if taken is None:
+                        return
+                    on_response(taken[0], await self._answer(state, taken[1]))
 
         workers = min(len(requests), self.config.max_concurrency)
         tasks = [asyncio.ensure_future(worker()) for _ in range(workers)]
