@@ -78,6 +78,8 @@ class _Results:
     status: str
     lines: dict[str, Any] = field(default_factory=dict)
     errors: str = ""
+    # Custom ids with two different result lines: which one answers the request is a guess.
+    conflicting: set[str] = field(default_factory=set)
 
 
 class BatchSender:
@@ -308,7 +310,8 @@ class BatchSender:
                     continue  # a broken line: its request counts as unanswered
                 custom_id = item.get("custom_id") if isinstance(item, dict) else None
                 if isinstance(custom_id, str):
-                    results.lines.setdefault(custom_id, item)
+                    if results.lines.setdefault(custom_id, item) != item:
+                        results.conflicting.add(custom_id)
         return results
 
     async def _poll(self, entry: BatchEntry) -> dict[str, Any]:
@@ -342,6 +345,9 @@ class BatchSender:
         """The Response of one result line, judged as the online answer would be."""
         item = results.lines.get(custom_id)
         where = f"batch {results.batch_id} ({results.status})"
+        if custom_id in results.conflicting:
+            return Failure(f"{where} returned two different results for this request; it is asked again",
+                           retryable=True)
         if item is None:
             if results.status == "failed":
                 return Failure(f"{where}{': ' + results.errors if results.errors else ''}", retryable=True)
