@@ -1,6 +1,6 @@
-"""Many datasets at once share a model's limit: requests are taken from all of them only as
-they can go (at most twice the concurrency built and waiting), every one answered once.
-32 subjects at concurrency 256 held 8,192 built requests waiting before."""
+"""Many datasets at once share a model's limit: a request's body is built only once it has a
+slot (at most the concurrency limit built at a time), every one answered once. 32 subjects at
+concurrency 256 held 8,192 built bodies waiting for a slot before."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from openai_server import OpenAIServer, last_user_message
 
 from proctor.config.schema import ApiModelConfig
 from proctor.core import Message, Request, Response
+from proctor.models import api
 from proctor.models.api import ApiBackend
 
 CONCURRENCY = 4
@@ -17,20 +18,25 @@ CALLS = 10
 PER_CALL = 12
 
 
-def test_concurrent_calls_take_requests_only_as_they_can_go(monkeypatch) -> None:
-    active = peak = 0
-    original = ApiBackend._answer
+def test_concurrent_calls_build_bodies_only_with_a_slot(monkeypatch) -> None:
+    built = answered = peak = 0
+    original_plan, original_answer = api.plan_request, ApiBackend._answer
 
-    async def counted(self: ApiBackend, state, request: Request) -> Response:
-        nonlocal active, peak
-        active += 1
-        peak = max(peak, active)
+    def plan(*args, **kwargs):
+        nonlocal built, peak
+        built += 1
+        peak = max(peak, built - answered)
+        return original_plan(*args, **kwargs)
+
+    async def answer(self: ApiBackend, state, request: Request) -> Response:
+        nonlocal answered
         try:
-            return await original(self, state, request)
+            return await original_answer(self, state, request)
         finally:
-            active -= 1
+            answered += 1
 
-    monkeypatch.setattr(ApiBackend, "_answer", counted)
+    monkeypatch.setattr(api, "plan_request", plan)
+    monkeypatch.setattr(ApiBackend, "_answer", answer)
     with OpenAIServer(lambda body: last_user_message(body).upper(), latency=0.02, model_ids=["m"]) as server:
         backend = ApiBackend(ApiModelConfig(api_base=server.base_url, max_concurrency=CONCURRENCY))
         answers: dict[int, list[tuple[int, str | None]]] = {c: [] for c in range(CALLS)}
@@ -51,6 +57,6 @@ def test_concurrent_calls_take_requests_only_as_they_can_go(monkeypatch) -> None
 
         asyncio.run(run())
         assert server.stats().max_in_flight <= CONCURRENCY
-    assert peak <= 2 * CONCURRENCY, peak
+    assert built == CALLS * PER_CALL and peak <= CONCURRENCY, (built, peak)
     for c in range(CALLS):
         assert sorted(answers[c]) == [(i, f"C{c} Q{i}") for i in range(PER_CALL)]

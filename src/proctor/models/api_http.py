@@ -47,8 +47,6 @@ class LoopState:
     proxy: str | None  # chosen once from the environment (no lookup per request)
     urls: dict[str, Any] = field(default_factory=dict)  # yarl.URL parsed once per endpoint
     timeout: float | None = None  # the deadline of one whole exchange, body included
-    # Requests taken from all process() calls and not answered yet (see ApiBackend.process).
-    admitted: asyncio.Semaphore | None = None
 
 
 def open_loop_state(base: str, credentials: Credentials, config: ApiModelConfig) -> LoopState:
@@ -90,7 +88,6 @@ def open_loop_state(base: str, credentials: Credentials, config: ApiModelConfig)
         session=session,
         proxy=environment_proxy(base),
         timeout=timeout,
-        admitted=asyncio.Semaphore(2 * size),
     )
 
 
