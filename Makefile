@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(PY) -m proctor.demo
 
 # Each benchmark prints what it compares (against the limit or a naive baseline in the same run).
-BENCHMARKS := bench/api_throughput.py bench/api_adaptive.py bench/api_batch.py bench/engine_parallel.py bench/hf_multiple_choice.py bench/serve_throughput.py bench/math_scoring.py bench/humaneval_sandbox.py bench/hf_many_subjects.py
+BENCHMARKS := bench/api_throughput.py bench/api_adaptive.py bench/api_batch.py bench/engine_parallel.py bench/hf_multiple_choice.py bench/serve_throughput.py bench/math_scoring.py bench/humaneval_sandbox.py bench/hf_many_subjects.py bench/hf_cli_generation.py
 
 bench: $(STAMP)
 	for b in $(BENCHMARKS); do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -66,6 +66,20 @@ def test_a_pool_takes_whole_clusters_longest_first() -> None:
     assert pool(1) == ["a1"]
 
 
+def test_a_pool_less_than_half_full_is_filled_from_the_next_clusters() -> None:
+    # The last 2 rows of a large subject, then subjects of 6 rows: none fits whole in 8.
+    waiting = [("a1", 0, 900), ("a2", 0, 890)] + [(f"b{k}", 1, 880 - k) for k in range(6)] \
+        + [(f"c{k}", 2, 870 - k) for k in range(6)]
+
+    def pool(rows: int) -> list[str]:
+        got = pick_pool(waiting, lambda x: x[1], lambda x: x[2], lambda x: 0, lambda longest, room: rows)
+        return [x[0] for x in got]
+
+    assert pool(8) == ["a1", "a2", "b0", "b1", "b2", "b3", "b4", "b5"]  # b fits whole
+    assert pool(7) == ["a1", "a2", "b0", "b1", "b2", "b3", "b4"]  # 2 of 7: filled, b cut
+    assert pool(4) == ["a1", "a2"]  # half full: b is not cut for 2 rows
+
+
 def test_the_pool_bound_sees_the_longest_prompt_and_the_new_tokens() -> None:
     waiting = [("a1", 0, 100, 5), ("b1", 1, 90, 50), ("b2", 1, 80, 50), ("c1", 2, 70, 5)]
     seen: list[tuple[int, int]] = []

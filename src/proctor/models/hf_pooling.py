@@ -97,11 +97,15 @@ def pick_pool(waiting: Sequence[T], cluster_of: Callable[[T], int], length_of: C
     """The requests of the next pool, from `waiting` (longest first): whole clusters in the
     order of their longest request while the pool holds at most `rows_for(longest prompt,
     most new tokens)` rows; the first cluster is cut, longest first, when it alone is larger.
+    A pool that whole clusters leave less than half full (the last rows of a large subject,
+    the next subjects too large to join) is filled with the longest rows of the next
+    clusters: a pool more to decode costs more than their examples run once more.
     Never empty when `waiting` is not."""
     clusters: dict[int, list[T]] = {}
     for item in waiting:
         clusters.setdefault(cluster_of(item), []).append(item)
     pool: list[T] = []
+    left: list[list[T]] = []
     longest = room = 0
     for members in clusters.values():
         top = max(longest, length_of(members[0]))
@@ -115,4 +119,13 @@ def pick_pool(waiting: Sequence[T], cluster_of: Callable[[T], int], length_of: C
                 room = max(room, room_of(members[end]))
                 end += 1
             return list(members[:end])
+        else:
+            left.append(members)
+    if 2 * len(pool) < rows_for(longest, room):
+        for member in (m for members in left for m in members):
+            top, extra = max(longest, length_of(member)), max(room, room_of(member))
+            if len(pool) + 1 > rows_for(top, extra):
+                break
+            pool.append(member)
+            longest, room = top, extra
     return pool
