@@ -16,7 +16,7 @@ with < 5% of requests refused. The reachable limit is C / L, or what `fixed-C` r
 this machine cannot reach C / L even knowing the capacity (client and server share its
 cores); both ratios are printed.
 
-    .venv/bin/python bench/api_adaptive.py [--capacity 64] [--latency 0.1] [-n 4000]
+    .venv/bin/python bench/api_adaptive.py [--capacity 64] [--latency 0.2] [-n 3000]
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ async def _measure(config: ApiModelConfig, n: int) -> tuple[float, int, int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--capacity", type=int, default=64)
-    parser.add_argument("--latency", type=float, default=0.1)
-    parser.add_argument("-n", type=int, default=4000)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("-n", type=int, default=3000)
     args = parser.parse_args(argv)
     c, latency, n = args.capacity, args.latency, args.n
     limit = c / latency
