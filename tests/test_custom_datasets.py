@@ -340,3 +340,15 @@ def test_edited_file_is_read_again(work: Path) -> None:
 
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
     assert spec_of_path(str(path))[0].prompt.preset == "multiple_choice"
+
+
+def test_limit_and_fewshot_apply_to_custom_dataset_path(tmp_path: Path) -> None:
+    """`--custom-dataset-path F --limit 1`: the flag applies to that dataset too (it was dropped)."""
+    from proctor.api import build_run_config
+    from proctor.tasks.custom import custom_dataset_configs
+
+    path = jsonl(tmp_path / "quiz.jsonl", mc_rows(QUIZ))
+    config = build_run_config(datasets=custom_dataset_configs(str(path)),
+                              api={"type": "api", "api_base": "http://127.0.0.1:1/v1", "model": "m"},
+                              dataset_overrides={"limit": 1, "fewshot": 0})
+    assert [(d.limit, d.fewshot) for d in config.datasets] == [(1, 0)]

@@ -88,7 +88,9 @@ def build_run_config(
     _refuse_unused_flags({k: v for k, v in model_flags.items() if not (slurm and k == "retry")}, model_configs)
     datasets = [f"{d}.py" if isinstance(d, str) and _is_dataset_file_name(d) else d for d in datasets]
     names = [d for d in datasets if isinstance(d, str) and not d.endswith(".py")]
-    dataset_configs += [d for d in datasets if isinstance(d, DatasetConfig)]
+    # A config object (`--custom-dataset-path`, `evaluate(datasets=[DatasetConfig(...)])`) takes the
+    # overrides as a name or a file's entry does: --limit must not be dropped for it.
+    dataset_configs += [with_overrides(d, overrides) for d in datasets if isinstance(d, DatasetConfig)]
     for name in datasets:  # a dataset config file, as OpenCompass's run.py --datasets takes
         if isinstance(name, str) and name.endswith(".py"):
             from proctor.config.files import load_datasets_file
