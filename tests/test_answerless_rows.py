@@ -44,3 +44,13 @@ def test_answerless_spec_needs_a_scorer_without_answers() -> None:
             "prompt": {"preset": "free_form"}, "scorer": {"name": "exact"}}
     with pytest.raises(ConfigError, match="fields.answerless.*scorer 'exact' compares with one"):
         spec_from_dict(spec, "x.yaml")
+
+
+def test_a_subsets_own_answerless_fields_need_a_scorer_without_answers() -> None:
+    """A subset's own field map may say answerless too: its scorer must then need no answer (it
+    was let through, every output compared with None)."""
+    spec = {"name": "x", "source": {"layouts": ["{subset}.jsonl"]}, "prompt": {"preset": "free_form"},
+            "scorer": {"name": "exact"},
+            "subsets": [{"name": "a"}, {"name": "b", "fields": {"question": "prompt", "answerless": True}}]}
+    with pytest.raises(ConfigError, match=r"subsets\.1\.fields\.answerless.*scorer 'exact' compares with one"):
+        spec_from_dict(spec, "x.yaml")

@@ -196,7 +196,7 @@ def resolve_task(config: DatasetConfig, data_dir: str | Path | None = None) -> R
 
     base_plan = plan(prompt.base) if prompt.base is not None and own is prompt else None
     scorer, params = _scorer(spec, config)
-    if spec.fields.answerless and config.scorer:
+    if spec.fields_for(subset.name).answerless and config.scorer:
         from proctor.errors import ConfigError
         from proctor.scoring import get_scorer
 

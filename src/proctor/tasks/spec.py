@@ -216,15 +216,25 @@ class TaskSpec(_Spec):
         if self.request.kind == "loglikelihood" and "ppl" not in self.modes:
             raise ValueError("request.kind: loglikelihood needs `ppl` among `modes`")
         self._check_scorer()
-        if self.fields.answerless:
-            from proctor.scoring import get_scorer
+        self._check_answerless()
+        return self
 
-            if getattr(get_scorer(self.scorer.name, self.scorer.params), "needs_answer", True):
-                raise ValueError(f"fields.answerless: the rows have no answer, but scorer {self.scorer.name!r} "
+    def _check_answerless(self) -> None:
+        """Answerless rows (the spec's or a subset's own field map) need a scorer that reads no answer,
+        whichever scorer that subset has: another would compare every output with None."""
+        from proctor.scoring import get_scorer
+
+        pairs = [("fields", self.fields, self.scorer)]
+        pairs += [(f"subsets.{i}.fields", self.fields_for(s.name), self.scorer_for(s.name))
+                  for i, s in enumerate(self.subsets)]
+        for key, fields, scorer in pairs:
+            if not fields.answerless:
+                continue
+            if getattr(get_scorer(scorer.name, scorer.params), "needs_answer", True):
+                raise ValueError(f"{key}.answerless: the rows have no answer, but scorer {scorer.name!r} "
                                  "compares with one; use a scorer that needs none (ifeval)")
             if self.multiple_choice:
-                raise ValueError("fields.answerless: answerless rows need the free_form prompt preset")
-        return self
+                raise ValueError(f"{key}.answerless: answerless rows need the free_form prompt preset")
 
     def _check_scorer(self) -> None:
         """An unknown scorer or a bad param fails when the spec is read, not after inference."""
