@@ -160,3 +160,14 @@ def test_token_rate_limit_holds_and_settles_on_usage() -> None:
     tokens.settle(100, 10)  # used 10, not 100
     assert tokens.wait_for(100) == pytest.approx(0.1)
     assert tokens.wait_for(10) == 0.0
+
+
+def test_token_limiter_charges_an_overrun_that_settles_after_the_bucket_refilled() -> None:
+    """A request that used more than it reserved is charged even when its answer came after the
+    schedule fell behind the clock (a slow answer at a high tpm): the excess leaves the bucket."""
+    now = [0.0]
+    tokens = TokenRateLimiter(6000.0, clock=lambda: now[0])  # 100 tokens/s, burst 100
+    tokens.take(10)  # reserved 10 (a low estimate)
+    now[0] = 5.0  # the answer arrives 5 s later: the bucket is full again
+    tokens.settle(10, 110)  # it used 110: 100 more than reserved
+    assert tokens.wait_for(100) == pytest.approx(1.0)  # the overrun emptied the bucket

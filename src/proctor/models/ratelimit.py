@@ -115,7 +115,9 @@ class TokenRateLimiter:
             self.used_total += reserved
             return
         self.used_total += used
-        self._tat += (used - reserved) / self.rate
+        # From now when the schedule is behind the clock (the bucket refilled while the answer
+        # was on its way): added to a past time, an overrun would be forgiven, not charged.
+        self._tat = max(self._tat, self._clock()) + (used - reserved) / self.rate
 
     def __repr__(self) -> str:
         return f"TokenRateLimiter(tpm={self.tpm:g})"
