@@ -109,3 +109,20 @@ def test_a_repeated_run_says_once_why_the_cache_is_not_reused(
         assert main([*argv, "--revision", "step-100"]) == 0
         sent = len([r for r in server.requests if r.path.endswith("/chat/completions")])
     assert sent == 4 * 3  # the third run sent its 4 requests, the fourth none
+
+
+def test_max_out_len_flag_wins_over_a_datasets_file_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--datasets my_datasets.py --max-out-len 1024`: the file's entry (OpenCompass's
+    inferencer max_out_len) no longer caps the answers below the flag (it did: the reset ran
+    before dataset files were read)."""
+    from proctor.api import build_run_config
+
+    data = tmp_path / "quiz.jsonl"
+    data.write_text(json.dumps({"question": "1+1?", "A": "2", "B": "3", "answer": "A"}) + "\n", encoding="utf-8")
+    (tmp_path / "my_datasets.py").write_text(f"datasets = [dict(name={str(data)!r}, max_out_len=100)]\n",
+                                             encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    config = build_run_config(datasets=["my_datasets.py"], model_overrides={"max_out_len": 1024},
+                              api={"type": "api", "api_base": "http://127.0.0.1:1/v1", "model": "m", "max_out_len": 1024})
+    assert [d.max_out_len for d in config.datasets] == [None]
+    assert config.models[0].max_out_len == 1024

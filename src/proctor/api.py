@@ -71,8 +71,6 @@ def build_run_config(
         model_configs.extend(_models_named(model) if isinstance(model, str) else [model])
     model_flags = {k: v for k, v in (model_overrides or {}).items() if v is not None}
     model_configs = [_override_model(m, model_flags) for m in model_configs]
-    if "max_out_len" in model_flags:
-        dataset_configs = [d.model_copy(update={"max_out_len": None}) if d.max_out_len else d for d in dataset_configs]
     if api:
         model_configs.append(model_from_dict(api, where="--api-base", names=_flags(api, "api_base", "--api-base")))
     if hf:
@@ -104,6 +102,8 @@ def build_run_config(
             dataset_configs += resolve_datasets(names, **overrides)
         except ValidationError as exc:
             raise ConfigError(validation_message(exc, "--datasets", names=_DATASET_FLAGS)) from None
+    if "max_out_len" in model_flags:  # after every source of datasets: a --datasets FILE.py entry's too
+        dataset_configs = [d.model_copy(update={"max_out_len": None}) if d.max_out_len else d for d in dataset_configs]
     if overrides.get("range"):
         from proctor.config.ranges import parse_range
 
