@@ -106,3 +106,16 @@ def test_a_question_file_must_stay_in_its_folder(tmp_path: Path) -> None:
     (tmp_path / "answers.csv").write_text("id,answer\n1,2\n", encoding="utf-8")
     (sample,) = load_samples(source, fields, "", "test")
     assert (sample.question, sample.target) == ("What is 1+1?", "2")
+
+
+def test_a_null_column_names_no_question_file(tmp_path: Path) -> None:
+    """`{id}` null in a JSON row was read as the file `problems/None.tex`: refused, naming the row."""
+    from proctor.datasets import DataSource, FieldMap, SourceSpec, load_samples
+
+    (tmp_path / "problems").mkdir()
+    (tmp_path / "problems" / "None.tex").write_text("Not this row's question", encoding="utf-8")
+    (tmp_path / "answers.jsonl").write_text('{"id": null, "answer": "2"}\n', encoding="utf-8")
+    source = DataSource("t", "T", SourceSpec(layouts=(str(tmp_path / "answers.jsonl"),)), ("",), ("test",))
+    fields = FieldMap(question_file="problems/{id}.tex", choices=())
+    with pytest.raises(DataError, match=r"answers.jsonl: line 1: column 'id' is null"):
+        load_samples(source, fields, "", "test")

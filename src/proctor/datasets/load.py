@@ -60,7 +60,11 @@ def question_path(data_file: Path, pattern: str, row: Row) -> Path:
         if name not in row.data:
             raise DataError(f"{row.where}: the question file {pattern!r} names column {name!r}, which the row "
                             f"does not have; columns: {', '.join(sorted(map(str, row.data)))}")
-        text = str(row.data[name]).strip()
+        raw = row.data[name]
+        if raw is None or isinstance(raw, (Mapping, list, tuple, bool)):  # "None", a repr: never a file name
+            raise DataError(f"{row.where}: column {name!r} is {'null' if raw is None else type(raw).__name__}; "
+                            f"the question file {pattern!r} needs a name or number there")
+        text = str(raw).strip()
         if not text or any(c in text for c in "/\\") or text in (".", ".."):
             raise DataError(f"{row.where}: column {name!r} ({text!r}) cannot name a question file")
         return text
