@@ -181,3 +181,20 @@ def test_bbh_end_to_end_with_both_means(tmp_path: Path) -> None:
     assert "bbh (2/27 subjects)" in summary and "mean of subjects" in summary and "mean of questions" in summary
     expected = {n: 100.0 * sum(_right(s) for s in samples[n][:3]) / 3 for n in subsets}
     assert values == pytest.approx(expected)
+
+
+def test_ifeval_drops_the_blank_line_after_a_thought_of_a_record_stored_unsplit():
+    """An older record with its `<think>` block in `output`: the eval stage's answer record keeps
+    the thought beside the answer, so ifeval still drops the blank line that follows it."""
+    from proctor.core import Record, Sample
+    from proctor.engine.evaluate import answer_record
+    from proctor.scoring import get_scorer
+
+    sample = Sample(id="1", question="q", target=None, fields={
+        "instruction_id_list": ["length_constraints:nth_paragraph_first_word"],
+        "kwargs": [{"num_paragraphs": 2, "nth_paragraph": 1, "first_word": "hello"}]})
+    record = Record(item_id="1", prompt="p", output="<think>hm</think>\n\nHello there.\n\nBye now.",
+                    loglikelihoods=None)
+    scorer = get_scorer("ifeval", {})
+    assert scorer.score(sample, record).value == 1.0
+    assert scorer.score(sample, answer_record(record)).value == 1.0

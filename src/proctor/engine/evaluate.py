@@ -96,7 +96,9 @@ def answer_record(record: Record) -> Record | Score:
         return Score(0.0, answer=None, rule=split.status, explanation=UNANSWERED[split.status])
     if split.answer == record.output and split.reasoning is None:
         return record
-    return replace(record, output=split.answer)
+    # The thought goes with the answer: a scorer that splits again (ifeval drops the blank line
+    # after a thought) must still see that there was one in a record stored unsplit.
+    return replace(record, output=split.answer, reasoning=split.reasoning)
 
 
 def _judge_metrics(scores: dict[str, Score]) -> dict[str, float]:
