@@ -183,6 +183,19 @@ def test_bbh_end_to_end_with_both_means(tmp_path: Path) -> None:
     assert values == pytest.approx(expected)
 
 
+def test_choice_option_text_is_never_read_from_an_unclosed_thought():
+    """A record scored directly (not through the eval stage): the letter and the option text
+    are both read from the answer part, so a thought that never closed gives no answer."""
+    from proctor.core import Record, Sample
+    from proctor.scoring.choice import ChoiceScorer
+
+    sample = Sample(id="1", question="q", target="A", choices=("Paris", "London"))
+    record = Record(item_id="1", prompt="p", output="<think>Paris", loglikelihoods=None)
+    assert ChoiceScorer().score(sample, record).answer is None
+    closed = Record(item_id="1", prompt="p", output="<think>hm</think>Paris", loglikelihoods=None)
+    assert ChoiceScorer().score(sample, closed).answer == "A"
+
+
 def test_ifeval_drops_the_blank_line_after_a_thought_of_a_record_stored_unsplit():
     """An older record with its `<think>` block in `output`: the eval stage's answer record keeps
     the thought beside the answer, so ifeval still drops the blank line that follows it."""

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Sequence
 from proctor.core import Record, Sample, Score
 from proctor.errors import DataError
 from proctor.scoring.base import BaseScorer, register
-from proctor.scoring.extract import find_choice
+from proctor.scoring.extract import answer_part, find_choice
 from proctor.scoring.loglikelihood import choice_from_loglikelihoods, choice_from_loglikelihoods_norm
 from proctor.scoring.option_text import match_option_text
 
@@ -38,7 +38,9 @@ class ChoiceScorer(BaseScorer):
         if found is not None:
             letter, rule = found
         else:
-            letter = match_option_text(record.output, dict(zip(labels, sample.choices, strict=True)))
+            # The option text is read from the answer part too: never from an unclosed thought.
+            answer = answer_part(record.output or "")
+            letter = match_option_text(answer, dict(zip(labels, sample.choices, strict=True)))
             rule = "option_text" if letter else None
         return Score(value=1.0 if letter == sample.target else 0.0, answer=letter, rule=rule)
 

@@ -197,14 +197,14 @@ def _used_as_word(text: str, match: re.Match[str]) -> bool:
     return False
 
 
-def _answer_part(text: str) -> str:
+def answer_part(text: str) -> str:
     """The answer part (proctor.reasoning.split_answer): "" for a thought with no answer."""
     split = split_answer(text)
     return text if split.reasoning is None else split.answer or ""
 
 
 def _normalise(text: str) -> str:
-    text = clean_text(_answer_part(text))  # "Ｂ" -> "B", "：" -> ":", zero-width marks gone
+    text = clean_text(answer_part(text))  # "Ｂ" -> "B", "：" -> ":", zero-width marks gone
     text = _LATEX_TEXT.sub(r"\1", text)
     text = _MARKUP.sub("", text)
     # One whitespace character per run: the patterns chain several optional \s*, which
