@@ -336,3 +336,17 @@ def test_benchmark_file_without_rows(tmp_path: Path, capsys: pytest.CaptureFixtu
     code = main(["run", "--api-base", "http://127.0.0.1:9/v1", "--datasets", str(spec), "-w", str(tmp_path / "out")])
     assert code == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'data.csv'}: the file holds no rows\n"
+
+
+def test_an_id_range_split_of_a_truncated_file_is_refused() -> None:
+    """splits.ids test 11-15 over a file that stops at id 13: refused, not scored as the whole split."""
+    from proctor.core import Sample
+    from proctor.errors import DataError
+    from proctor.tasks.spec import SplitsSpec
+
+    splits = SplitsSpec(ids={"test": ("11-15",), "prompt": ("2-3",)})
+    rows = [Sample(id=str(i), question="q", target="a") for i in range(1, 14)]
+    assert [s.id for s in splits.select("prompt", rows)] == ["2", "3"]
+    with pytest.raises(DataError, match=r"split 'test' is ids 11-15, but the data has no row with id 14, 15 \(2 of 5"):
+        splits.select("test", rows)
+    assert len(splits.select("test", rows + [Sample(id=str(i), question="q", target="a") for i in (14, 15)])) == 5

@@ -67,16 +67,25 @@ class SplitsSpec(_Spec):
         return value
 
     def select(self, split: str, samples: list[Any]) -> list[Any]:
-        """The samples of `split` (all of them unless `ids` cuts the split out by id ranges)."""
+        """The samples of `split` (all of them unless `ids` cuts the split out by id ranges).
+
+        Every id of the ranges must be a row: a truncated file would otherwise be scored as if it
+        were the whole split (MBPP's 500 tasks from a file that stops at task 300)."""
         ranges = self.ids.get(split)
         if not ranges:
             return samples
+        from proctor.errors import DataError
+
         bounds = [(int(lo), int(hi or lo)) for lo, _, hi in (r.partition("-") for r in ranges)]
         keep = [s for s in samples if str(s.id).strip().isdigit() and any(lo <= int(s.id) <= hi for lo, hi in bounds)]
         if not keep:
-            from proctor.errors import DataError
-
             raise DataError(f"split {split!r}: no row has an id in {', '.join(ranges)}")
+        wanted = set().union(*(range(lo, hi + 1) for lo, hi in bounds))
+        missing = sorted(wanted - {int(s.id) for s in keep})
+        if missing:
+            shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+            raise DataError(f"split {split!r} is ids {', '.join(ranges)}, but the data has no row with id {shown} "
+                            f"({len(missing)} of {len(wanted)} missing): the file is incomplete; download it again")
         return keep
 
     @property
