@@ -194,3 +194,20 @@ def test_shards_split_between_conversations_never_inside_one(tmp_path: Path) -> 
             log = (run / "logs" / "m" / "talks.log").read_text(encoding="utf-8")
             assert log.count("sent") == 3
     assert outputs[0] == outputs[1] and len(outputs[0]) == sum(len(r["turns"]) for r in ROWS)
+
+
+def test_two_models_with_other_system_prompts_get_their_own_requests(tmp_path: Path) -> None:
+    """The rendered requests are shared by models that would render them alike: a model's own
+    system_prompt makes them differ, so a second model never gets the first one's prompt."""
+    from proctor.config.schema import ApiModelConfig, DatasetConfig
+    from proctor.engine.infer import _Requests
+    from proctor.engine.prepare import prepare_dataset
+
+    config = DatasetConfig(abbr="talks", benchmark="talks", spec_path=str(_spec(tmp_path)), mode="gen")
+    dataset = prepare_dataset(config, None)
+    rendered = _Requests()
+    brief = ApiModelConfig(api_base="http://x/v1", abbr="brief", system_prompt="Be brief.")
+    plain = ApiModelConfig(api_base="http://x/v1", abbr="plain")
+    (_, first), *_ = rendered.of(dataset, True, brief)
+    (_, second), *_ = rendered.of(dataset, True, plain)
+    assert first.messages[0].content == "Be brief." and second.messages[0].content == SYSTEM

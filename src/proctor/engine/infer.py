@@ -178,7 +178,10 @@ class _Requests:
             log.warning("--max-seq-len for %s is checked with an estimate of the prompt's tokens (3 characters "
                         "or 1 CJK character per token, about 25%% to spare for English): its server's tokenizer "
                         "is not available here", model_abbr(config))
-        key = (dataset.config.abbr, chat, max_tokens, config.temperature, max_seq_len, explicit,
+        # Everything the requests are rendered with (the seed is the run's): two models share
+        # them only when they would render them alike.
+        system = getattr(config, "system_prompt", None)
+        key = (dataset.config.abbr, chat, max_tokens, config.temperature, max_seq_len, explicit, system,
                backend.identity if count is not None else None)
         if key not in self._memo:
             if dataset.task.repeats > 1 and config.temperature == 0:
@@ -189,7 +192,7 @@ class _Requests:
             settings: dict[str, Any] = dict(
                 chat=chat, max_tokens=max_tokens, temperature=config.temperature, max_seq_len=max_seq_len,
                 max_tokens_set=explicit, count=count, seed=self.seed,
-                local=count is not None and config.type != "api", system=getattr(config, "system_prompt", None),
+                local=count is not None and config.type != "api", system=system,
             )
             self._settings[key] = settings
             # A conversation's later turns wait for the answers before them (engine/conversation.py).
