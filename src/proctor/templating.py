@@ -40,12 +40,9 @@ class _Unprintable(Exception):
 
 def _finalize(value: Any) -> Any:
     """What `{{ expr }}` prints: text and numbers as they are; never a repr of a container or None."""
-    if value is None:
-        raise _Unprintable("null")
-    if isinstance(value, Mapping):
-        raise _Unprintable("mapping")
-    if isinstance(value, (list, tuple, set)):
-        raise _Unprintable("list")
+    kind = _kind(value)
+    if kind is not None:
+        raise _Unprintable(kind)
     return value
 
 
