@@ -225,3 +225,17 @@ def test_a_second_turn_after_an_unanswered_first_is_not_judged() -> None:
     records = {second.id: _record(second.id, "an answer")}  # turn 1 has no answer on record
     assert scorer.games(second, records) == []
     assert scorer.verdict(second, records, {}).rule == "no_answer"
+
+
+def test_alpaca_eval_counts_an_unanswered_item_as_a_loss_at_the_baselines_length() -> None:
+    """An item the model did not answer (its reasoning cut off) loses its game; the result is
+    computed, not a NameError (the loop read an undefined `item`)."""
+    from proctor.core import Item, Sample, Score
+    from proctor.metrics.judged import alpaca_eval_result
+
+    items = [Item(id=i, sample=Sample(id=i, question=f"q{i}", target=None, fields={"output": "b" * n}), sample_id=i)
+             for i, n in (("a", 4), ("b", 2))]
+    scores = {"a": Score(0.0, answer=None, rule="truncated"),
+              "b": Score(1.0, answer="g1:m", rule="judge_pair", extra={"battles": [1.0], "lengths": [5, 2]})}
+    result = alpaca_eval_result(items, scores, "m", "alpaca_eval2", headline="win_rate")
+    assert (result.n, result.value) == (2, pytest.approx(50.0))

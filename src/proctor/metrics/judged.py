@@ -149,7 +149,7 @@ def alpaca_eval_result(items: Sequence[Item], scores: Mapping[str, Score], model
     kept, unparsed, failed = _scored(items, scores)
     prefs: list[float] = []
     lengths: list[tuple[int, int]] = []
-    for _, score in kept:
+    for item, score in kept:
         if score.rule in NO_ANSWER:
             prefs.append(0.0)
             lengths.append((0, _baseline_length(item)))
