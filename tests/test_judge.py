@@ -150,3 +150,18 @@ def test_the_judges_secrets_stay_out_of_the_run_folder(tmp_path: Path, monkeypat
         if path.is_file():
             text = path.read_text(encoding="utf-8", errors="replace")
             assert "sk-judge-secret-123" not in text and "pw-in-url" not in text, path
+
+
+def test_scoring_again_with_another_judge_asks_that_judge(tmp_path: Path) -> None:
+    """The judge's replies are kept per judge: `--mode eval -r` with another judge asks it every
+    item, never scoring with the first judge's verdicts under the second judge's version tag (the
+    recorded prompt is the same for both, so a file keyed by the prompt alone reused them)."""
+    data = _qa_file(tmp_path)
+    first, second = Judge(), Judge()
+    with OpenAIServer(_model, model_ids=["m"]) as model, OpenAIServer(first, model_ids=["judge-1"]) as one, \
+            OpenAIServer(second, model_ids=["judge-2"]) as two:
+        argv = ["run", "--api-base", model.base_url, "--datasets", str(data), "--judge", "-w", str(tmp_path / "out")]
+        assert main([*argv, "--judge-api-base", one.base_url]) == 0
+        assert len(first.asked) == 5
+        assert main([*argv, "--judge-api-base", two.base_url, "--mode", "eval", "-r", "latest"]) == 0
+        assert len(second.asked) == 5

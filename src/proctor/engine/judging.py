@@ -1,8 +1,8 @@
 """Scoring with a judge model: the rule's first pass, the judge's requests through the same
 backends, limits, retries and response cache as inference, and its replies kept on disk.
 
-Judge replies are records of `judgements/<model>/<dataset>.jsonl` (a games judge's, of
-`<dataset>.j<judge tag>.jsonl`: one file per judge), keyed by the judged item:
+Judge replies are records of `judgements/<model>/<dataset>.j<judge tag>.jsonl` (one file per
+judge: its settings, the scorer's version and prompts), keyed by the judged item:
 a re-run of the eval stage asks the judge only what it has not answered with exactly this
 prompt (and a deterministic judge request is also in the response cache).
 """
@@ -108,6 +108,13 @@ class JudgeSession:
         manifest["judge"] = entry
         write_json_atomic(self.run.manifest_path, manifest)
 
+    def _store(self, model: str, dataset: PreparedDataset, scorer: Any, prompts: str = "") -> PredictionStore:
+        """The judge's replies: one file per judge (settings, scorer, prompts), so a resumed run
+        with another judge or template asks it everything and never reads another judge's
+        verdicts (the recorded prompt alone does not tell two judges apart)."""
+        path = self.run.judgements(model, dataset.config.abbr)
+        return PredictionStore(path.with_name(f"{path.stem}.j{judge_tag(self.config, scorer, prompts)}.jsonl"))
+
     def _budget(self) -> int | None:
         """The judge's answer budget: a reasoning judge's thought needs room (a reply cut off by
         the limit gives no verdict); a max_out_len set for the judge counts when it is larger
@@ -150,10 +157,7 @@ class JudgeSession:
             from proctor.scoring.judged import prompt_digest
 
             backend = await self._started(scorer, dataset)
-            # One file per judge (settings, scorer, prompts): replies of another judge are never reused.
-            path = self.run.judgements(model, dataset.config.abbr)
-            tag = judge_tag(self.config, scorer, prompt_digest(scorer, dataset.samples))
-            store = PredictionStore(path.with_name(f"{path.stem}.j{tag}.jsonl"))
+            store = self._store(model, dataset, scorer, prompt_digest(scorer, dataset.samples))
             try:
                 markers = getattr(self.config, "reasoning_markers", None)
                 stats = await run_task(backend, asked, store, store.load(), self.cache, lambda record: None,
@@ -206,7 +210,7 @@ class JudgeSession:
         replies: dict[str, Record] = {}
         if asked:
             backend = await self._started(scorer, dataset)
-            store = PredictionStore(self.run.judgements(model, dataset.config.abbr))
+            store = self._store(model, dataset, scorer)
             try:
                 # The judge's reasoning is split off like a model's: a verdict is read from its answer only.
                 markers = getattr(self.config, "reasoning_markers", None)
