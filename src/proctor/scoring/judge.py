@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Mapping
 
 from proctor.core import Message, Record, Request, Sample, Score
 from proctor.errors import ConfigError
-from proctor.reasoning import split_answer
+from proctor.reasoning import split_record
 from proctor.scoring.base import BaseScorer, get_scorer, register
 from proctor.scoring.text import skeleton
 from proctor.scoring.verdicts import GRADE, SECTION_MARKERS, VerdictGrammar
@@ -108,8 +108,7 @@ def _target_text(target: Any) -> str:
 
 def judged_answer(record: Record) -> str | None:
     """The judged model's answer (its reasoning is not judged); None when it gave none."""
-    return split_answer(record.output, reasoning=record.reasoning, reasoning_ended=record.reasoning_ended,
-                        finish_reason=record.finish_reason).answer
+    return split_record(record).answer
 
 
 def render_prompt(template: str, question: str, target: str, answer: str, grammar: VerdictGrammar = GRADE) -> str:
@@ -149,8 +148,7 @@ class _Judged(BaseScorer):
         """The Score a judge's reply gives (value 0 and rule judge_unparsed without a verdict)."""
         if not isinstance(reply, Record):
             reply = Record(item_id="", prompt=None, output=reply, loglikelihoods=None)
-        split = split_answer(reply.output, reasoning=reply.reasoning, reasoning_ended=reply.reasoning_ended,
-                             finish_reason=reply.finish_reason)
+        split = split_record(reply)
         extra: dict[str, Any] = {"judge_reply": (split.answer or "")[-2000:]}
         if reply.finish_reason is not None:
             extra["judge_finish_reason"] = reply.finish_reason
@@ -173,8 +171,7 @@ class _Judged(BaseScorer):
 
 def _no_answer(record: Record) -> Score | None:
     """The score of a judged record without an answer (cut-off or reasoning-only): nothing to judge."""
-    split = split_answer(record.output, reasoning=record.reasoning, reasoning_ended=record.reasoning_ended,
-                         finish_reason=record.finish_reason)
+    split = split_record(record)
     if split.answer is not None:
         return None
     return Score(0.0, answer=None, rule=split.status, explanation="the model gave no answer after its reasoning")

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal, Mapping
 
 from proctor.core import Item, Message, Record, Request, Score
 from proctor.errors import ConfigError, DataError
-from proctor.reasoning import split_answer
+from proctor.reasoning import split_record
 from proctor.scoring.base import BaseScorer, register
 from proctor.scoring.verdicts import (
     ALPACA_EVAL,
@@ -58,8 +58,7 @@ def reply_answer(reply: Record, *, one_token: bool = False) -> tuple[str | None,
     """(the answer part of a judge reply, or None when it has none, and why not). `one_token`: the
     verdict is the first token (AlpacaEval asks with max_tokens 1), so an answer the limit ended
     is whole; a thought the limit cut off is still no answer."""
-    split = split_answer(reply.output, reasoning=reply.reasoning, reasoning_ended=reply.reasoning_ended,
-                         finish_reason=reply.finish_reason)
+    split = split_record(reply)
     if split.answer is None or (split.length and not one_token):
         return None, "the judge's reply was cut off by its token limit" if split.length or split.truncated \
             else "the judge's reply holds only reasoning"
