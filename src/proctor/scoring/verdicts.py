@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from proctor.scoring.text import skeleton
 
@@ -129,38 +129,22 @@ SECTION_MARKERS = VerdictGrammar(
 )
 
 
-
 # --- The judged benchmarks' own verdict patterns (scoring/judged.py) ---------------------------
+def _double_then_single(name: str, inner: str, **kwargs: Any) -> tuple[VerdictGrammar, VerdictGrammar]:
+    """A benchmark's `[[verdict]]` pattern and its single-bracket backup `[verdict]`: one trigger
+    for both (a `[` that opens `[[`, or a verdict-shaped `[...]`), so defusing for one defuses both."""
+    trigger = rf"\[(?=\[|{inner}\]|\Z)"
+    return (VerdictGrammar(name, rf"\[\[({inner})\]\]", trigger, "\u27e6", **kwargs),
+            VerdictGrammar(f"{name} backup", rf"\[({inner})\]", trigger, "\u27e6", **kwargs))
+
+
 # Arena-Hard-Auto (config/arena-hard-v*.yaml `regex_patterns`): `[[A>>B]]` .. `[[B>>A]]`, then the
-# single-bracket backup `[A>B]`. Their trigger: a `[` that opens `[[`, or a verdict-shaped `[...]`.
-ARENA_HARD = VerdictGrammar(
-    name="arena-hard",
-    pattern=r"\[\[([AB<>=]+)\]\]",
-    trigger=r"\[(?=\[|[AB<>=]+\]|\Z)",
-    replacement="\u27e6",
-)
-ARENA_HARD_BACKUP = VerdictGrammar(
-    name="arena-hard backup",
-    pattern=r"\[([AB<>=]+)\]",
-    trigger=r"\[(?=\[|[AB<>=]+\]|\Z)",
-    replacement="\u27e6",
-)
+# single-bracket backup `[A>B]`.
+ARENA_HARD, ARENA_HARD_BACKUP = _double_then_single("arena-hard", r"[AB<>=]+")
 
 # MT-Bench single-answer grading (FastChat's `one_score_pattern` and its backup): `[[8]]`, `[8.5]`.
-MT_BENCH_RATING = VerdictGrammar(
-    name="mt-bench rating",
-    pattern=r"\[\[(\d+\.?\d*)\]\]",
-    trigger=r"\[(?=\[|\d+\.?\d*\]|\Z)",
-    replacement="\u27e6",
-    normalise=lambda v: v.strip(),
-)
-MT_BENCH_RATING_BACKUP = VerdictGrammar(
-    name="mt-bench rating backup",
-    pattern=r"\[(\d+\.?\d*)\]",
-    trigger=r"\[(?=\[|\d+\.?\d*\]|\Z)",
-    replacement="\u27e6",
-    normalise=lambda v: v.strip(),
-)
+MT_BENCH_RATING, MT_BENCH_RATING_BACKUP = _double_then_single("mt-bench rating", r"\d+\.?\d*",
+                                                              normalise=lambda v: v.strip())
 
 # AlpacaEval's classifier judge answers with the identifier of the better output, `m` or `M`, and
 # nothing else: the whole answer is the verdict, case kept (m and M are the two outputs).
