@@ -94,7 +94,7 @@ async def judge_compare(a_run: Path, b_run: Path, pairs: Sequence[tuple[str, str
     template, patterns, system = _judge_prompt(data_dir)
     scorer: Any = get_scorer("pairwise_judge", {"protocol": "arena_hard", "system_prompt": system})
     fields = {"judge_template": template, "judge_patterns": patterns}
-    from proctor.engine.judging import judge_tag
+    from proctor.engine.judging import game_verdicts, judge_tag
 
     tag = judge_tag(judge, scorer, json.dumps([template, patterns, system]))
     response_cache = open_cache() if cache else None
@@ -128,11 +128,7 @@ async def judge_compare(a_run: Path, b_run: Path, pairs: Sequence[tuple[str, str
                 finally:
                     store.close()
                 replies = store.load()
-                scores = {}
-                for item in items:
-                    got = {g.name: replies.get(f"{item.id}@{g.name}") for g in games[item.id]}
-                    if all(has_answer(r) for r in got.values()):
-                        scores[item.id] = scorer.verdict(item, records, got)
+                scores, _ = game_verdicts(scorer, items, records, games, replies)
                 result = arena_hard_result(items, scores, model_b, dataset)
                 rows.append({"a": model_a, "b": model_b, "dataset": dataset, "n": result.n,
                              "b_win_rate": result.value, "ci95_low": result.extra_metrics.get("ci95_low"),

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from proctor.config.schema import REASONING_MAX_OUT_LEN
 from proctor.core import Item, Record, Request, Score
@@ -54,6 +54,20 @@ def _refuses_logprobs(record: Record | None) -> bool:
     """A judge request that failed because the server does not return log-probabilities."""
     error = (record.error or "") if record is not None else ""
     return "400" in error and "logprob" in error.lower()
+
+
+def game_verdicts(scorer: Any, items: Sequence[Item], records: Mapping[str, Record], games: Mapping[str, Any],
+                  replies: Mapping[str, Record]) -> tuple[dict[str, Score], list[Record]]:
+    """(the verdict of each item whose every game has a successful reply, the replies used): an
+    item with a failed or missing game is not scored (its caller counts it as failed)."""
+    scores: dict[str, Score] = {}
+    used: list[Record] = []
+    for item in items:
+        got = {g.name: replies.get(f"{item.id}@{g.name}") for g in games[item.id]}
+        if all(has_answer(r) for r in got.values()):
+            used += [r for r in got.values() if r is not None]
+            scores[item.id] = scorer.verdict(item, records, got)
+    return scores, used
 
 
 class JudgeSession:
@@ -178,15 +192,8 @@ class JudgeSession:
             replies = store.load()
             log.info("judge on %s/%s: %d games, sent %d, cached %d, already judged %d", model, dataset.config.abbr,
                      len(asked), stats.sent, stats.cached, stats.skipped)
-        scores: dict[str, Score] = {}
-        used: list[Record] = []
-        for item in answered:
-            got = {g.name: replies.get(f"{item.id}@{g.name}") for g in games[item.id]}
-            if not all(has_answer(r) for r in got.values()):
-                self.failed += 1  # a judge request failed: the item is not scored
-                continue
-            used += [r for r in got.values() if r is not None]
-            scores[item.id] = scorer.verdict(item, records, got)
+        scores, used = game_verdicts(scorer, answered, records, games, replies)
+        self.failed += len(answered) - len(scores)  # a judge request failed: the item is not scored
         self.costs[(model, dataset.config.abbr)] = {
             "judge_requests": float(len(used)),
             "judge_prompt_tokens": float(sum(r.prompt_tokens or 0 for r in used)),
