@@ -230,3 +230,11 @@ def test_humaneval_canonical_solutions_all_pass() -> None:
     # A chat model's full function (signature repeated) passes as well, for a sample of them.
     full = [(s, Record(item_id=s.id, prompt="", output=f"```python\n{s.question}{s.fields['canonical_solution']}```", loglikelihoods=None)) for s, _ in pairs[::8]]
     assert all(sc.rule == "passed" for sc in CodeExecScorer(timeout_s=30.0).score_many(full))
+
+
+@pytest.mark.parametrize("name", ["code_exec", "mbpp"])
+@pytest.mark.parametrize("params", [{"extract_s": 0}, {"extract_s": -1.0}, {"timeout_s": 0}, {"memory_mb": 8}])
+def test_limits_that_would_fail_every_item_are_refused(name: str, params: dict[str, float]) -> None:
+    # mbpp took extract_s=0: every item "extraction_failed" (scored 0, no error) instead of a refusal.
+    with pytest.raises(ValueError, match=f"{name}: "):
+        get_scorer(name, params)

@@ -35,35 +35,30 @@ from proctor.errors import DataError
 from proctor.sandbox import Limits, available_cores
 from proctor.sandbox.split import Outcome, judge
 from proctor.scoring.base import BaseScorer, register
-from proctor.scoring.code_extract import ExtractionTimeout, build_candidate, extract_code, tester_prelude
+from proctor.scoring.code_extract import (
+    Extracted, ExtractionTimeout, build_candidate, extract_code, tester_prelude,
+)
 
-_TAIL = 2000
 
-
-@register
 @dataclass(frozen=True)
-class CodeExecScorer(BaseScorer):
-    """Pass/fail of the extracted code against the sample's tests, run in the sandbox."""
+class SandboxedScorer(BaseScorer):
+    """What the sandboxed code scorers share: limits, validation, the manifest entry and the
+    run of prepared items; a subclass says how one item is prepared (`_prepare`)."""
 
-    name: ClassVar[str] = "code_exec"
     reads: ClassVar[str] = "code run against the tests"
-    revision: ClassVar[int] = 2
     processes: ClassVar[bool] = True
 
-    prompt_field: str = "question"  # a Sample attribute (question, target) or a key of sample.fields
-    test_field: str = "target"
-    entry_point_field: str = "entry_point"
     timeout_s: float = 10.0
     memory_mb: int = 1024
     extract_s: float = 2.0  # at most this long to find the code in one output
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
-            raise ValueError(f"code_exec: timeout_s must be > 0, got {self.timeout_s}")
+            raise ValueError(f"{self.name}: timeout_s must be > 0, got {self.timeout_s}")
         if self.memory_mb < 64:
-            raise ValueError(f"code_exec: memory_mb must be >= 64, got {self.memory_mb}")
+            raise ValueError(f"{self.name}: memory_mb must be >= 64, got {self.memory_mb}")
         if not self.extract_s > 0:
-            raise ValueError(f"code_exec: extract_s must be > 0, got {self.extract_s}")
+            raise ValueError(f"{self.name}: extract_s must be > 0, got {self.extract_s}")
 
     def environment(self) -> dict[str, Any]:
         """How programs are isolated here (recorded in the run manifest): the guarantees differ."""
@@ -74,16 +69,42 @@ class CodeExecScorer(BaseScorer):
         return Limits(timeout_s=float(self.timeout_s), memory_bytes=self.memory_mb << 20)
 
     def score(self, sample: Sample, record: Record) -> Score:
-        return self._verdict(self._prepare(sample, record))
+        return run_prepared(self._prepare(sample, record), self.limits)
 
     def score_many(self, pairs: Sequence[tuple[Sample, Record]], *, workers: int | None = None) -> list[Score]:
         """Scores in order, `workers` pairs at a time (default: one per available core)."""
         workers = workers or available_cores()
         prepared = [self._prepare(sample, record) for sample, record in pairs]
         if workers <= 1:
-            return [self._verdict(p) for p in prepared]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="code_exec") as pool:
-            return list(pool.map(self._verdict, prepared))
+            return [run_prepared(p, self.limits) for p in prepared]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=self.name) as pool:
+            return list(pool.map(lambda p: run_prepared(p, self.limits), prepared))
+
+    def _prepare(self, sample: Sample, record: Record) -> "Prepared":
+        raise NotImplementedError
+
+    def _extract(self, output: str | None, prompt: str | None, entry_point: str) -> "Extracted | Prepared":
+        """The code in `output`, or the Prepared of an item whose extraction failed."""
+        try:
+            found = extract_code(output, prompt, entry_point, deadline_s=self.extract_s)
+        except ExtractionTimeout as e:
+            return Prepared(None, None, "", (), "", f"{e} (limit {self.extract_s:g}s)")
+        if found is None:
+            return Prepared(None, None, "", (), "", "no Python code found in the output")
+        return found
+
+
+@register
+@dataclass(frozen=True)
+class CodeExecScorer(SandboxedScorer):
+    """Pass/fail of the extracted code against the sample's tests, run in the sandbox."""
+
+    name: ClassVar[str] = "code_exec"
+    revision: ClassVar[int] = 2
+
+    prompt_field: str = "question"  # a Sample attribute (question, target) or a key of sample.fields
+    test_field: str = "target"
+    entry_point_field: str = "entry_point"
 
     def _field(self, sample: Sample, name: str) -> str:
         if name in ("question", "target", "id"):
@@ -100,18 +121,12 @@ class CodeExecScorer(BaseScorer):
         prompt = self._field(sample, self.prompt_field)
         tests = self._field(sample, self.test_field)
         entry_point = self._field(sample, self.entry_point_field)
-        try:
-            found = extract_code(record.output, prompt, entry_point, deadline_s=self.extract_s)
-        except ExtractionTimeout as e:
-            return Prepared(None, None, "", (), "", f"{e} (limit {self.extract_s:g}s)")
-        if found is None:
-            return Prepared(None, None, "", (), "", "no Python code found in the output")
+        found = self._extract(record.output, prompt, entry_point)
+        if isinstance(found, Prepared):
+            return found
         tests = tests.strip("\n") + f"\n\n\ncheck({entry_point})\n"
         return Prepared(found.code, build_candidate(prompt, found.code, entry_point), tests,
                         ((entry_point, False),), tester_prelude(prompt, entry_point), "")
-
-    def _verdict(self, p: "Prepared") -> Score:
-        return run_prepared(p, self.limits)
 
 
 def sandbox_environment(limits: Limits) -> dict[str, Any]:

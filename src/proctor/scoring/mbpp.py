@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import ast
 import builtins
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from proctor.core import Record, Sample, Score
 from proctor.errors import DataError
-from proctor.sandbox import Limits, available_cores
-from proctor.scoring.base import BaseScorer, register
-from proctor.scoring.code_exec import Prepared, run_prepared, sandbox_environment
-from proctor.scoring.code_extract import ExtractionTimeout, extract_code
+from proctor.scoring.base import register
+from proctor.scoring.code_exec import Prepared, SandboxedScorer
 
 _BUILTINS = frozenset(dir(builtins))
 
@@ -88,46 +85,15 @@ def bindings(setup: str, asserts: str, reference: str, where: str) -> tuple[tupl
 
 @register
 @dataclass(frozen=True)
-class MbppScorer(BaseScorer):
+class MbppScorer(SandboxedScorer):
     """Pass/fail of the extracted code against MBPP's asserts, run in the split sandbox."""
 
     name: ClassVar[str] = "mbpp"
-    reads: ClassVar[str] = "code run against the tests"
     revision: ClassVar[int] = 1
-    processes: ClassVar[bool] = True
 
     tests_field: str = "test_list"
     setup_field: str = "test_setup_code"
     reference_field: str = "answer"  # the reference solution: Sample.target (the spec's `answer: code`)
-    timeout_s: float = 10.0
-    memory_mb: int = 1024
-    extract_s: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not self.timeout_s > 0:
-            raise ValueError(f"mbpp: timeout_s must be > 0, got {self.timeout_s}")
-        if self.memory_mb < 64:
-            raise ValueError(f"mbpp: memory_mb must be >= 64, got {self.memory_mb}")
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(timeout_s=float(self.timeout_s), memory_bytes=self.memory_mb << 20)
-
-    def environment(self) -> dict[str, Any]:
-        """How programs are isolated here (recorded in the run manifest)."""
-        return sandbox_environment(self.limits)
-
-    def score(self, sample: Sample, record: Record) -> Score:
-        return run_prepared(self._prepare(sample, record), self.limits)
-
-    def score_many(self, pairs: Sequence[tuple[Sample, Record]], *, workers: int | None = None) -> list[Score]:
-        """Scores in order, `workers` pairs at a time (default: one per available core)."""
-        workers = workers or available_cores()
-        prepared = [self._prepare(sample, record) for sample, record in pairs]
-        if workers <= 1:
-            return [run_prepared(p, self.limits) for p in prepared]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mbpp") as pool:
-            return list(pool.map(lambda p: run_prepared(p, self.limits), prepared))
 
     def _text(self, sample: Sample, name: str) -> Any:
         if name == "answer":
@@ -147,10 +113,7 @@ class MbppScorer(BaseScorer):
         setup = setup.replace("\r\n", "\n")
         asserts = "\n".join(t.strip() for t in tests) + "\n"
         binds, entry = bindings(setup, asserts, reference.replace("\r\n", "\n"), f"sample {sample.id}")
-        try:
-            found = extract_code(between_markers(record.output or ""), None, entry, deadline_s=self.extract_s)
-        except ExtractionTimeout as e:
-            return Prepared(None, None, "", (), "", f"{e} (limit {self.extract_s:g}s)")
-        if found is None:
-            return Prepared(None, None, "", (), "", "no Python code found in the output")
+        found = self._extract(between_markers(record.output or ""), None, entry)
+        if isinstance(found, Prepared):
+            return found
         return Prepared(found.code, found.code, (setup + "\n" if setup.strip() else "") + asserts, binds, "", "")
