@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -48,6 +49,7 @@ _lock = threading.Lock()
 _cached: Isolation | None = None
 
 
+@functools.cache
 def base_python() -> tuple[str, str]:
     """(prefix, executable relative to it) of the interpreter that runs the programs: this
     one's base installation (a virtual environment's packages are not visible inside)."""

@@ -148,9 +148,8 @@ class _Proc:
     def __init__(self, source: bytes, limits: Limits, iso: Isolation, keep_fds: Sequence[int] = ()) -> None:
         self.limits = limits
         _worker_dies_with_parent()
-        cfg = _config(iso, limits, None, keep_fds)
         try:
-            os.kill(int(cfg["owner"]), 0)  # type: ignore[call-overload]
+            os.kill(owner_pid(), 0)
         except ProcessLookupError:
             raise SandboxError("the Proctor process that owns this run is gone: no program is started") from None
         except PermissionError:
@@ -337,9 +336,8 @@ def run_split(candidate: str, tester: str, limits: Limits = Limits(), iso: Isola
     fds = [req_r, req_w, rep_r, rep_w]
     procs: list[_Proc] = []
     try:
-        cand_src, test_src = candidate, tester
-        procs.append(_Proc(cand_src.encode("utf-8", "surrogateescape"), limits, iso, (req_r, rep_w)))
-        procs.append(_Proc(test_src.encode("utf-8", "surrogateescape"), limits, iso, (rep_r, req_w)))
+        procs.append(_Proc(candidate.encode("utf-8", "surrogateescape"), limits, iso, (req_r, rep_w)))
+        procs.append(_Proc(tester.encode("utf-8", "surrogateescape"), limits, iso, (rep_r, req_w)))
         for fd in fds:
             os.close(fd)
         fds = []
