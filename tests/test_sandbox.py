@@ -152,3 +152,19 @@ def test_fallback_mode_without_namespaces() -> None:
 def test_isolation_is_recordable() -> None:
     data = isolation().as_manifest()
     assert data["mode"] in ("root", "userns", "none") and "network" in data
+
+
+def test_a_sandbox_that_cannot_be_set_up_is_one_line_saying_what_to_do() -> None:
+    # It was a RuntimeError: `proctor run` ended with a traceback in the scoring stage.
+    iso = isolation()
+    if iso.mode == "none":
+        pytest.skip("no namespaces here")
+    from dataclasses import replace
+
+    from proctor.errors import ProctorError
+    from proctor.sandbox import SandboxError
+
+    with pytest.raises(ProctorError) as caught:
+        run_program("print(1)", Limits(timeout_s=5), replace(iso, flags=1))  # unshare() refuses flag bit 0
+    assert isinstance(caught.value, SandboxError)
+    assert "could not be set up" in str(caught.value) and "PROCTOR_SANDBOX=none" in str(caught.value)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from proctor.errors import ProctorError
 from proctor.sandbox.cgroups import hierarchy
 from proctor.sandbox.cgroups import remove as remove_cgroup
 from proctor.sandbox.isolation import LAUNCHER, NONE, Isolation, base_python, isolation
@@ -26,8 +27,12 @@ UID_BASE = 2_000_000_000
 SETUP_FAILED = 125
 
 
-class SandboxError(RuntimeError):
-    """The sandbox itself failed (not the program): no verdict can be given."""
+class SandboxError(ProctorError, RuntimeError):
+    """The sandbox itself failed (not the program): no verdict can be given. A ProctorError, so
+    that `proctor run` ends with its one line (and what to do), not a traceback."""
+
+
+_NO_NAMESPACES = "PROCTOR_SANDBOX=none runs programs without namespaces (weaker isolation: see the README's code sandbox)"
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,7 @@ class _Proc:
     """One launcher process: its program's source going in, its output coming out."""
 
     def __init__(self, source: bytes, limits: Limits, iso: Isolation, keep_fds: Sequence[int] = ()) -> None:
-        self.limits = limits
+        self.limits, self.mode = limits, iso.mode
         _worker_dies_with_parent()
         try:
             os.kill(owner_pid(), 0)
@@ -162,11 +167,13 @@ class _Proc:
             if iso.memory_cgroup:
                 found = hierarchy()
                 if found is None:
-                    raise SandboxError("the memory cgroup found at start is no longer there")
+                    raise SandboxError("the memory cgroup found at start is no longer there; "
+                                       "PROCTOR_SANDBOX_CGROUP=0 runs without one")
                 try:
                     self.cgroup = found.make(limits.memory_bytes, limits.processes)
                 except OSError as e:
-                    raise SandboxError(f"cannot make a memory cgroup for the program: {e}") from None
+                    raise SandboxError(f"cannot make a memory cgroup for the program ({e}); "
+                                       "PROCTOR_SANDBOX_CGROUP=0 runs without one") from None
                 cfg["cgroup"] = str(self.cgroup / "cgroup.procs")
             self.popen = subprocess.Popen(
                 [sys.executable, "-I", "-S", LAUNCHER, json.dumps(cfg)],
@@ -256,7 +263,8 @@ class _Proc:
         rc = self.popen.returncode
         timed_out = self.timed_out
         if rc == SETUP_FAILED and "proctor-sandbox:" in stderr and not (timed_out or self.overflow):
-            raise SandboxError(stderr.strip().splitlines()[-1])
+            what = f"the code sandbox could not be set up ({stderr.strip().splitlines()[-1]})"
+            raise SandboxError(what if self.mode == "none" else f"{what}; {_NO_NAMESPACES}")
         if rc == -signal.SIGXCPU or (rc == -signal.SIGKILL and not self.overflow and _cpu_spent(duration, self.limits)):
             timed_out = True  # RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard one
         return Result(rc, stdout, stderr, duration, timed_out=timed_out, output_overflow=self.overflow)
