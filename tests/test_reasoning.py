@@ -211,3 +211,20 @@ def test_ifeval_drops_the_blank_line_after_a_thought_of_a_record_stored_unsplit(
     scorer = get_scorer("ifeval", {})
     assert scorer.score(sample, record).value == 1.0
     assert scorer.score(sample, answer_record(record)).value == 1.0
+
+
+def test_ifeval_drops_the_blank_lines_after_an_empty_thought():
+    """`<think>\\n\\n</think>\\n\\n...` (a thought with nothing in it) leaves no reasoning, but its
+    blank lines are no first paragraph of the answer: nth_paragraph_first_word passes."""
+    from proctor.core import Record, Sample
+    from proctor.engine.evaluate import answer_record
+    from proctor.scoring import get_scorer
+
+    sample = Sample(id="1", question="q", target=None, fields={
+        "instruction_id_list": ["length_constraints:nth_paragraph_first_word"],
+        "kwargs": [{"num_paragraphs": 2, "nth_paragraph": 1, "first_word": "hello"}]})
+    record = Record(item_id="1", prompt="p", output="<think>\n\n</think>\n\nHello there.\n\nBye now.",
+                    loglikelihoods=None)
+    scorer = get_scorer("ifeval", {})
+    assert scorer.score(sample, record).value == 1.0
+    assert scorer.score(sample, answer_record(record)).value == 1.0

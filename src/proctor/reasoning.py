@@ -95,6 +95,10 @@ def split_answer(
 
     if closed is False or reasoning_ended is False:
         return AnswerSplit(None, all_reasoning if all_reasoning is not None else text, "truncated", cut)
+    if closed and all_reasoning is None:
+        # An empty thought ("<think>\n\n</think>\n\nHello"): no reasoning to keep, and the blank
+        # lines after it are no part of the answer (ifeval drops them after any thought).
+        answer = answer.lstrip()
     if all_reasoning is not None and not answer.strip():
         # A thought with nothing after it: cut off by the limit (a server's reasoning parser
         # puts an unfinished thought in the reasoning field, content null), or a model that
