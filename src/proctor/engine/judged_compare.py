@@ -123,7 +123,10 @@ async def judge_compare(a_run: Path, b_run: Path, pairs: Sequence[tuple[str, str
                 store = PredictionStore(where / f"{dataset}.j{tag}.jsonl")  # one file per judge
                 markers = getattr(judge, "reasoning_markers", None)
                 try:
+                    # run_id: a judge whose server names no checkpoint keeps its cached verdicts to
+                    # this comparison (its folder), as a run's own judge keeps them to the run.
                     await run_task(backend, asked, store, store.load(), response_cache, lambda record: None,
+                                   run_id=f"compare:{out.resolve()}",
                                    markers=markers() if markers is not None else None)
                 finally:
                     store.close()
