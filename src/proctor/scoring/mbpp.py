@@ -21,7 +21,7 @@ import builtins
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from proctor.core import Record, Sample, Score
+from proctor.core import Record, Sample
 from proctor.errors import DataError
 from proctor.scoring.base import register
 from proctor.scoring.code_exec import Prepared, SandboxedScorer
