@@ -306,8 +306,14 @@ def main():
             if flags & CLONE_NEWPID:
                 try:  # a /proc of the new pid namespace, so the host's processes are not listed
                     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
-                except OSError:
-                    pass  # e.g. a container's masked /proc: the host's /proc stays (read-only)
+                except OSError as e:
+                    # e.g. a container's masked /proc: the host's /proc stays. As root the program
+                    # runs as its own uid and cannot open the tester through it; in userns mode both
+                    # run as one user and it could read the tester's nonce and write its verdict.
+                    if mode == "userns":
+                        _fail("cannot mount /proc in the sandbox (%s): the program could reach the tester "
+                              "and forge its verdict; run as root, or set PROCTOR_SANDBOX=none (verdicts "
+                              "then not guaranteed)" % e)
             if cgroup_fd is not None:  # its own memory cgroup (made by the runner), joined while still root
                 os.write(cgroup_fd, b"0")
                 os.close(cgroup_fd)
